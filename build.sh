@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# build.sh: one subcommand per concern. Every subcommand installs what it
+# needs on a fresh machine (idempotently) and fails with a clear message when
+# it cannot.
+#
+#   ./build.sh test     run every test (what CI runs)
+#   ./build.sh demo     run the demo: a throwaway Postgres + lattice serve
+#   ./build.sh build    build bin/lattice
+#   ./build.sh bench    run the benchmarks (figures go in BENCHMARKS.md)
+#   ./build.sh fuzz     run the protocol fuzzers (FUZZTIME, default 30s each)
+#   ./build.sh lint     gofmt, go vet (native and GOOS=js), go mod tidy check
+#   ./build.sh deps     install prerequisites only
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+log() { echo "==> $*" >&2; }
+
+need_go() {
+	command -v go >/dev/null 2>&1 || die "Go is not installed (need Go >= 1.26): see https://go.dev/dl/"
+}
+
+apt_install() {
+	# apt_install PKG...: install Debian packages when missing.
+	local missing=()
+	for p in "$@"; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	command -v apt-get >/dev/null 2>&1 || die "need ${missing[*]} but apt-get is not available; install them by hand"
+	local sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	log "installing ${missing[*]}"
+	$sudo apt-get update -qq >&2 || die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+}
+
+need_postgres() {
+	# Postgres server binaries (initdb, postgres) for the throwaway clusters.
+	if [ -n "${PG_BINDIR:-}" ] && [ -x "$PG_BINDIR/initdb" ]; then return 0; fi
+	if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then return 0; fi
+	if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then return 0; fi
+	apt_install postgresql
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || die "Postgres server binaries not found after install"
+}
+
+need_gcc() {
+	# pg_query_go (Postgres' own SQL parser) is cgo.
+	command -v gcc >/dev/null 2>&1 || apt_install gcc libc6-dev
+}
+
+deps() {
+	need_go
+	need_gcc
+	need_postgres
+	log "downloading Go modules"
+	go mod download || die "go mod download failed (is the Go module proxy reachable?)"
+}
+
+build() {
+	need_go
+	need_gcc
+	mkdir -p bin
+	log "building bin/lattice"
+	go build -trimpath -o bin/lattice ./cmd/lattice
+}
+
+# Packages that must build for the browser (GOOS=js GOARCH=wasm).
+WASM_PKGS="./coltype ./protocol ./client"
+
+lint() {
+	need_go
+	log "gofmt"
+	local bad
+	bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*'))
+	[ -z "$bad" ] || die "gofmt needed on: $bad"
+	log "go vet"
+	go vet ./...
+	log "go vet (GOOS=js GOARCH=wasm)"
+	GOOS=js GOARCH=wasm go vet $WASM_PKGS
+	log "go mod tidy check"
+	go mod tidy -diff >/dev/null || die "go.mod/go.sum are not tidy: run go mod tidy"
+}
+
+test_() {
+	deps
+	lint
+	log "go test"
+	# -p 2: each test package starts its own throwaway Postgres.
+	go test -count=1 -p 2 -timeout 30m ./...
+	log "go test -race (core packages)"
+	go test -count=1 -race -timeout 20m ./protocol ./coltype ./server/changelog ./client
+	log "all tests passed"
+}
+
+bench() {
+	deps
+	local pattern=${BENCH:-.}
+	go test -run '^$' -bench "$pattern" -benchmem -timeout 60m ./... | tee bench.out
+	log "results in bench.out; record them in BENCHMARKS.md"
+}
+
+fuzz() {
+	need_go
+	local t=${FUZZTIME:-30s}
+	go test ./protocol -run '^$' -fuzz '^FuzzDecodeUp$' -fuzztime "$t"
+	go test ./protocol -run '^$' -fuzz '^FuzzDecodeDown$' -fuzztime "$t"
+}
+
+demo() {
+	deps
+	build
+	exec ./bin/lattice dev "$@"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+test) test_ ;;
+demo) demo "$@" ;;
+build) build ;;
+bench) bench ;;
+fuzz) fuzz ;;
+lint) lint ;;
+deps) deps ;;
+*)
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	[ -z "$cmd" ] && exit 0 || die "unknown subcommand: $cmd"
+	;;
+esac

@@ -1,0 +1,471 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
+	"github.com/ncruces/go-sqlite3"
+)
+
+// relation is a table announced by a Relation message on the current
+// connection (RelIDs are per connection), with its statements.
+type relation struct {
+	id     uint32
+	local  string // local table name
+	key    string // lower-case local name, for live-query invalidation
+	ncols  int
+	npk    int
+	upsert *sqlite3.Stmt // all columns, in Relation order
+	del    *sqlite3.Stmt // primary key columns, in key order
+	clear  *sqlite3.Stmt // DELETE FROM t
+	// touched is the txState.seq of the last transaction that changed the
+	// table, so that each table is recorded once per transaction.
+	touched uint64
+}
+
+func (r *relation) close() {
+	r.upsert.Close()
+	r.del.Close()
+	r.clear.Close()
+}
+
+// txState is the service transaction being applied. Guarded by db, which
+// is held from its first chunk to its last.
+type txState struct {
+	open   bool
+	lsn    uint64
+	reset  bool
+	seq    uint64
+	tables []string // keys of the tables it changed
+	schema bool     // it created or altered tables
+}
+
+// localName returns the local table name of a Postgres table: the table
+// name for schema public, "<schema>.<table>" otherwise.
+func localName(schema, table string) string {
+	if schema == "public" || schema == "" {
+		return table
+	}
+	return schema + "." + table
+}
+
+// quoteIdent quotes an SQL identifier.
+func quoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// sqliteDecl returns the declared SQLite type of a column: the type's own
+// SQLiteDecl method when coltype provides it, else a mapping of the base
+// type. An empty declaration gives the column no affinity, so values are
+// stored exactly as received.
+func sqliteDecl(t coltype.Type) string {
+	if d, ok := any(t).(interface{ SQLiteDecl() string }); ok {
+		return d.SQLiteDecl()
+	}
+	if t.Array {
+		return "TEXT"
+	}
+	switch t.Base {
+	case coltype.Int2, coltype.Int4, coltype.Int8, coltype.Bool:
+		return "INTEGER"
+	case coltype.Float4, coltype.Float8:
+		return "REAL"
+	case coltype.Numeric, coltype.TextType, coltype.UUID, coltype.Date, coltype.Time,
+		coltype.Timestamp, coltype.Timestamptz, coltype.Interval, coltype.JSON,
+		coltype.JSONB, coltype.Enum:
+		return "TEXT"
+	case coltype.Bytea:
+		return "BLOB"
+	}
+	return ""
+}
+
+// relationDef is the JSON stored in _lattice_relations.def.
+type relationDef struct {
+	Columns []columnDef `json:"columns"`
+	PK      []string    `json:"pk"`
+}
+
+type columnDef struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"` // Postgres spelling
+	Base    uint8  `json:"base"`
+	Array   bool   `json:"array,omitempty"`
+	NotNull bool   `json:"not_null,omitempty"`
+	Decl    string `json:"decl"` // SQLite declared type
+}
+
+// handleRelation creates or extends the local table of m and prepares its
+// statements. Caller holds db. Inside a service transaction the DDL is part
+// of it; otherwise it runs in a transaction of its own.
+func (c *Client) handleRelation(s *session, m *protocol.Relation) (err error) {
+	if len(m.PK) == 0 {
+		return fmt.Errorf("apply relation %s.%s: no primary key", m.Schema, m.Table)
+	}
+	local := localName(m.Schema, m.Table)
+	if !c.tx.open {
+		if err := c.stmts.begin.Exec(); err != nil {
+			return fmt.Errorf("begin relation transaction: %w", err)
+		}
+		defer func() {
+			if err == nil {
+				if err = c.stmts.commit.Exec(); err != nil {
+					err = fmt.Errorf("commit relation %s: %w", local, err)
+				}
+			}
+			if err != nil {
+				c.stmts.rollback.Exec()
+			}
+		}()
+	}
+	changed, err := c.ensureTable(local, m)
+	if err != nil {
+		return err
+	}
+	r, err := c.prepareRelation(local, m)
+	if err != nil {
+		return err
+	}
+	if old := s.rels[m.RelID]; old != nil {
+		old.close()
+	}
+	s.rels[m.RelID] = r
+	if changed {
+		if c.tx.open {
+			c.tx.schema = true
+		} else {
+			s.notifySchema = true
+		}
+	}
+	return nil
+}
+
+// ensureTable creates the local table, or adds the columns it lacks. It
+// reports whether the schema changed.
+func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
+	existing := map[string]bool{}
+	var localPK []string
+	st, _, err := c.conn.Prepare(`SELECT name, pk FROM pragma_table_info(?) ORDER BY pk`)
+	if err != nil {
+		return false, fmt.Errorf("inspect table %s: %w", local, err)
+	}
+	st.BindText(1, local)
+	for st.Step() {
+		name := st.ColumnText(0)
+		existing[strings.ToLower(name)] = true
+		if st.ColumnInt(1) > 0 {
+			localPK = append(localPK, name)
+		}
+	}
+	err = st.Err()
+	st.Close()
+	if err != nil {
+		return false, fmt.Errorf("inspect table %s: %w", local, err)
+	}
+
+	def := relationDef{}
+	for _, col := range m.Columns {
+		def.Columns = append(def.Columns, columnDef{
+			Name: col.Name, Type: col.Type.Name, Base: uint8(col.Type.Base),
+			Array: col.Type.Array, NotNull: col.NotNull, Decl: sqliteDecl(col.Type),
+		})
+	}
+	for _, k := range m.PK {
+		def.PK = append(def.PK, m.Columns[k].Name)
+	}
+
+	changed := false
+	if len(existing) == 0 {
+		var b strings.Builder
+		b.WriteString("CREATE TABLE IF NOT EXISTS ")
+		b.WriteString(quoteIdent(local))
+		b.WriteString(" (")
+		for i, col := range def.Columns {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(quoteIdent(col.Name))
+			if col.Decl != "" {
+				b.WriteString(" " + col.Decl)
+			}
+			if col.NotNull {
+				b.WriteString(" NOT NULL")
+			}
+		}
+		b.WriteString(", PRIMARY KEY (")
+		for i, k := range def.PK {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(quoteIdent(k))
+		}
+		b.WriteString("))")
+		if err := c.conn.Exec(b.String()); err != nil {
+			return false, fmt.Errorf("create table %s: %w", local, err)
+		}
+		changed = true
+	} else {
+		// Best effort: add the new columns (without NOT NULL, which ADD
+		// COLUMN cannot add without a default). Columns dropped upstream
+		// stay, and a changed primary key is only logged: the table keeps
+		// its key.
+		for _, col := range def.Columns {
+			if existing[strings.ToLower(col.Name)] {
+				continue
+			}
+			sql := "ALTER TABLE " + quoteIdent(local) + " ADD COLUMN " + quoteIdent(col.Name)
+			if col.Decl != "" {
+				sql += " " + col.Decl
+			}
+			if err := c.conn.Exec(sql); err != nil {
+				return false, fmt.Errorf("add column %s.%s: %w", local, col.Name, err)
+			}
+			changed = true
+			c.log.Info("lattice: added column", "table", local, "column", col.Name)
+		}
+		if !equalFoldSlices(localPK, def.PK) {
+			c.log.Warn("lattice: primary key of local table differs from the service's", "table", local, "local", localPK, "service", def.PK)
+		}
+	}
+	js, _ := json.Marshal(def)
+	if err := c.execArgs(`INSERT INTO _lattice_relations(local_name, schema, name, def) VALUES(?, ?, ?, ?)
+		ON CONFLICT(local_name) DO UPDATE SET schema = excluded.schema, name = excluded.name, def = excluded.def`,
+		local, m.Schema, m.Table, string(js)); err != nil {
+		return false, fmt.Errorf("store relation %s: %w", local, err)
+	}
+	return changed, nil
+}
+
+func equalFoldSlices(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !strings.EqualFold(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// prepareRelation prepares the upsert, delete and clear statements of a
+// relation.
+func (c *Client) prepareRelation(local string, m *protocol.Relation) (*relation, error) {
+	q := quoteIdent(local)
+	isPK := make([]bool, len(m.Columns))
+	var pk []string
+	for _, k := range m.PK {
+		isPK[k] = true
+		pk = append(pk, quoteIdent(m.Columns[k].Name))
+	}
+
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + q + " (")
+	for i, col := range m.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(col.Name))
+	}
+	b.WriteString(") VALUES (")
+	for i := range m.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("?")
+	}
+	b.WriteString(") ON CONFLICT (" + strings.Join(pk, ", ") + ") DO ")
+	var set []string
+	for i, col := range m.Columns {
+		if !isPK[i] {
+			n := quoteIdent(col.Name)
+			set = append(set, n+" = excluded."+n)
+		}
+	}
+	if len(set) == 0 {
+		b.WriteString("NOTHING")
+	} else {
+		b.WriteString("UPDATE SET " + strings.Join(set, ", "))
+	}
+	upsertSQL := b.String()
+
+	var where []string
+	for _, k := range pk {
+		where = append(where, k+" = ?")
+	}
+	delSQL := "DELETE FROM " + q + " WHERE " + strings.Join(where, " AND ")
+	clearSQL := "DELETE FROM " + q
+
+	r := &relation{id: m.RelID, local: local, key: strings.ToLower(local), ncols: len(m.Columns), npk: len(m.PK)}
+	var err error
+	for _, p := range []struct {
+		st  **sqlite3.Stmt
+		sql string
+	}{{&r.upsert, upsertSQL}, {&r.del, delSQL}, {&r.clear, clearSQL}} {
+		*p.st, _, err = c.conn.PrepareFlags(p.sql, sqlite3.PREPARE_PERSISTENT)
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("prepare statements of %s: %w", local, err)
+		}
+	}
+	return r, nil
+}
+
+// bindValue binds one replicated value. Text is bound without a Go copy
+// (SQLite copies it into its own memory); empty Text and Blob values are
+// bound as empty, not NULL.
+func bindValue(st *sqlite3.Stmt, i int, v *coltype.Value) error {
+	switch v.Kind {
+	case coltype.Null:
+		return st.BindNull(i)
+	case coltype.Integer:
+		return st.BindInt64(i, v.I)
+	case coltype.Real:
+		return st.BindFloat(i, v.F)
+	case coltype.Text:
+		return st.BindText(i, unsafe.String(unsafe.SliceData(v.B), len(v.B)))
+	case coltype.Blob:
+		if len(v.B) == 0 {
+			return st.BindZeroBlob(i, 0)
+		}
+		return st.BindBlob(i, v.B)
+	}
+	return fmt.Errorf("unknown value kind %d", v.Kind)
+}
+
+// handleTxn applies one chunk of a service transaction. Caller holds db;
+// on return with c.tx.open still set, the lock stays held for the next
+// chunk.
+func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
+	if m.Flags&protocol.FlagFirst != 0 {
+		if c.tx.open {
+			return fmt.Errorf("apply txn %d: first chunk inside transaction %d", m.LSN, c.tx.lsn)
+		}
+		if err := c.stmts.begin.Exec(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		c.tx.open = true
+		c.tx.lsn = m.LSN
+		c.tx.reset = m.Flags&protocol.FlagReset != 0
+		c.tx.seq++
+		c.tx.tables = c.tx.tables[:0]
+		c.tx.schema = false
+		if c.tx.reset {
+			for _, id := range m.Reset {
+				r := s.rels[id]
+				if r == nil {
+					return fmt.Errorf("apply txn %d: reset of unknown relation %d", m.LSN, id)
+				}
+				if err := r.clear.Exec(); err != nil {
+					return fmt.Errorf("reset table %s: %w", r.local, err)
+				}
+				c.touch(r)
+			}
+		}
+	} else if !c.tx.open {
+		return fmt.Errorf("apply txn %d: chunk without a first chunk", m.LSN)
+	} else if m.LSN != c.tx.lsn {
+		return fmt.Errorf("apply txn %d: chunk inside transaction %d", m.LSN, c.tx.lsn)
+	}
+
+	var r *relation
+	for i := range m.Changes {
+		ch := &m.Changes[i]
+		if r == nil || r.id != ch.RelID {
+			if r = s.rels[ch.RelID]; r == nil {
+				return fmt.Errorf("apply txn %d: unknown relation %d", m.LSN, ch.RelID)
+			}
+			c.touch(r)
+		}
+		var st *sqlite3.Stmt
+		switch ch.Op {
+		case protocol.OpInsert, protocol.OpUpdate:
+			if len(ch.Values) != r.ncols {
+				return fmt.Errorf("apply %s on %s: %d values for %d columns", ch.Op, r.local, len(ch.Values), r.ncols)
+			}
+			st = r.upsert
+		case protocol.OpDelete, protocol.OpMoveOut:
+			if len(ch.Values) != r.npk {
+				return fmt.Errorf("apply %s on %s: %d values for %d key columns", ch.Op, r.local, len(ch.Values), r.npk)
+			}
+			st = r.del
+		default:
+			return fmt.Errorf("apply txn %d: unknown op %s", m.LSN, ch.Op)
+		}
+		for j := range ch.Values {
+			if err := bindValue(st, j+1, &ch.Values[j]); err != nil {
+				return fmt.Errorf("bind %s.%d: %w", r.local, j, err)
+			}
+		}
+		if err := st.Exec(); err != nil {
+			return fmt.Errorf("apply %s on %s: %w", ch.Op, r.local, err)
+		}
+	}
+
+	if m.Flags&protocol.FlagLast != 0 {
+		return c.commitTxn(s)
+	}
+	return nil
+}
+
+func (c *Client) touch(r *relation) {
+	if r.touched != c.tx.seq {
+		r.touched = c.tx.seq
+		c.tx.tables = append(c.tx.tables, r.key)
+	}
+}
+
+// commitTxn stores the position and commits the service transaction.
+func (c *Client) commitTxn(s *session) error {
+	lsn := c.tx.lsn
+	logID := s.logID
+	if !c.tx.reset && logID == c.logID && c.lsn > lsn {
+		lsn = c.lsn // never move backwards within a log
+	}
+	if logID != c.logID {
+		if err := c.setState("log_id", logID); err != nil {
+			return err
+		}
+	}
+	if lsn != c.lsn {
+		if err := c.setState("lsn", int64(lsn)); err != nil {
+			return err
+		}
+	}
+	if err := c.stmts.commit.Exec(); err != nil {
+		return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
+	}
+	c.tx.open = false
+	c.logID, c.lsn = logID, lsn
+	s.committed(c.tx.tables, c.tx.schema)
+	return nil
+}
+
+func (c *Client) setState(key string, value any) error {
+	st := c.stmts.setState
+	st.BindText(1, key)
+	if err := bindArg(st, 2, value); err != nil {
+		return err
+	}
+	if err := st.Exec(); err != nil {
+		return fmt.Errorf("store %s: %w", key, err)
+	}
+	return nil
+}
+
+// abortTxn rolls back the service transaction being applied, if any.
+// Caller holds db.
+func (c *Client) abortTxn() {
+	if !c.tx.open {
+		return
+	}
+	if err := c.stmts.rollback.Exec(); err != nil {
+		c.log.Error("lattice: roll back transaction", "lsn", c.tx.lsn, "err", err)
+	}
+	c.tx.open = false
+	c.log.Info("lattice: rolled back partial transaction", "lsn", c.tx.lsn)
+}

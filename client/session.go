@@ -1,0 +1,567 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/latticesync/lattice/protocol"
+)
+
+// Reconnect backoff bounds.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+// notifyDelay bounds how long live-query notifications are held back
+// while more frames are queued (catch-up), so that a burst of
+// transactions costs one re-run of each affected query.
+const notifyDelay = 100 * time.Millisecond
+
+// errReconnect ends a session on purpose (resync, too_slow).
+var errReconnect = errors.New("reconnect requested by the service")
+
+// Run connects to the service and keeps the replica in sync, reconnecting
+// with exponential backoff (100 ms to 10 s, with jitter) after errors,
+// until ctx ends or Close is called. It returns ctx.Err(), or ErrClosed
+// after Close. Only one Run may be active at a time.
+func (c *Client) Run(ctx context.Context) error {
+	if c.opts.URL == "" {
+		return errors.New("run client: no service URL in Options")
+	}
+	wsURL, err := syncURL(c.opts.URL)
+	if err != nil {
+		return err
+	}
+	c.runMu.Lock()
+	if c.running || c.closeCtx.Err() != nil {
+		c.runMu.Unlock()
+		if c.running {
+			return errors.New("run client: already running")
+		}
+		return ErrClosed
+	}
+	c.running = true
+	c.runWG.Add(1)
+	c.runMu.Unlock()
+	defer func() {
+		c.runMu.Lock()
+		c.running = false
+		c.runMu.Unlock()
+		c.runWG.Done()
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.closeCtx, cancel)
+	defer stop()
+
+	attempt := 0
+	for {
+		c.updateStatus(func(s *Status) { s.State = StateConnecting })
+		welcomed, err := c.runSession(ctx, wsURL)
+		if ctx.Err() != nil {
+			c.updateStatus(func(s *Status) { s.State = StateOffline })
+			if c.closeCtx.Err() != nil {
+				return ErrClosed
+			}
+			return ctx.Err()
+		}
+		if welcomed {
+			attempt = 0
+		}
+		c.log.Warn("lattice: connection ended", "err", err)
+		c.updateStatus(func(s *Status) { s.State = StateOffline; s.LastError = err })
+		d := backoff(attempt)
+		if !errors.Is(err, errReconnect) || attempt > 0 {
+			attempt++
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// backoff returns the delay before reconnect attempt n (0-based): a random
+// duration in [d/2, d] with d = 100 ms * 2^n, at most 10 s.
+func backoff(n int) time.Duration {
+	d := maxBackoff
+	if n < 20 {
+		d = min(minBackoff<<n, maxBackoff)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// syncURL maps a service URL to the WebSocket URL of the sync endpoint.
+func syncURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("parse service URL: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("parse service URL %q: scheme must be ws, wss, http or https", s)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = protocol.Path
+	}
+	return u.String(), nil
+}
+
+// session is one connection to the service. Fields other than the channels
+// are used by the Run goroutine, or under the client's db lock (those
+// touched by Subscribe: ready, nextReq, pending).
+type session struct {
+	c      *Client
+	ws     *websocket.Conn // nil when driven without a socket (benchmarks, tests)
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	frames chan item // decoded frames, from the reader
+
+	welcomed bool
+	ready    bool   // Welcome handled: new subscriptions are sent at once
+	logID    string // from Welcome
+	rels     map[uint32]*relation
+	nextReq  uint32
+	pending  map[uint32][]string // ReqID of a Subscribe -> its shape ids
+
+	// Outgoing frames, drained by the writer goroutine.
+	outMu   sync.Mutex
+	out     [][]byte
+	outWake chan struct{}
+
+	// post holds status updates made under the db lock, for OnStatus to
+	// be called after it is released.
+	post []func(*Status)
+
+	// Committed changes not yet reported to live queries.
+	notifyTables map[string]struct{}
+	notifySchema bool
+	notifyLSN    bool
+	notifySince  time.Time
+}
+
+type item struct {
+	m   protocol.Down
+	err error
+}
+
+func newSession(c *Client, ctx context.Context, ws *websocket.Conn) *session {
+	s := &session{
+		c:            c,
+		ws:           ws,
+		frames:       make(chan item, 16),
+		rels:         make(map[uint32]*relation),
+		pending:      make(map[uint32][]string),
+		outWake:      make(chan struct{}, 1),
+		notifyTables: make(map[string]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	return s
+}
+
+// send queues an up message for the writer.
+func (s *session) send(m protocol.Up) {
+	if s.ws == nil {
+		return
+	}
+	frame := m.Encode(nil)
+	s.outMu.Lock()
+	s.out = append(s.out, frame)
+	s.outMu.Unlock()
+	select {
+	case s.outWake <- struct{}{}:
+	default:
+	}
+}
+
+// subscribe sends a Subscribe for shapes and records it as pending.
+// Caller holds db.
+func (s *session) subscribe(resume bool, shapes []*subState) {
+	if len(shapes) == 0 {
+		return
+	}
+	s.nextReq++
+	m := &protocol.Subscribe{ReqID: s.nextReq, Resume: resume}
+	ids := make([]string, len(shapes))
+	for i, st := range shapes {
+		m.Shapes = append(m.Shapes, st.wire())
+		ids[i] = st.id
+		st.sess, st.reqID = s, s.nextReq
+	}
+	s.pending[m.ReqID] = ids
+	s.send(m)
+}
+
+// writer sends queued frames until the session ends.
+func (s *session) writer() error {
+	for {
+		select {
+		case <-s.outWake:
+		case <-s.ctx.Done():
+			return nil
+		}
+		s.outMu.Lock()
+		out := s.out
+		s.out = nil
+		s.outMu.Unlock()
+		for _, f := range out {
+			if err := s.ws.Write(s.ctx, websocket.MessageBinary, f); err != nil {
+				return fmt.Errorf("send frame: %w", err)
+			}
+		}
+	}
+}
+
+// reader reads and decodes frames until the connection fails. Decoding
+// here lets it overlap with the apply in the Run goroutine.
+func (s *session) reader() {
+	var buf []byte
+	for {
+		var err error
+		buf, err = readFrame(s.ctx, s.ws, buf[:0])
+		var it item
+		if err != nil {
+			it.err = fmt.Errorf("read frame: %w", err)
+		} else if it.m, err = protocol.DecodeDown(buf); err != nil {
+			it.err = fmt.Errorf("decode frame: %w", err)
+		}
+		select {
+		case s.frames <- it:
+		case <-s.ctx.Done():
+			return
+		}
+		if it.err != nil {
+			return
+		}
+		if cap(buf) > 1<<20 && len(buf) < 64<<10 {
+			buf = nil // do not keep a huge buffer for small frames
+		}
+	}
+}
+
+// readFrame reads one message into buf (reused across frames; the decoder
+// never aliases it).
+func readFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, error) {
+	typ, r, err := ws.Reader(ctx)
+	if err != nil {
+		return buf, err
+	}
+	if typ != websocket.MessageBinary {
+		return buf, errors.New("text message from the service")
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// runSession makes one connection and serves it until it fails. welcomed
+// reports whether the service answered Hello.
+func (c *Client) runSession(ctx context.Context, wsURL string) (welcomed bool, err error) {
+	token := c.opts.Token
+	if c.opts.TokenFunc != nil {
+		if token, err = c.opts.TokenFunc(ctx); err != nil {
+			return false, fmt.Errorf("get token: %w", err)
+		}
+	}
+	ws, _, err := websocket.Dial(ctx, wsURL, nil)
+	if err != nil {
+		return false, fmt.Errorf("dial %s: %w", wsURL, err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(protocol.MaxDownFrame)
+	c.log.Info("lattice: connected", "url", wsURL)
+
+	s := newSession(c, ctx, ws)
+	defer s.cancel()
+
+	// Hello carries the persisted position; the lock orders it after any
+	// transaction still being torn down.
+	if err := c.lock(ctx); err != nil {
+		return false, err
+	}
+	hello := &protocol.Hello{Version: protocol.Version, Token: token, ClientID: c.clientID, LogID: c.logID, LSN: c.lsn}
+	c.sess = s
+	c.unlock()
+	if err := ws.Write(ctx, websocket.MessageBinary, hello.Encode(nil)); err != nil {
+		c.endSession(s)
+		return false, fmt.Errorf("send hello: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	writeErr := make(chan error, 1)
+	go func() { defer wg.Done(); s.reader() }()
+	go func() {
+		defer wg.Done()
+		if err := s.writer(); err != nil {
+			writeErr <- err
+			s.cancel()
+		}
+	}()
+
+	err = c.serve(s)
+	c.endSession(s)
+	s.cancel()
+	ws.CloseNow()
+	wg.Wait()
+	select {
+	case werr := <-writeErr:
+		if err == nil || errors.Is(err, context.Canceled) {
+			err = werr
+		}
+	default:
+	}
+	return s.welcomed, err
+}
+
+// serve applies frames in order until the session fails.
+func (c *Client) serve(s *session) error {
+	for {
+		var it item
+		select {
+		case it = <-s.frames:
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
+		if it.err != nil {
+			return it.err
+		}
+		if err := c.handle(s, it.m); err != nil {
+			return err
+		}
+	}
+}
+
+// endSession detaches s from the client: a partial transaction is rolled
+// back, the relations' statements are closed, pending notifications are
+// delivered.
+func (c *Client) endSession(s *session) {
+	if !c.tx.open { // with a transaction open the lock is already held
+		c.lock(context.Background())
+	}
+	c.abortTxn()
+	for _, r := range s.rels {
+		r.close()
+	}
+	clear(s.rels)
+	if c.sess == s {
+		c.sess = nil
+	}
+	for _, st := range c.subList {
+		if st.sess == s {
+			st.sess = nil
+		}
+	}
+	c.unlock()
+	s.flushNotify()
+}
+
+// handle processes one message from the service. It is the whole apply
+// path and needs no socket: benchmarks and tests call it directly with a
+// session from newSession(c, ctx, nil).
+func (c *Client) handle(s *session, m protocol.Down) (err error) {
+	if !c.tx.open {
+		if err := c.lock(s.ctx); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if err != nil {
+			c.abortTxn()
+		}
+		if !c.tx.open {
+			c.unlock()
+			for _, f := range s.post {
+				c.updateStatus(f)
+			}
+			s.post = s.post[:0]
+			s.maybeFlushNotify()
+		}
+	}()
+	if !s.welcomed {
+		if _, ok := m.(*protocol.Welcome); !ok {
+			if e, ok := m.(*protocol.Error); ok {
+				return e
+			}
+			return fmt.Errorf("handle %T: expected Welcome first", m)
+		}
+	}
+	switch m := m.(type) {
+	case *protocol.Welcome:
+		return c.handleWelcome(s, m)
+	case *protocol.Relation:
+		return c.handleRelation(s, m)
+	case *protocol.Txn:
+		return c.handleTxn(s, m)
+	case *protocol.Subscribed:
+		return c.handleSubscribed(s, m)
+	case *protocol.Error:
+		return c.handleError(s, m)
+	}
+	return fmt.Errorf("handle %T: unexpected message", m)
+}
+
+// applyFrame decodes and handles one frame.
+func (c *Client) applyFrame(s *session, frame []byte) error {
+	m, err := protocol.DecodeDown(frame)
+	if err != nil {
+		return fmt.Errorf("decode frame: %w", err)
+	}
+	return c.handle(s, m)
+}
+
+func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
+	if s.welcomed {
+		return errors.New("handle Welcome: second Welcome")
+	}
+	s.welcomed = true
+	s.logID = m.LogID
+	c.log.Info("lattice: welcome", "log_id", m.LogID, "resync", m.Resync, "head_lsn", m.HeadLSN, "lsn", c.lsn)
+	if m.Resync {
+		// One Subscribe for everything: its snapshot carries FlagReset and
+		// replaces the rows of the listed tables in one transaction.
+		s.subscribe(false, c.subList)
+	} else {
+		var resume, fresh []*subState
+		for _, st := range c.subList {
+			if st.synced {
+				resume = append(resume, st)
+			} else {
+				fresh = append(fresh, st)
+			}
+		}
+		s.subscribe(true, resume)
+		s.subscribe(false, fresh)
+	}
+	s.ready = true
+	s.post = append(s.post, func(st *Status) { st.State = StateOnline })
+	return nil
+}
+
+// handleSubscribed marks the shapes synced, in a transaction of their own.
+func (c *Client) handleSubscribed(s *session, m *protocol.Subscribed) error {
+	ids := m.ShapeIDs
+	if len(ids) == 0 {
+		ids = s.pending[m.ReqID]
+	}
+	delete(s.pending, m.ReqID)
+	var todo []*subState
+	for _, id := range ids {
+		if st := c.subs[id]; st != nil {
+			if st.sess == s && st.reqID == m.ReqID {
+				st.sess = nil
+			}
+			if !st.synced {
+				todo = append(todo, st)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := c.stmts.begin.Exec(); err != nil {
+		return fmt.Errorf("begin marking shapes synced: %w", err)
+	}
+	for _, st := range todo {
+		c.stmts.setSynced.BindText(1, st.id)
+		if err := c.stmts.setSynced.Exec(); err != nil {
+			c.stmts.rollback.Exec()
+			return fmt.Errorf("mark shape %s synced: %w", st.id, err)
+		}
+	}
+	if err := c.stmts.commit.Exec(); err != nil {
+		c.stmts.rollback.Exec()
+		return fmt.Errorf("commit shapes synced: %w", err)
+	}
+	for _, st := range todo {
+		st.markSynced()
+		c.log.Info("lattice: shape synced", "shape", st.id)
+	}
+	return nil
+}
+
+func (c *Client) handleError(s *session, m *protocol.Error) error {
+	c.log.Warn("lattice: error from service", "req", m.ReqID, "code", m.Code, "message", m.Message, "fatal", m.Fatal)
+	switch {
+	case m.Code == protocol.ErrResync || m.Code == protocol.ErrTooSlow:
+		return fmt.Errorf("%w: %w", errReconnect, m)
+	case m.Fatal:
+		return m
+	}
+	if ids, ok := s.pending[m.ReqID]; ok && m.ReqID != 0 {
+		delete(s.pending, m.ReqID)
+		c.failShapes(ids, m)
+		return nil
+	}
+	s.post = append(s.post, func(st *Status) { st.LastError = m })
+	return nil
+}
+
+// committed records the tables changed by a committed transaction (and
+// whether it changed the schema) for the next notification.
+func (s *session) committed(tables []string, schema bool) {
+	if len(s.notifyTables) == 0 && !s.notifySchema && !s.notifyLSN {
+		s.notifySince = time.Now()
+	}
+	for _, t := range tables {
+		s.notifyTables[t] = struct{}{}
+	}
+	s.notifySchema = s.notifySchema || schema
+	s.notifyLSN = true
+}
+
+// maybeFlushNotify reports committed changes to live queries and OnStatus
+// unless more frames are already queued and the oldest unreported commit
+// is recent: catching up on a backlog then re-runs queries once.
+func (s *session) maybeFlushNotify() {
+	if len(s.notifyTables) == 0 && !s.notifySchema && !s.notifyLSN {
+		return
+	}
+	if len(s.frames) > 0 && time.Since(s.notifySince) < notifyDelay {
+		return
+	}
+	s.flushNotify()
+}
+
+func (s *session) flushNotify() {
+	if len(s.notifyTables) == 0 && !s.notifySchema && !s.notifyLSN {
+		return
+	}
+	c := s.c
+	if s.notifyLSN {
+		lsn, logID := c.lsn, c.logID // written by this goroutine only
+		c.stMu.Lock()
+		c.posLogID = logID
+		c.stMu.Unlock()
+		c.updateStatus(func(st *Status) { st.LSN = lsn })
+	}
+	c.live.notify(s.notifyTables, s.notifySchema)
+	clear(s.notifyTables)
+	s.notifySchema = false
+	s.notifyLSN = false
+}

@@ -1,0 +1,98 @@
+// Command lattice is the Lattice sync service and its tools.
+//
+//	lattice serve                      run the sync service
+//	lattice electrify TABLE...         opt tables in to sync
+//	lattice replicate --db FILE ...    keep a SQLite file in sync with shapes
+//	lattice token --sub USER           mint a development JWT
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `lattice: local-first sync for Postgres
+
+Usage:
+  lattice serve [flags]               run the sync service
+  lattice electrify [flags] TABLE...  opt tables in to sync (CALL lattice.electrify)
+  lattice replicate [flags]           keep a SQLite file in sync with shapes
+  lattice token [flags]               print a JWT for development
+  lattice dev [flags]                 the demo: throwaway Postgres + service
+
+Run 'lattice COMMAND -h' for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "lattice:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], stderr)
+	case "electrify":
+		return electrifyCmd(ctx, args[1:], stdout, stderr)
+	case "replicate":
+		return replicateCmd(ctx, args[1:], stderr)
+	case "dev":
+		return devCmd(ctx, args[1:], stdout, stderr)
+	case "token":
+		return tokenCmd(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+// envOr returns the environment variable name, or def when unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("bad --log-format %q: use text or json", format)
+	}
+}
+
+// multiFlag collects a repeated flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

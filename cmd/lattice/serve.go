@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/latticesync/lattice/server"
+)
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg server.Config
+	var secret, level, format string
+	fs.StringVar(&cfg.DatabaseURL, "database-url", envOr("DATABASE_URL", ""), "Postgres connection string (env DATABASE_URL)")
+	fs.StringVar(&cfg.Listen, "listen", envOr("LATTICE_LISTEN", ":5133"), "HTTP listen address (env LATTICE_LISTEN)")
+	fs.StringVar(&secret, "auth-secret", envOr("LATTICE_AUTH_SECRET", ""), "HS256 secret for client JWTs (env LATTICE_AUTH_SECRET)")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "accept clients without tokens (local development only)")
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("LATTICE_DATA_DIR", "lattice-data"), "directory for the retained change log (env LATTICE_DATA_DIR)")
+	fs.StringVar(&cfg.Slot, "slot", envOr("LATTICE_SLOT", ""), "replication slot name (default lattice_<log id>) (env LATTICE_SLOT)")
+	fs.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", 1<<30, "retain at most this many bytes of change log")
+	fs.DurationVar(&cfg.LogMaxAge, "log-max-age", 24*time.Hour, "retain change log for this long")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "disconnect a client that accepts no data for this long")
+	fs.IntVar(&cfg.MaxShapesPerConn, "max-shapes", 1000, "shapes per connection")
+	fs.IntVar(&cfg.MaxSnapshotRows, "max-shape-rows", 0, "refuse shapes with more initial rows than this (0 = no limit)")
+	fs.StringVar(&level, "log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&format, "log-format", envOr("LATTICE_LOG_FORMAT", "text"), "text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	logger, err := newLogger(stderr, level, format)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	cfg.AuthSecret = []byte(secret)
+	svc, err := server.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	return svc.ListenAndServe(ctx)
+}

@@ -1,0 +1,331 @@
+// Package pgtest starts throwaway Postgres clusters for tests: initdb into a
+// temporary directory, wal_level=logical, a free port on 127.0.0.1 and a unix
+// socket in the same directory. When the test runs as root, the server runs
+// as the "postgres" user, because Postgres refuses to run as root.
+//
+// Use one server per test package (from TestMain via Main) and a fresh
+// database per test (DB). The server process is started with a parent-death
+// signal, so no process outlives a crashed test binary.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Server is a running throwaway cluster.
+type Server struct {
+	Dir  string // data directory parent (removed by Stop)
+	Port int
+	User string // superuser name
+
+	cmd     *exec.Cmd
+	bin     string
+	cred    *syscall.Credential
+	stopped chan struct{}
+	mu      sync.Mutex
+	logPath string
+}
+
+// Options tune a cluster. The zero value is a logical-replication cluster.
+type Options struct {
+	// WalLevel overrides wal_level (default "logical").
+	WalLevel string
+	// Conf holds extra postgresql.conf lines.
+	Conf []string
+}
+
+// BinDir finds the Postgres server binaries: $PG_BINDIR, then
+// `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
+func BinDir() (string, error) {
+	if d := os.Getenv("PG_BINDIR"); d != "" {
+		return d, nil
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		d := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(matches) > 0 {
+		return filepath.Dir(matches[len(matches)-1]), nil
+	}
+	return "", errors.New("postgres server binaries not found: install postgresql (initdb) or set PG_BINDIR")
+}
+
+// Start initialises and starts a new cluster.
+func Start(ctx context.Context, opts *Options) (*Server, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "lattice-pg-")
+	if err != nil {
+		return nil, fmt.Errorf("make temp dir: %w", err)
+	}
+	s := &Server{Dir: dir, bin: bin, User: "postgres", stopped: make(chan struct{})}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("running as root needs a 'postgres' user to run the server as: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("chown %s: %w", dir, err)
+		}
+	} else if cur, err := user.Current(); err == nil {
+		s.User = cur.Username
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", s.User,
+		"--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	walLevel := opts.WalLevel
+	if walLevel == "" {
+		walLevel = "logical"
+	}
+	s.Port, err = freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	conf := []string{
+		"listen_addresses = '127.0.0.1'",
+		fmt.Sprintf("port = %d", s.Port),
+		fmt.Sprintf("unix_socket_directories = '%s'", dir),
+		"wal_level = " + walLevel,
+		"max_replication_slots = 64",
+		"max_wal_senders = 64",
+		"max_connections = 300",
+		"fsync = off",
+		"synchronous_commit = off",
+		"full_page_writes = off",
+		"shared_buffers = 128MB",
+		"log_min_messages = warning",
+		"logging_collector = off",
+	}
+	conf = append(conf, opts.Conf...)
+	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("open postgresql.conf: %w", err)
+	}
+	_, err = f.WriteString("\n" + strings.Join(conf, "\n") + "\n")
+	f.Close()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("write postgresql.conf: %w", err)
+	}
+	s.logPath = filepath.Join(dir, "postgres.log")
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if s.cred != nil {
+		os.Chown(s.logPath, int(s.cred.Uid), int(s.cred.Gid))
+	}
+	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data)
+	s.cmd.Stdout = logf
+	s.cmd.Stderr = logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		logf.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	go func() {
+		s.cmd.Wait()
+		logf.Close()
+		close(s.stopped)
+	}()
+	if err := s.waitReady(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := pgx.Connect(ctx, s.URL("postgres"))
+		if err == nil {
+			conn.Close(ctx)
+			return nil
+		}
+		select {
+		case <-s.stopped:
+			log, _ := os.ReadFile(s.logPath)
+			return fmt.Errorf("postgres exited during start-up: %s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres not ready after 30s: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// URL is a connection string for database db as the superuser.
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", s.User, s.Port, db)
+}
+
+// Stop shuts the server down (fast mode, then SIGKILL) and removes its files.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-s.stopped:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.stopped
+		}
+	}
+	os.RemoveAll(s.Dir)
+}
+
+// CreateDB creates a fresh database and returns its URL.
+func (s *Server) CreateDB(ctx context.Context) (name, url string, err error) {
+	var b [6]byte
+	rand.Read(b[:])
+	name = "t_" + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return "", "", fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", "", fmt.Errorf("create database: %w", err)
+	}
+	return name, s.URL(name), nil
+}
+
+// DropDB drops a database, its replication slots and connections.
+func (s *Server) DropDB(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	for i := 0; i < 50; i++ {
+		conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, name)
+		conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, name)
+		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		if err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("drop database %s: %w", name, err)
+}
+
+// Restart stops and starts the server on the same port and data directory.
+// Nothing here needs it yet; tests that kill Postgres can add it.
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+var (
+	shared   *Server
+	sharedMu sync.Mutex
+)
+
+// Main runs a test package's tests with one shared cluster, started lazily by
+// the first call to DB, and stopped when the tests finish. Call it from
+// TestMain: func TestMain(m *testing.M) { pgtest.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	sharedMu.Lock()
+	if shared != nil {
+		shared.Stop()
+	}
+	sharedMu.Unlock()
+	os.Exit(code)
+}
+
+// Shared returns the package's shared cluster, starting it on first use.
+func Shared(tb testing.TB) *Server {
+	tb.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared == nil {
+		s, err := Start(context.Background(), nil)
+		if err != nil {
+			tb.Fatalf("start postgres: %v", err)
+		}
+		shared = s
+	}
+	return shared
+}
+
+// DB creates a fresh database on the shared cluster for this test and
+// returns its URL; it is dropped (with its slots) when the test ends.
+func DB(tb testing.TB) string {
+	tb.Helper()
+	s := Shared(tb)
+	ctx := context.Background()
+	name, url, err := s.CreateDB(ctx)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.DropDB(context.Background(), name); err != nil {
+			tb.Logf("pgtest: %v", err)
+		}
+	})
+	return url
+}
+
+// Exec runs statements on url, failing the test on error.
+func Exec(tb testing.TB, url string, sql ...string) {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range sql {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			tb.Fatalf("exec %q: %v", q, err)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package protocol
+
+import (
+	"encoding/binary"
+
+	"github.com/latticesync/lattice/coltype"
+)
+
+// Column describes one column of a Relation.
+type Column struct {
+	Name    string
+	Type    coltype.Type
+	NotNull bool
+}
+
+// Relation describes a table before the first Txn that references it.
+// RelID is assigned by the service per connection.
+type Relation struct {
+	RelID   uint32
+	Schema  string
+	Table   string
+	Columns []Column
+	PK      []int // indexes into Columns, in key order
+}
+
+// Encode appends the Relation frame to dst. A PK index outside Columns
+// yields a frame that decoders reject.
+func (m *Relation) Encode(dst []byte) []byte {
+	dst = append(dst, byte(TypeRelation))
+	dst = binary.AppendUvarint(dst, uint64(m.RelID))
+	dst = appendString(dst, m.Schema)
+	dst = appendString(dst, m.Table)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Columns)))
+	for i := range m.Columns {
+		c := &m.Columns[i]
+		dst = appendString(dst, c.Name)
+		dst = AppendType(dst, c.Type)
+		dst = appendBool(dst, c.NotNull)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(m.PK)))
+	for _, k := range m.PK {
+		dst = binary.AppendUvarint(dst, uint64(k))
+	}
+	return dst
+}
+
+// AppendType appends the wire encoding of a column type to dst: the Base
+// byte, the Array flag as a bool byte, and Name as a string.
+func AppendType(dst []byte, t coltype.Type) []byte {
+	dst = append(dst, byte(t.Base))
+	dst = appendBool(dst, t.Array)
+	return appendString(dst, t.Name)
+}
+
+// maxBase is the highest coltype.Base that protocol v1 knows.
+const maxBase = coltype.Enum
+
+const minColumn = 5 // Name length, Base, Array, type Name length, NotNull
+
+func (d *decoder) relation() *Relation {
+	m := new(Relation)
+	m.RelID = d.u32()
+	m.Schema = d.string()
+	m.Table = d.string()
+	if n := d.count(minColumn); n > 0 {
+		m.Columns = make([]Column, n)
+	}
+	for i := range m.Columns {
+		c := &m.Columns[i]
+		c.Name = d.string()
+		c.Type = d.colType()
+		c.NotNull = d.bool()
+	}
+	if n := d.count(1); n > 0 {
+		m.PK = make([]int, n)
+	}
+	for i := range m.PK {
+		pos := d.off
+		k := d.uvarint()
+		if k >= uint64(len(m.Columns)) && d.err == nil {
+			d.failAt(pos, "primary key index out of range")
+		}
+		m.PK[i] = int(k)
+	}
+	return m
+}
+
+func (d *decoder) colType() coltype.Type {
+	var t coltype.Type
+	b := coltype.Base(d.byte1())
+	if b > maxBase && d.err == nil {
+		d.failAt(d.off-1, "unknown column base type")
+	}
+	t.Base = b
+	t.Array = d.bool()
+	t.Name = d.string()
+	return t
+}

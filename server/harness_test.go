@@ -1,0 +1,247 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/client"
+	"github.com/latticesync/lattice/internal/pgtest"
+	"github.com/latticesync/lattice/server"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var testSecret = []byte("test-secret-please-change")
+
+type env struct {
+	t     testing.TB
+	dbURL string
+	svc   *server.Service
+	http  *httptest.Server
+	url   string // ws://...
+	cfg   server.Config
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("LATTICE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// newEnv creates a fresh database, runs setup SQL, electrifies tables and
+// starts a service on it.
+func newEnv(t testing.TB, setup string, tables ...string) *env {
+	t.Helper()
+	e := &env{t: t, dbURL: pgtest.DB(t)}
+	if setup != "" {
+		pgtest.Exec(t, e.dbURL, setup)
+	}
+	e.cfg = server.Config{
+		DatabaseURL: e.dbURL,
+		AuthSecret:  testSecret,
+		DataDir:     filepath.Join(t.TempDir(), "data"),
+		Logger:      testLogger(t),
+	}
+	e.start()
+	for _, tb := range tables {
+		e.exec("CALL lattice.electrify('" + tb + "')")
+	}
+	return e
+}
+
+func (e *env) start() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := server.Start(ctx, e.cfg)
+	if err != nil {
+		e.t.Fatalf("start service: %v", err)
+	}
+	e.svc = svc
+	e.http = httptest.NewServer(svc.Handler())
+	e.url = "ws" + strings.TrimPrefix(e.http.URL, "http")
+	e.t.Cleanup(e.stop)
+}
+
+func (e *env) stop() {
+	if e.http != nil {
+		e.http.CloseClientConnections()
+		e.http.Close()
+		e.http = nil
+	}
+	if e.svc != nil {
+		e.svc.Close()
+		e.svc = nil
+	}
+}
+
+func (e *env) restart() {
+	e.t.Helper()
+	e.stop()
+	e.start()
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	if err != nil {
+		e.t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		e.t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+func (e *env) token(sub string) string {
+	e.t.Helper()
+	tok, err := server.SignToken(testSecret, sub, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+// clientAt opens a client on path (":memory:" or a file) and runs it until
+// the test ends or the returned stop func is called.
+func (e *env) clientAt(path string) (*client.Client, func()) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token("alice"), Logger: testLogger(e.t)})
+	if err != nil {
+		e.t.Fatalf("open client: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		c.Run(ctx)
+		close(done)
+	}()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		<-done
+		c.Close()
+	}
+	e.t.Cleanup(stop)
+	return c, stop
+}
+
+func (e *env) subscribe(c *client.Client, sh client.Shape) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub, err := c.Subscribe(ctx, sh)
+	if err != nil {
+		e.t.Fatalf("subscribe: %v", err)
+	}
+	if err := sub.Synced(ctx); err != nil {
+		e.t.Fatalf("synced %+v: %v", sh, err)
+	}
+}
+
+// pgRows returns the rows of a query in Postgres as text (NULL as "<nil>").
+func (e *env) pgRows(sql string) []string {
+	e.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		e.t.Fatalf("query %q: %v", sql, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		raw := rows.RawValues()
+		parts := make([]string, len(raw))
+		for i, b := range raw {
+			if b == nil {
+				parts[i] = "<nil>"
+			} else {
+				parts[i] = string(b)
+			}
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// localRows returns the rows of a query on the client as text.
+func localRows(t testing.TB, c *client.Client, sql string) []string {
+	t.Helper()
+	rows, err := c.Query(context.Background(), sql)
+	if err != nil {
+		t.Fatalf("local query %q: %v", sql, err)
+	}
+	var out []string
+	for _, r := range rows.Values {
+		parts := make([]string, len(r))
+		for i, v := range r {
+			parts[i] = fmtValue(v)
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	return out
+}
+
+func fmtValue(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "<nil>"
+	case []byte:
+		return "\\x" + hexString(v)
+	default:
+		return strings.TrimSpace(strings.ReplaceAll(fmtAny(v), "\n", " "))
+	}
+}
+
+// eventually polls cond until it is true or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %s", what, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

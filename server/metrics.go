@@ -1,0 +1,51 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the service's Prometheus metrics, on their own registry.
+type metrics struct {
+	reg         *prometheus.Registry
+	connections prometheus.Gauge
+	shapes      prometheus.Gauge
+	lagBytes    prometheus.Gauge
+	lagSeconds  prometheus.Gauge
+	changes     prometheus.Counter
+	txns        prometheus.Counter
+	bytesSent   prometheus.Counter
+	framesSent  prometheus.Counter
+	logBytes    prometheus.Gauge
+	rejected    *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lattice_connections", Help: "Connected clients."}),
+		shapes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lattice_shapes", Help: "Active shape subscriptions across all connections."}),
+		lagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lattice_replication_lag_bytes", Help: "WAL bytes between Postgres' current position and what the change log holds durably."}),
+		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lattice_replication_lag_seconds", Help: "Seconds between the commit of the newest logged transaction and its arrival in the log (0 when idle)."}),
+		changes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_changes_total", Help: "Row changes read from Postgres (rate() gives changes/s)."}),
+		txns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_transactions_total", Help: "Transactions read from Postgres."}),
+		bytesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_sent_bytes_total", Help: "Bytes sent to clients."}),
+		framesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_sent_frames_total", Help: "Frames sent to clients."}),
+		logBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lattice_log_bytes", Help: "Bytes held by the retained change log."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lattice_client_errors_total", Help: "Errors sent to clients, by code."}, []string{"code"}),
+	}
+	m.reg.MustRegister(m.connections, m.shapes, m.lagBytes, m.lagSeconds, m.changes, m.txns,
+		m.bytesSent, m.framesSent, m.logBytes, m.rejected,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,450 @@
+// Package server is `lattice serve`: it bootstraps Postgres, reads logical
+// replication into the retained change log, and streams shapes to clients
+// over WebSocket (protocol v1).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/catalog"
+	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/pgrepl"
+)
+
+// Config configures the service. The zero value of every field but
+// DatabaseURL has a documented default.
+type Config struct {
+	// DatabaseURL is the Postgres connection string (env DATABASE_URL).
+	DatabaseURL string
+	// Listen is the HTTP address (env LATTICE_LISTEN); default ":5133".
+	Listen string
+	// AuthSecret is the HS256 key for client JWTs (env LATTICE_AUTH_SECRET).
+	AuthSecret []byte
+	// Insecure accepts clients without checking tokens. Local development only.
+	Insecure bool
+	// DataDir holds the retained change log; default "lattice-data".
+	DataDir string
+	// Slot overrides the replication slot name; default "lattice_<log id>".
+	Slot string
+	// LogMaxBytes and LogMaxAge bound the retained change log; defaults
+	// 1 GiB and 24h. Clients away longer re-sync their shapes.
+	LogMaxBytes int64
+	LogMaxAge   time.Duration
+	// LogSegmentBytes is the size of one log segment file; default 64 MiB.
+	// Retention removes whole segments.
+	LogSegmentBytes int64
+	// WriteTimeout disconnects a client that does not accept a frame within
+	// it; default 30s.
+	WriteTimeout time.Duration
+	// MaxShapesPerConn limits shapes per connection; default 1000.
+	MaxShapesPerConn int
+	// MaxSnapshotRows limits the rows of one subscription's initial data
+	// (0 = no limit).
+	MaxSnapshotRows int
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":5133"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "lattice-data"
+	}
+	if c.LogMaxBytes == 0 {
+		c.LogMaxBytes = 1 << 30
+	}
+	if c.LogMaxAge == 0 {
+		c.LogMaxAge = 24 * time.Hour
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxShapesPerConn == 0 {
+		c.MaxShapesPerConn = 1000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Service is a running sync service.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	clog    *changelog.Log
+	tables  *catalog.Tables
+	slot    string
+	metrics *metrics
+
+	replErr   atomic.Pointer[error]
+	replUp    atomic.Bool
+	lastRecv  atomic.Int64 // unix nanos of the last txn appended
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+
+	connMu sync.Mutex
+	conns  map[*session]struct{}
+}
+
+// ErrConfig wraps problems with the database setup that an operator must fix.
+var ErrConfig = errors.New("database configuration")
+
+// Start connects to Postgres, bootstraps the lattice schema, publication and
+// slot, opens the change log and starts reading replication. Serve the
+// returned service's Handler (or call ListenAndServe); Close stops it.
+func Start(ctx context.Context, cfg Config) (*Service, error) {
+	cfg.setDefaults()
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("no database: set DATABASE_URL or --database-url")
+	}
+	if !cfg.Insecure && len(cfg.AuthSecret) == 0 {
+		return nil, errors.New("no auth secret: set LATTICE_AUTH_SECRET, or pass --insecure for local development")
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), conns: map[*session]struct{}{}}
+	if cfg.Insecure {
+		s.log.Warn("INSECURE MODE: clients are not authenticated; any client can read every electrified table. Never use --insecure in production.")
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	for k, v := range coltype.SessionParams {
+		pcfg.ConnConfig.RuntimeParams[k] = v
+	}
+	pcfg.MaxConns = 16
+	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	if err := catalog.Bootstrap(ctx, s.pool); err != nil {
+		s.pool.Close()
+		var ce *catalog.ConfigError
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("%w: %s", ErrConfig, ce.Error())
+		}
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	s.tables = catalog.NewTables(s.pool)
+	if err := s.openLog(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(2)
+	go s.replicate(rctx)
+	go s.pollLag(rctx)
+	return s, nil
+}
+
+// openLog opens the change log and makes sure its slot exists. A log that
+// holds data but whose slot is gone is not continuous any more: it is moved
+// aside and a new log (with a new id, so every client re-syncs) is started.
+func (s *Service) openLog(ctx context.Context) error {
+	dir := filepath.Join(s.cfg.DataDir, "log")
+	opts := &changelog.Options{MaxBytes: s.cfg.LogMaxBytes, MaxAge: s.cfg.LogMaxAge, SegmentBytes: s.cfg.LogSegmentBytes, Logger: s.log}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	for attempt := 0; ; attempt++ {
+		l, err := changelog.Open(dir, opts)
+		if err != nil {
+			return fmt.Errorf("open change log: %w", err)
+		}
+		slot := s.cfg.Slot
+		if slot == "" {
+			slot = "lattice_" + l.ID()
+		}
+		created, err := catalog.EnsureSlot(ctx, s.pool, slot)
+		if err != nil {
+			l.Close()
+			if isPermission(err) {
+				return fmt.Errorf("%w: %v: the role needs the REPLICATION attribute (ALTER ROLE ... WITH REPLICATION)", ErrConfig, err)
+			}
+			return err
+		}
+		if created && l.Head() > 0 && attempt == 0 {
+			aside := dir + ".orphaned-" + time.Now().UTC().Format("20060102T150405")
+			s.log.Warn("replication slot was missing; the change log has a gap and is moved aside, clients will re-sync",
+				"slot", slot, "moved_to", aside)
+			l.Close()
+			if _, err := s.pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+				return fmt.Errorf("drop slot %s: %w", slot, err)
+			}
+			if err := os.Rename(dir, aside); err != nil {
+				return fmt.Errorf("move change log aside: %w", err)
+			}
+			continue
+		}
+		s.clog, s.slot = l, slot
+		break
+	}
+	others, err := catalog.OtherSlots(ctx, s.pool, s.slot)
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		s.log.Warn("another lattice replication slot exists in this database; if its service is gone, drop it to free WAL",
+			"slot", o.Name, "active", o.Active, "retained_wal_bytes", o.RetainedWAL,
+			"drop_with", fmt.Sprintf("SELECT pg_drop_replication_slot('%s')", o.Name))
+	}
+	s.log.Info("change log open", "dir", dir, "log_id", s.clog.ID(), "slot", s.slot, "head_lsn", pglogrepl.LSN(s.clog.Head()).String())
+	return nil
+}
+
+func isPermission(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "permission denied") || strings.Contains(msg, "must be superuser or replication role") || strings.Contains(msg, "42501")
+}
+
+// replicate runs the replication reader, restarting it after errors.
+func (s *Service) replicate(ctx context.Context) {
+	defer s.wg.Done()
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		cfg := pgrepl.Config{
+			ConnString:  s.cfg.DatabaseURL,
+			Slot:        s.slot,
+			Publication: catalog.Publication,
+			Describe:    s.describeRelation,
+			Sink:        s.sink,
+			Flushed:     s.clog.EndLSN,
+			// Confirm Postgres' position while idle, so WAL of busy unsynced
+			// tables is not retained for us.
+			AdvanceWhenIdle: true,
+			Logger:          s.log,
+		}
+		s.replUp.Store(true)
+		err := pgrepl.Run(ctx, cfg, s.clog.Head())
+		s.replUp.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		s.replErr.Store(&err)
+		if errors.Is(err, pgrepl.ErrSlotInUse) {
+			s.log.Error("replication slot is in use by another process: is another lattice serve running with the same data directory?", "slot", s.slot, "err", err)
+		} else {
+			s.log.Error("replication stopped; restarting", "err", err, "in", backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (s *Service) sink(ctx context.Context, txns []*changelog.Txn) error {
+	if err := s.clog.Append(txns...); err != nil {
+		return err
+	}
+	now := time.Now()
+	s.lastRecv.Store(now.UnixNano())
+	changes := 0
+	for _, t := range txns {
+		changes += len(t.Changes)
+	}
+	s.metrics.txns.Add(float64(len(txns)))
+	s.metrics.changes.Add(float64(changes))
+	if last := txns[len(txns)-1]; last.CommitTime > 0 {
+		lag := now.Sub(time.UnixMicro(last.CommitTime)).Seconds()
+		s.metrics.lagSeconds.Set(max(lag, 0))
+	}
+	s.replErr.Store(nil)
+	return nil
+}
+
+// describeRelation builds our Rel for a pgoutput Relation message: columns
+// and types from the message (the table as of that point in the WAL),
+// primary key and NOT NULL from the catalog.
+func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationMessage) (*changelog.Rel, error) {
+	tb, err := s.tables.Describe(ctx, msg.RelationID, true)
+	if err != nil {
+		return nil, err
+	}
+	cat := tb.Rel
+	byName := make(map[string]int, len(cat.Columns))
+	for i, c := range cat.Columns {
+		byName[c.Name] = i
+	}
+	rel := &changelog.Rel{Schema: msg.Namespace, Table: msg.RelationName}
+	for _, mc := range msg.Columns {
+		col := protocol.Column{Name: mc.Name}
+		i, ok := byName[mc.Name]
+		if ok {
+			col.NotNull = cat.Columns[i].NotNull
+		}
+		if typ, ok := coltype.BuiltinByOID(mc.DataType); ok {
+			col.Type = typ
+			if i, ok := byName[mc.Name]; ok {
+				col.Type.Name = cat.Columns[i].Type.Name
+			}
+		} else if i, ok := byName[mc.Name]; ok {
+			col.Type = cat.Columns[i].Type
+		} else {
+			return nil, fmt.Errorf("describe %s.%s: column %s has unknown type oid %d", msg.Namespace, msg.RelationName, mc.Name, mc.DataType)
+		}
+		rel.Columns = append(rel.Columns, col)
+	}
+	for _, k := range cat.PK {
+		name := cat.Columns[k].Name
+		found := false
+		for j, c := range rel.Columns {
+			if c.Name == name {
+				rel.PK = append(rel.PK, j)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("describe %s.%s: primary key column %s missing from the replication stream", msg.Namespace, msg.RelationName, name)
+		}
+	}
+	if catalog.SameRel(rel, cat) {
+		return cat, nil
+	}
+	return rel, nil
+}
+
+// pollLag samples replication lag in bytes and the log size.
+func (s *Service) pollLag(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var cur string
+		if err := s.pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur); err == nil {
+			if lsn, err := pglogrepl.ParseLSN(cur); err == nil {
+				end := s.clog.EndLSN()
+				lag := float64(0)
+				if uint64(lsn) > end {
+					lag = float64(uint64(lsn) - end)
+				}
+				s.metrics.lagBytes.Set(lag)
+			}
+		}
+		if last := s.lastRecv.Load(); last > 0 && time.Since(time.Unix(0, last)) > 2*time.Second {
+			s.metrics.lagSeconds.Set(0)
+		}
+		if err := s.clog.Enforce(time.Now()); err != nil {
+			s.log.Error("change log retention", "err", err)
+		}
+		st := s.clog.Stats()
+		s.metrics.logBytes.Set(float64(st.Bytes))
+	}
+}
+
+// Handler serves the protocol endpoint, /healthz and /metrics.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(protocol.Path, s.serveSync)
+	mux.HandleFunc("/healthz", s.serveHealth)
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		http.Error(w, "postgres unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if p := s.replErr.Load(); p != nil && *p != nil {
+		http.Error(w, "replication: "+(*p).Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, "ok\n")
+}
+
+// LogID is the id of the service's change log.
+func (s *Service) LogID() string { return s.clog.ID() }
+
+// Slot is the replication slot the service reads.
+func (s *Service) Slot() string { return s.slot }
+
+// HeadLSN is the newest commit LSN in the change log.
+func (s *Service) HeadLSN() uint64 { return s.clog.Head() }
+
+// ListenAndServe serves Handler on cfg.Listen until ctx ends.
+func (s *Service) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves Handler on ln until ctx ends.
+func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.log.Info("listening", "addr", ln.Addr().String(), "path", protocol.Path)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	s.closeSessions()
+	return nil
+}
+
+func (s *Service) closeSessions() {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	for sess := range s.conns {
+		sess.cancel()
+	}
+}
+
+// Close stops replication, disconnects clients and closes the log.
+func (s *Service) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closeSessions()
+		s.cancel()
+		s.wg.Wait()
+		err = s.clog.Close()
+		s.pool.Close()
+	})
+	return err
+}

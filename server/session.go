@@ -1,0 +1,876 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/catalog"
+	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/where"
+)
+
+const (
+	helloTimeout    = 10 * time.Second
+	pingInterval    = 15 * time.Second
+	positionEvery   = time.Second // tell an idle client how far it has got
+	maxTxnsPerBatch = 256
+)
+
+// session is one client connection. Its loop pulls transactions from the
+// change log at the pace the client accepts them: a slow client lags (and
+// is cut off after WriteTimeout) without holding memory for anyone else.
+type session struct {
+	svc    *Service
+	conn   *websocket.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+	user   Identity
+
+	reqs    chan protocol.Up
+	readErr chan error
+
+	reader   *changelog.Reader
+	cursor   uint64 // LSN of the last transaction processed
+	sentLSN  uint64 // last LSN the client was sent
+	lastPos  time.Time
+	helloLSN uint64
+	resync   bool
+
+	shapes  map[string]*shape   // by id
+	byTable map[string][]*shape // by "schema.table"
+	relIDs  map[*changelog.Rel]uint32
+	nextRel uint32
+
+	buf     []byte
+	changes []protocol.Change
+}
+
+type shape struct {
+	id    string
+	table *catalog.Table
+	key   string
+	pred  *where.Pred // nil: every row
+	def   protocol.Shape
+	snap  *xidSnapshot
+}
+
+// clientError is an error to report to the client.
+type clientError struct {
+	code, msg string
+	fatal     bool
+}
+
+func (e *clientError) Error() string { return e.code + ": " + e.msg }
+
+func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Tokens travel in Hello, never in cookies, so any origin may connect.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return
+	}
+	conn.SetReadLimit(protocol.MaxUpFrame)
+	ctx, cancel := context.WithCancel(context.Background())
+	sess := &session{
+		svc: s, conn: conn, ctx: ctx, cancel: cancel, log: s.log,
+		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1),
+		shapes: map[string]*shape{}, byTable: map[string][]*shape{},
+		relIDs: map[*changelog.Rel]uint32{},
+	}
+	s.connMu.Lock()
+	s.conns[sess] = struct{}{}
+	s.connMu.Unlock()
+	s.metrics.connections.Inc()
+	defer func() {
+		s.connMu.Lock()
+		delete(s.conns, sess)
+		s.connMu.Unlock()
+		s.metrics.connections.Dec()
+		s.metrics.shapes.Sub(float64(len(sess.shapes)))
+		cancel()
+	}()
+	err = sess.run()
+	if sess.reader != nil {
+		defer sess.reader.Close()
+	}
+	var ce *clientError
+	switch {
+	case errors.As(err, &ce):
+		s.metrics.rejected.WithLabelValues(ce.code).Inc()
+		sess.send(&protocol.Error{Code: ce.code, Message: ce.msg, Fatal: true})
+		conn.Close(websocket.StatusPolicyViolation, truncate(ce.code+": "+ce.msg, 120))
+	case err == nil || errors.Is(err, context.Canceled):
+		conn.Close(websocket.StatusGoingAway, "service shutting down")
+	default:
+		if websocket.CloseStatus(err) == -1 {
+			sess.log.Debug("session ended", "err", err)
+		}
+		conn.CloseNow()
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func (s *session) run() error {
+	if err := s.hello(); err != nil {
+		return err
+	}
+	go s.readLoop()
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	posTimer := time.NewTimer(time.Hour)
+	defer posTimer.Stop()
+	var expire <-chan time.Time
+	if !s.user.Expires.IsZero() {
+		t := time.NewTimer(time.Until(s.user.Expires))
+		defer t.Stop()
+		expire = t.C
+	}
+	for {
+		// Requests first, without blocking.
+		select {
+		case m := <-s.reqs:
+			if err := s.handle(m); err != nil {
+				return err
+			}
+			continue
+		case err := <-s.readErr:
+			return err
+		case <-expire:
+			return &clientError{protocol.ErrUnauthorized, "token expired", true}
+		default:
+		}
+		var notify <-chan struct{}
+		if s.reader != nil && len(s.shapes) > 0 {
+			notify = s.svc.clog.Notify()
+			n, err := s.pump(maxTxnsPerBatch)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				continue
+			}
+			if s.cursor > s.sentLSN {
+				if d := time.Since(s.lastPos); d >= positionEvery {
+					if err := s.sendPosition(); err != nil {
+						return err
+					}
+				} else {
+					posTimer.Reset(positionEvery - d)
+				}
+			}
+		}
+		select {
+		case m := <-s.reqs:
+			if err := s.handle(m); err != nil {
+				return err
+			}
+		case err := <-s.readErr:
+			return err
+		case <-notify:
+		case <-posTimer.C:
+		case <-expire:
+			return &clientError{protocol.ErrUnauthorized, "token expired", true}
+		case <-ping.C:
+			go s.ping()
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
+	}
+}
+
+func (s *session) ping() {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.conn.Ping(ctx); err != nil {
+		s.cancel()
+	}
+}
+
+func (s *session) hello() error {
+	ctx, cancel := context.WithTimeout(s.ctx, helloTimeout)
+	defer cancel()
+	typ, data, err := s.conn.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	if typ != websocket.MessageBinary {
+		return &clientError{protocol.ErrBadFrame, "frames must be binary", true}
+	}
+	m, err := protocol.DecodeUp(data)
+	if err != nil {
+		return &clientError{protocol.ErrBadFrame, err.Error(), true}
+	}
+	h, ok := m.(*protocol.Hello)
+	if !ok {
+		return &clientError{protocol.ErrBadFrame, "the first message must be Hello", true}
+	}
+	if h.Version != protocol.Version {
+		return &clientError{protocol.ErrVersion, fmt.Sprintf("protocol version %d is not supported; this service speaks %d", h.Version, protocol.Version), true}
+	}
+	if s.svc.cfg.Insecure {
+		s.user = Identity{UserID: "anonymous"}
+	} else {
+		id, err := authenticate(h.Token, s.svc.cfg.AuthSecret, time.Now())
+		if err != nil {
+			return &clientError{protocol.ErrUnauthorized, err.Error(), true}
+		}
+		s.user = id
+	}
+	s.log = s.svc.log.With("user", s.user.UserID, "client", h.ClientID)
+	l := s.svc.clog
+	head := l.Head()
+	w := &protocol.Welcome{LogID: l.ID(), HeadLSN: head}
+	if h.LogID != "" {
+		if h.LogID != l.ID() || h.LSN < l.TruncatedThrough() || h.LSN > head {
+			w.Resync = true
+			s.resync = true
+			s.log.Info("client position cannot be resumed; it re-syncs", "client_log", h.LogID, "client_lsn", h.LSN,
+				"log", l.ID(), "truncated_through", l.TruncatedThrough())
+		} else {
+			s.helloLSN = h.LSN
+		}
+	}
+	s.cursor = s.helloLSN
+	s.sentLSN = s.helloLSN
+	s.lastPos = time.Now()
+	return s.send(w)
+}
+
+func (s *session) readLoop() {
+	for {
+		typ, data, err := s.conn.Read(s.ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
+				err = &clientError{protocol.ErrFrameTooLarge, fmt.Sprintf("frame larger than %d bytes", protocol.MaxUpFrame), true}
+			}
+			s.readErr <- err
+			return
+		}
+		if typ != websocket.MessageBinary {
+			s.readErr <- &clientError{protocol.ErrBadFrame, "frames must be binary", true}
+			return
+		}
+		m, err := protocol.DecodeUp(data)
+		if err != nil {
+			code := protocol.ErrBadFrame
+			if errors.Is(err, protocol.ErrTooLarge) {
+				code = protocol.ErrFrameTooLarge
+			}
+			s.readErr <- &clientError{code, err.Error(), true}
+			return
+		}
+		select {
+		case s.reqs <- m:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *session) handle(m protocol.Up) error {
+	switch m := m.(type) {
+	case *protocol.Hello:
+		return &clientError{protocol.ErrBadFrame, "Hello sent twice", true}
+	case *protocol.Subscribe:
+		return s.subscribe(m)
+	case *protocol.Unsubscribe:
+		return s.sendErr(m.ReqID, protocol.ErrBadShape, "unsubscribe is not supported yet: reconnect without the shape", false)
+	default:
+		return &clientError{protocol.ErrBadFrame, fmt.Sprintf("unexpected message %T", m), true}
+	}
+}
+
+func (s *session) sendErr(reqID uint32, code, msg string, fatal bool) error {
+	s.svc.metrics.rejected.WithLabelValues(code).Inc()
+	return s.send(&protocol.Error{ReqID: reqID, Code: code, Message: msg, Fatal: fatal})
+}
+
+// send encodes and writes one frame.
+func (s *session) send(m interface{ Encode([]byte) []byte }) error {
+	s.buf = m.Encode(s.buf[:0])
+	ctx, cancel := context.WithTimeout(s.ctx, s.svc.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.conn.Write(ctx, websocket.MessageBinary, s.buf); err != nil {
+		if ctx.Err() != nil && s.ctx.Err() == nil {
+			return &clientError{protocol.ErrTooSlow, "client did not accept data in time", true}
+		}
+		return fmt.Errorf("write frame: %w", err)
+	}
+	s.svc.metrics.bytesSent.Add(float64(len(s.buf)))
+	s.svc.metrics.framesSent.Inc()
+	if cap(s.buf) > 1<<20 {
+		s.buf = nil // don't pin a snapshot-sized buffer on an idle session
+	}
+	return nil
+}
+
+// sendPosition tells the client it is up to date as of the cursor, with an
+// empty transaction, so it resumes from there after a reconnect.
+func (s *session) sendPosition() error {
+	if err := s.send(&protocol.Txn{LSN: s.cursor, Flags: protocol.FlagFirst | protocol.FlagLast}); err != nil {
+		return err
+	}
+	s.sentLSN = s.cursor
+	s.lastPos = time.Now()
+	return nil
+}
+
+// pump processes up to max available transactions without blocking.
+func (s *session) pump(max int) (int, error) {
+	n := 0
+	for n < max {
+		txn, ok, err := s.reader.TryNext()
+		if err != nil {
+			return n, s.readerErr(err)
+		}
+		if !ok {
+			break
+		}
+		if err := s.process(txn); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (s *session) readerErr(err error) error {
+	if errors.Is(err, changelog.ErrTruncated) {
+		return &clientError{protocol.ErrResync, "the client fell behind the retained change log; reconnect to re-sync", true}
+	}
+	return fmt.Errorf("read change log: %w", err)
+}
+
+// catchUp processes transactions until the cursor reaches lsn.
+func (s *session) catchUp(lsn uint64) error {
+	for s.cursor < lsn {
+		txn, err := s.reader.Next(s.ctx)
+		if err != nil {
+			return s.readerErr(err)
+		}
+		if err := s.process(txn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func relKey(schema, table string) string { return schema + "." + table }
+
+// process filters one transaction through the session's shapes and sends
+// what the client must apply.
+func (s *session) process(txn *changelog.Txn) error {
+	s.cursor = txn.LSN
+	if len(s.byTable) == 0 {
+		return nil
+	}
+	for _, shs := range s.byTable {
+		for _, sh := range shs {
+			if sh.snap != nil && txn.LSN > sh.snap.until {
+				sh.snap = nil
+			}
+		}
+	}
+	w := txnWriter{s: s, lsn: txn.LSN, commitTime: txn.CommitTime, changes: s.changes[:0]}
+	defer func() { s.changes = w.changes[:0] }()
+	for i := range txn.Changes {
+		ch := &txn.Changes[i]
+		shs := s.byTable[relKey(ch.Rel.Schema, ch.Rel.Table)]
+		if len(shs) == 0 {
+			continue
+		}
+		var oldIn, newIn bool
+		for _, sh := range shs {
+			if sh.snap != nil && sh.snap.visible(txn.Xid) {
+				// The shape's snapshot already holds this transaction's effect.
+				if ch.New != nil && sh.match(ch.New) {
+					oldIn, newIn = true, true
+				}
+				continue
+			}
+			if !oldIn && ch.Old != nil && sh.match(ch.Old) {
+				oldIn = true
+			}
+			if !newIn && ch.New != nil && sh.match(ch.New) {
+				newIn = true
+			}
+		}
+		rel := ch.Rel
+		switch ch.Op {
+		case protocol.OpInsert:
+			if newIn {
+				if err := w.add(protocol.OpInsert, rel, ch.New); err != nil {
+					return err
+				}
+			}
+		case protocol.OpDelete:
+			if oldIn && ch.Old != nil {
+				if err := w.add(protocol.OpDelete, rel, pkOf(rel, ch.Old)); err != nil {
+					return err
+				}
+			}
+		case protocol.OpUpdate:
+			if ch.Old == nil {
+				// No old row: upsert or move out by the new key; both are safe.
+				op, vals := protocol.OpUpdate, ch.New
+				if !newIn {
+					op, vals = protocol.OpMoveOut, pkOf(rel, ch.New)
+				}
+				if err := w.add(op, rel, vals); err != nil {
+					return err
+				}
+				continue
+			}
+			keyChanged := !samePK(rel, ch.Old, ch.New)
+			switch {
+			case keyChanged:
+				if oldIn {
+					if err := w.add(protocol.OpDelete, rel, pkOf(rel, ch.Old)); err != nil {
+						return err
+					}
+				}
+				if newIn {
+					if err := w.add(protocol.OpInsert, rel, ch.New); err != nil {
+						return err
+					}
+				}
+			case newIn && oldIn:
+				if err := w.add(protocol.OpUpdate, rel, ch.New); err != nil {
+					return err
+				}
+			case newIn:
+				if err := w.add(protocol.OpInsert, rel, ch.New); err != nil {
+					return err
+				}
+			case oldIn:
+				if err := w.add(protocol.OpMoveOut, rel, pkOf(rel, ch.Old)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if !w.started && len(w.changes) == 0 {
+		return nil
+	}
+	if err := w.finish(0); err != nil {
+		return err
+	}
+	s.sentLSN = txn.LSN
+	s.lastPos = time.Now()
+	return nil
+}
+
+func (sh *shape) match(row []coltype.Value) bool {
+	return sh.pred == nil || sh.pred.Match(row)
+}
+
+func pkOf(rel *changelog.Rel, row []coltype.Value) []coltype.Value {
+	out := make([]coltype.Value, len(rel.PK))
+	for i, k := range rel.PK {
+		out[i] = row[k]
+	}
+	return out
+}
+
+func samePK(rel *changelog.Rel, a, b []coltype.Value) bool {
+	for _, k := range rel.PK {
+		if !a[k].Equal(b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// relID returns the connection's id for rel, sending a Relation first when
+// the client has not seen it.
+func (s *session) relID(rel *changelog.Rel) (uint32, error) {
+	if id, ok := s.relIDs[rel]; ok {
+		return id, nil
+	}
+	s.nextRel++
+	id := s.nextRel
+	s.relIDs[rel] = id
+	err := s.send(&protocol.Relation{RelID: id, Schema: rel.Schema, Table: rel.Table, Columns: rel.Columns, PK: rel.PK})
+	return id, err
+}
+
+// txnWriter splits one transaction into Txn chunks near TargetDownFrame.
+type txnWriter struct {
+	s          *session
+	lsn        uint64
+	flags      uint8 // extra flags on every chunk (FlagSnapshot)
+	commitTime int64
+	reset      []uint32
+	changes    []protocol.Change
+	size       int
+	started    bool
+}
+
+func (w *txnWriter) add(op protocol.Op, rel *changelog.Rel, vals []coltype.Value) error {
+	id, err := w.s.relID(rel)
+	if err != nil {
+		return err
+	}
+	w.changes = append(w.changes, protocol.Change{Op: op, RelID: id, Values: vals})
+	w.size += 4
+	for i := range vals {
+		w.size += 2 + len(vals[i].B)
+		if vals[i].Kind == coltype.Integer || vals[i].Kind == coltype.Real {
+			w.size += 8
+		}
+	}
+	if w.size >= protocol.TargetDownFrame {
+		return w.flush(0)
+	}
+	return nil
+}
+
+func (w *txnWriter) flush(last uint8) error {
+	flags := w.flags | last
+	m := &protocol.Txn{LSN: w.lsn, CommitTime: w.commitTime, Changes: w.changes}
+	if !w.started {
+		flags |= protocol.FlagFirst
+		m.Reset = w.reset
+		if len(w.reset) > 0 {
+			flags |= protocol.FlagReset
+		}
+	}
+	m.Flags = flags
+	err := w.s.send(m)
+	w.started = true
+	clear(w.changes)
+	w.changes = w.changes[:0]
+	w.size = 0
+	return err
+}
+
+func (w *txnWriter) finish(_ int) error { return w.flush(protocol.FlagLast) }
+
+// xidSnapshot is a Postgres snapshot (pg_current_snapshot) used to drop
+// streamed transactions that a shape's initial data already contains.
+type xidSnapshot struct {
+	xmin, xmax uint32
+	xip        map[uint32]bool
+	until      uint64 // transactions committed after this WAL position are never in it
+}
+
+// visible reports whether transaction xid had committed when the snapshot
+// was taken (32-bit xids compared modulo 2^32, as Postgres does).
+func (x *xidSnapshot) visible(xid uint32) bool {
+	if int32(xid-x.xmin) < 0 {
+		return true
+	}
+	if int32(xid-x.xmax) >= 0 {
+		return false
+	}
+	return !x.xip[xid]
+}
+
+func parseSnapshot(s string) (*xidSnapshot, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("parse snapshot %q", s)
+	}
+	xmin, err1 := strconv.ParseUint(parts[0], 10, 64)
+	xmax, err2 := strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("parse snapshot %q", s)
+	}
+	x := &xidSnapshot{xmin: uint32(xmin), xmax: uint32(xmax), xip: map[uint32]bool{}}
+	if parts[2] != "" {
+		for _, p := range strings.Split(parts[2], ",") {
+			v, err := strconv.ParseUint(p, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("parse snapshot %q", s)
+			}
+			x.xip[uint32(v)] = true
+		}
+	}
+	return x, nil
+}
+
+// prepare validates shape requests: electrified tables, valid where clauses
+// bound to their parameters.
+func (s *session) prepare(reqs []protocol.Shape) ([]*shape, error) {
+	if len(reqs) == 0 {
+		return nil, &clientError{protocol.ErrBadShape, "no shapes in Subscribe", false}
+	}
+	if len(s.shapes)+len(reqs) > s.svc.cfg.MaxShapesPerConn {
+		return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("too many shapes on one connection (limit %d)", s.svc.cfg.MaxShapesPerConn), false}
+	}
+	out := make([]*shape, 0, len(reqs))
+	seen := map[string]bool{}
+	for _, r := range reqs {
+		if r.ID == "" {
+			return nil, &clientError{protocol.ErrBadShape, "shape without an id", false}
+		}
+		if seen[r.ID] {
+			return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q appears twice", r.ID), false}
+		}
+		seen[r.ID] = true
+		tb, err := s.svc.tables.Lookup(s.ctx, r.Table)
+		if err != nil {
+			if errors.Is(err, catalog.ErrUnknownTable) || errors.Is(err, catalog.ErrNotElectrified) {
+				return nil, &clientError{protocol.ErrUnknownTable, fmt.Sprintf("shape %q: %v", r.ID, err), false}
+			}
+			return nil, fmt.Errorf("look up %s: %w", r.Table, err)
+		}
+		sh := &shape{id: r.ID, table: tb, key: relKey(tb.Rel.Schema, tb.Rel.Table), def: r}
+		if strings.TrimSpace(r.Where) != "" {
+			expr, err := where.Parse(r.Where, tb.Rel.Columns, len(r.Params))
+			if err != nil {
+				return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: where: %v", r.ID, err), false}
+			}
+			pred, err := expr.Bind(s.ctx, r.Params, where.PGCoerce(s.svc.pool))
+			if err != nil {
+				var we *where.Error
+				if errors.As(err, &we) {
+					return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: where: %v", r.ID, err), false}
+				}
+				return nil, fmt.Errorf("bind shape %q: %w", r.ID, err)
+			}
+			sh.pred = pred
+			sh.def.Where = expr.SQL()
+		} else if len(r.Params) > 0 {
+			return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q has params but no where clause", r.ID), false}
+		}
+		if old, ok := s.shapes[r.ID]; ok && !sameShape(old.def, sh.def) {
+			return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q is already subscribed with another definition", r.ID), false}
+		}
+		out = append(out, sh)
+	}
+	return out, nil
+}
+
+func sameShape(a, b protocol.Shape) bool {
+	if a.Table != b.Table || a.Where != b.Where || len(a.Params) != len(b.Params) {
+		return false
+	}
+	for i := range a.Params {
+		if (a.Params[i] == nil) != (b.Params[i] == nil) || (a.Params[i] != nil && *a.Params[i] != *b.Params[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *session) addShape(sh *shape) {
+	if _, ok := s.shapes[sh.id]; ok {
+		return
+	}
+	s.shapes[sh.id] = sh
+	s.byTable[sh.key] = append(s.byTable[sh.key], sh)
+	s.svc.metrics.shapes.Inc()
+}
+
+func (s *session) subscribe(m *protocol.Subscribe) error {
+	shapes, err := s.prepare(m.Shapes)
+	if err != nil {
+		var ce *clientError
+		if errors.As(err, &ce) {
+			return s.sendErr(m.ReqID, ce.code, ce.msg, false)
+		}
+		s.log.Error("subscribe failed", "err", err)
+		return s.sendErr(m.ReqID, protocol.ErrInternal, err.Error(), false)
+	}
+	ids := make([]string, len(shapes))
+	for i, sh := range shapes {
+		ids[i] = sh.id
+	}
+	// Shapes already live on this connection need nothing more.
+	var fresh []*shape
+	for _, sh := range shapes {
+		if _, ok := s.shapes[sh.id]; !ok {
+			fresh = append(fresh, sh)
+		}
+	}
+	if m.Resume && !s.resync {
+		if s.reader == nil {
+			s.reader = s.svc.clog.Reader(s.cursor)
+		}
+		for _, sh := range fresh {
+			s.addShape(sh)
+		}
+		return s.send(&protocol.Subscribed{ReqID: m.ReqID, ShapeIDs: ids})
+	}
+	reset := s.resync
+	s.resync = false
+	if len(fresh) > 0 || reset {
+		if err := s.snapshot(fresh, reset); err != nil {
+			var ce *clientError
+			if errors.As(err, &ce) && !ce.fatal {
+				return s.sendErr(m.ReqID, ce.code, ce.msg, false)
+			}
+			return err
+		}
+	}
+	return s.send(&protocol.Subscribed{ReqID: m.ReqID, ShapeIDs: ids})
+}
+
+// snapshot sends the initial data of shapes from one consistent Postgres
+// snapshot, at a point of the session's stream where nothing is lost or
+// applied twice: the session first streams its existing shapes up to the
+// log head H read before the snapshot; the snapshot's rows are then sent as
+// a transaction at H; later transactions that the snapshot already saw
+// (by xid) are not applied again for these shapes.
+func (s *session) snapshot(shapes []*shape, reset bool) error {
+	l := s.svc.clog
+	h := l.Head()
+	if s.reader == nil || len(s.shapes) == 0 {
+		if s.reader != nil {
+			s.reader.Close()
+		}
+		s.reader = l.Reader(h)
+		s.cursor = h
+	} else if err := s.catchUp(h); err != nil {
+		return err
+	}
+	tx, err := s.svc.pool.BeginTx(s.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin snapshot: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	var snapText, insertLSN string
+	if err := tx.QueryRow(s.ctx, "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text").Scan(&snapText, &insertLSN); err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	snap, err := parseSnapshot(snapText)
+	if err != nil {
+		return err
+	}
+	if lsn, err := parseLSN(insertLSN); err == nil {
+		snap.until = lsn
+	}
+	w := txnWriter{s: s, lsn: s.cursor, flags: protocol.FlagSnapshot}
+	if reset {
+		// The client lost its position: it deletes the rows of every table it
+		// holds before applying this snapshot of all its shapes.
+		for _, sh := range shapes {
+			id, err := s.relID(sh.table.Rel)
+			if err != nil {
+				return err
+			}
+			if !containsU32(w.reset, id) {
+				w.reset = append(w.reset, id)
+			}
+		}
+	}
+	for _, sh := range shapes {
+		if err := s.snapshotShape(tx, &w, sh); err != nil {
+			return err
+		}
+	}
+	if err := w.finish(0); err != nil {
+		return err
+	}
+	if err := tx.Commit(s.ctx); err != nil {
+		return fmt.Errorf("end snapshot: %w", err)
+	}
+	s.sentLSN = s.cursor
+	s.lastPos = time.Now()
+	for _, sh := range shapes {
+		sh.snap = snap
+		s.addShape(sh)
+	}
+	return nil
+}
+
+func containsU32(xs []uint32, x uint32) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) snapshotShape(tx pgx.Tx, w *txnWriter, sh *shape) error {
+	rel := sh.table.Rel
+	q := "SELECT " + catalog.ColumnList(rel) + " FROM " + sh.table.QualifiedSQL
+	args := []any{pgx.QueryExecModeSimpleProtocol}
+	if sh.pred != nil {
+		q += " WHERE (" + sh.def.Where + ")"
+		for _, p := range sh.def.Params {
+			if p == nil {
+				args = append(args, nil)
+			} else {
+				args = append(args, *p)
+			}
+		}
+	}
+	rows, err := tx.Query(s.ctx, q, args...)
+	if err != nil {
+		return s.snapshotErr(sh, err, w.started)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		raw := rows.RawValues()
+		vals := make([]coltype.Value, len(raw))
+		for i, b := range raw {
+			if b == nil {
+				continue
+			}
+			v, err := coltype.FromPGText(rel.Columns[i].Type, b)
+			if err != nil {
+				return fmt.Errorf("snapshot %s column %s: %w", sh.key, rel.Columns[i].Name, err)
+			}
+			vals[i] = v
+		}
+		if err := w.add(protocol.OpInsert, rel, vals); err != nil {
+			return err
+		}
+		n++
+		if max := s.svc.cfg.MaxSnapshotRows; max > 0 && n > max {
+			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q has more than %d rows (the service's limit)", sh.id, max), w.started}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.snapshotErr(sh, err, w.started)
+	}
+	return nil
+}
+
+// snapshotErr reports a failed snapshot query. Once part of the snapshot
+// was sent the error is fatal: the client rolls the partial transaction back.
+func (s *session) snapshotErr(sh *shape, err error, sent bool) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: %s", sh.id, pgErr.Message), sent}
+	}
+	return fmt.Errorf("snapshot %s: %w", sh.key, err)
+}
+
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("parse lsn %q", s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse lsn %q", s)
+	}
+	return h<<32 | l, nil
+}

@@ -41,7 +41,7 @@ type txState struct {
 	reset  bool
 	seq    uint64
 	tables []string // keys of the tables it changed
-	schema bool     // it created or altered tables
+	schema bool     // it created or altered tables (listed in tables)
 }
 
 // localName returns the local table name of a Postgres table: the table
@@ -56,32 +56,6 @@ func localName(schema, table string) string {
 // quoteIdent quotes an SQL identifier.
 func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
-
-// sqliteDecl returns the declared SQLite type of a column: the type's own
-// SQLiteDecl method when coltype provides it, else a mapping of the base
-// type. An empty declaration gives the column no affinity, so values are
-// stored exactly as received.
-func sqliteDecl(t coltype.Type) string {
-	if d, ok := any(t).(interface{ SQLiteDecl() string }); ok {
-		return d.SQLiteDecl()
-	}
-	if t.Array {
-		return "TEXT"
-	}
-	switch t.Base {
-	case coltype.Int2, coltype.Int4, coltype.Int8, coltype.Bool:
-		return "INTEGER"
-	case coltype.Float4, coltype.Float8:
-		return "REAL"
-	case coltype.Numeric, coltype.TextType, coltype.UUID, coltype.Date, coltype.Time,
-		coltype.Timestamp, coltype.Timestamptz, coltype.Interval, coltype.JSON,
-		coltype.JSONB, coltype.Enum:
-		return "TEXT"
-	case coltype.Bytea:
-		return "BLOB"
-	}
-	return ""
 }
 
 // relationDef is the JSON stored in _lattice_relations.def.
@@ -136,8 +110,10 @@ func (c *Client) handleRelation(s *session, m *protocol.Relation) (err error) {
 	s.rels[m.RelID] = r
 	if changed {
 		if c.tx.open {
+			c.tx.tables = append(c.tx.tables, r.key)
 			c.tx.schema = true
 		} else {
+			s.notifyTables[r.key] = struct{}{}
 			s.notifySchema = true
 		}
 	}
@@ -171,7 +147,7 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 	for _, col := range m.Columns {
 		def.Columns = append(def.Columns, columnDef{
 			Name: col.Name, Type: col.Type.Name, Base: uint8(col.Type.Base),
-			Array: col.Type.Array, NotNull: col.NotNull, Decl: sqliteDecl(col.Type),
+			Array: col.Type.Array, NotNull: col.NotNull, Decl: col.Type.SQLiteDecl(),
 		})
 	}
 	for _, k := range m.PK {

@@ -115,6 +115,8 @@ type Client struct {
 
 	live liveState
 
+	idleTimeout time.Duration // see the constant; tests shorten it
+
 	closeCtx    context.Context // done when Close is called
 	closeCancel context.CancelFunc
 	runMu       sync.Mutex
@@ -166,6 +168,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Client, error) {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c.status.State = StateOffline
+	c.idleTimeout = idleTimeout
 	conn, err := sqlite3.OpenContext(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

@@ -186,12 +186,18 @@ func TestMultiChunkAtomic(t *testing.T) {
 
 	fc.send(&protocol.Txn{LSN: 20, Flags: protocol.FlagFirst, Changes: []protocol.Change{
 		upd(1, vInt(1), vText("changed"), vInt(1)), ins(1, vInt(2), vText("new"), vInt(2))}})
-	// The transaction is open: a query waits for it.
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	_, err := c.Query(ctx, "SELECT 1")
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("query during transaction: %v", err)
+	// Once the chunk is applied the transaction is open: queries wait.
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := c.Query(ctx, "SELECT 1")
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil || i == 100 {
+			t.Fatalf("query during transaction: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	fc.send(&protocol.Txn{LSN: 20, Changes: []protocol.Change{ins(1, vInt(3), vText("x"), vInt(3))}})
 	fc.kill()
@@ -427,6 +433,38 @@ func TestValueKinds(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got\n%#v\nwant\n%#v", got, want)
 	}
+	// -0.0 keeps its sign (float columns have no affinity).
+	fc.send(txn(2, upd(1, vInt(3), vNull(), vReal(math.Copysign(0, -1)), vNull(), vNull(), vNull())))
+	waitLSN(t, c, 2)
+	if got := query(t, c, "SELECT r FROM kinds WHERE id = 3"); !math.Signbit(got[0][0].(float64)) {
+		t.Fatalf("-0.0 read back as %v", got[0][0])
+	}
+
+	// In an existing table with a REAL-declared column, Text "NaN" stays
+	// Text (REAL affinity converts only numeric-looking text).
+	if err := c.Exec(ctxT(t), "CREATE TABLE reals(id INTEGER NOT NULL PRIMARY KEY, v REAL)"); err != nil {
+		t.Fatal(err)
+	}
+	sub, err = c.Subscribe(ctxT(t), Shape{Table: "reals"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = fc.expectSubscribe()
+	fc.send(&protocol.Relation{RelID: 2, Schema: "public", Table: "reals",
+		Columns: []protocol.Column{col("id", coltype.Int8, true), col("v", coltype.Float8, false)}, PK: []int{0}},
+		snapshot(3, ins(2, vInt(1), vText("NaN")), ins(2, vInt(2), vReal(2.5)), ins(2, vInt(3), vText("-Infinity"))),
+		&protocol.Subscribed{ReqID: s.ReqID, ShapeIDs: shapeIDs(s)})
+	if err := sub.Synced(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	got = query(t, c, "SELECT v, typeof(v) FROM reals ORDER BY id")
+	want = [][]any{{"NaN", "text"}, {2.5, "real"}, {"-Infinity", "text"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("reals %#v", got)
+	}
+	if decl := query(t, c, "SELECT type FROM pragma_table_info('reals') WHERE name = 'v'"); decl[0][0] != "REAL" {
+		t.Fatalf("existing table altered: %v", decl)
+	}
 }
 
 func TestExecQuery(t *testing.T) {
@@ -479,6 +517,28 @@ func TestExecQuery(t *testing.T) {
 	if err := c.Run(ctx); err == nil {
 		t.Error("Run without URL")
 	}
+
+	// A context ending mid-statement interrupts it and rolls back.
+	const long = `WITH RECURSIVE r(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM r WHERE i < 100000000)
+		INSERT INTO t SELECT i, NULL FROM r`
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err = c.Exec(short, long)
+	cancel()
+	if err == nil {
+		t.Fatal("long Exec not interrupted")
+	}
+	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err = c.Query(short, "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r")
+	cancel()
+	if err == nil {
+		t.Fatal("long Query not interrupted")
+	}
+	if err := c.Exec(ctx, "INSERT INTO t VALUES(4, 'z')"); err != nil {
+		t.Fatal("Exec after interrupt:", err)
+	}
+	if got := query(t, c, "SELECT count(*) FROM t"); got[0][0] != int64(4) {
+		t.Fatalf("count %v", got)
+	}
 }
 
 func TestShapeParams(t *testing.T) {
@@ -515,5 +575,171 @@ func TestShapeParams(t *testing.T) {
 	}
 	if _, _, _, err := normalizeShape(Shape{}); err == nil {
 		t.Error("empty table accepted")
+	}
+}
+
+func TestUnauthorizedStopsRun(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	fc := fs.accept()
+	fc.send(&protocol.Error{Code: protocol.ErrUnauthorized, Message: "bad token", Fatal: true})
+	select {
+	case err := <-done:
+		var pe *protocol.Error
+		if !errors.As(err, &pe) || pe.Code != protocol.ErrUnauthorized {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Run did not return")
+	}
+	if st := c.Status(); st.State != StateOffline || st.LastError == nil {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestBatchErrorSplits(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	good, err := c.Subscribe(ctxT(t), Shape{ID: "good", Table: "items"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := c.Subscribe(ctxT(t), Shape{ID: "bad", Table: "items", Where: "nope = 1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	fc := fs.accept()
+	fc.welcome("log1")
+	s := fc.expectSubscribe()
+	if s.Resume || !slices.Equal(shapeIDs(s), []string{"good", "bad"}) {
+		t.Fatalf("subscribe %+v", s)
+	}
+	fc.send(&protocol.Error{ReqID: s.ReqID, Code: protocol.ErrBadShape, Message: "column nope does not exist"})
+	s1, s2 := fc.expectSubscribe(), fc.expectSubscribe()
+	if !slices.Equal(shapeIDs(s1), []string{"good"}) || !slices.Equal(shapeIDs(s2), []string{"bad"}) || s1.Resume || s2.Resume {
+		t.Fatalf("retries %+v %+v", s1, s2)
+	}
+	fc.send(itemsRel(1), snapshot(5, ins(1, vInt(1), vText("a"), vInt(1))), &protocol.Subscribed{ReqID: s1.ReqID, ShapeIDs: []string{"good"}})
+	fc.send(&protocol.Error{ReqID: s2.ReqID, Code: protocol.ErrBadShape, Message: "column nope does not exist"})
+	if err := good.Synced(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	var se *ShapeError
+	if err := bad.Synced(ctxT(t)); !errors.As(err, &se) || se.ShapeID != "bad" {
+		t.Fatalf("bad: %v", err)
+	}
+	if got := c.Shapes(); len(got) != 1 || got[0].ID != "good" {
+		t.Fatalf("shapes %+v", got)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	c.idleTimeout = 200 * time.Millisecond
+	run(t, c)
+	fc := fs.accept()
+	fc.welcome("log1") // then silence: no frames, no pings
+	fs.accept()
+	if st := c.Status(); st.LastError == nil || !regexp.MustCompile("silent").MatchString(st.LastError.Error()) {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestUnsubscribe(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	run(t, c)
+	fc := fs.accept()
+	fc.welcome("log1")
+	sub := syncItems(t, c, fc, 5, ins(1, vInt(1), vText("a"), vInt(1)))
+	pending, err := c.Subscribe(ctxT(t), Shape{ID: "p", Table: "app.other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc.expectSubscribe()
+	if err := c.Unsubscribe(ctxT(t), "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pending.Synced(ctxT(t)); !errors.Is(err, ErrUnsubscribed) {
+		t.Fatalf("Synced: %v", err)
+	}
+	if err := c.Unsubscribe(ctxT(t), sub.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"p", sub.ID()} {
+		m, ok := fc.recv().(*protocol.Unsubscribe)
+		if !ok || !slices.Equal(m.ShapeIDs, []string{want}) {
+			t.Fatalf("got %+v, want Unsubscribe %s", m, want)
+		}
+		fc.send(&protocol.Error{ReqID: m.ReqID, Code: "unsupported", Message: "reserved"})
+	}
+	if err := c.Unsubscribe(ctxT(t), "unknown"); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Shapes()) != 0 {
+		t.Fatalf("shapes %+v", c.Shapes())
+	}
+	// Rows stay, and the connection goes on.
+	fc.send(txn(6, ins(1, vInt(2), vText("b"), vInt(2))))
+	waitLSN(t, c, 6)
+	if got := query(t, c, "SELECT count(*) FROM items"); got[0][0] != int64(2) {
+		t.Fatalf("rows %v", got)
+	}
+}
+
+func TestRelationChanges(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	run(t, c)
+	fc := fs.accept()
+	fc.welcome("log1")
+	syncItems(t, c, fc, 5, ins(1, vInt(1), vText("a"), vInt(1)))
+	r := newRecorder()
+	cancel, err := c.LiveQuery("SELECT * FROM items", nil, r.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	r.next(t)
+
+	// The table gains a column upstream.
+	rel := itemsRel(1)
+	rel.Columns = append(rel.Columns, col("extra", coltype.Numeric, true))
+	fc.send(rel, txn(6, upd(1, vInt(1), vText("a"), vInt(1), vText("1.50")), ins(1, vInt(2), vText("b"), vNull(), vText("2"))))
+	waitLSN(t, c, 6)
+	if got := r.next(t); !reflect.DeepEqual(got, [][]any{{int64(1), "a", int64(1), "1.50"}, {int64(2), "b", nil, "2"}}) {
+		t.Fatalf("rows %v", got)
+	}
+
+	// Composite keys, and a table that is all key.
+	pairs := &protocol.Relation{RelID: 2, Schema: "s p", Table: `we"ird`,
+		Columns: []protocol.Column{col("a", coltype.Int8, true), col("b", coltype.TextType, true)}, PK: []int{1, 0}}
+	fc.send(pairs, txn(7, ins(2, vInt(1), vText("x")), ins(2, vInt(1), vText("y")), ins(2, vInt(1), vText("x"))))
+	fc.send(txn(8, del(2, vText("y"), vInt(1))))
+	waitLSN(t, c, 8)
+	if got := query(t, c, `SELECT a, b FROM "s p.we""ird"`); !reflect.DeepEqual(got, [][]any{{int64(1), "x"}}) {
+		t.Fatalf("pairs %v", got)
+	}
+
+	// Protocol violations end the connection and roll back.
+	fc.send(txn(9, ins(1, vInt(3), vText("c"), vNull(), vText("3"))), txn(10, ins(99, vInt(1))))
+	fc2 := fs.accept()
+	if fc2.hello.LSN != 9 {
+		t.Fatalf("hello %+v", fc2.hello)
+	}
+	fc2.welcome("log1")
+	s := fc2.expectSubscribe()
+	fc2.send(&protocol.Subscribed{ReqID: s.ReqID, ShapeIDs: shapeIDs(s)})
+	fc2.send(itemsRel(1), txn(11, ins(1, vInt(1), vText("too few values"))))
+	fc3 := fs.accept()
+	if fc3.hello.LSN != 9 {
+		t.Fatalf("hello %+v", fc3.hello)
+	}
+	if st := c.Status(); st.LastError == nil {
+		t.Fatal("no error recorded")
 	}
 }

@@ -144,18 +144,17 @@ func (fc *fakeConn) kill() {
 	<-fc.done
 }
 
-// welcome sends Welcome and answers the client's subscribes for already
-// synced shapes (Resume) with Subscribed; it returns the other subscribes.
+// welcome sends a Welcome without resync.
 func (fc *fakeConn) welcome(logID string) {
 	fc.send(&protocol.Welcome{LogID: logID})
 }
 
 // Value helpers.
-func vInt(i int64) coltype.Value     { return coltype.Value{Kind: coltype.Integer, I: i} }
-func vReal(f float64) coltype.Value  { return coltype.Value{Kind: coltype.Real, F: f} }
-func vText(s string) coltype.Value   { return coltype.Value{Kind: coltype.Text, B: []byte(s)} }
-func vBlob(b []byte) coltype.Value   { return coltype.Value{Kind: coltype.Blob, B: b} }
-func vNull() coltype.Value           { return coltype.Value{} }
+func vInt(i int64) coltype.Value    { return coltype.Value{Kind: coltype.Integer, I: i} }
+func vReal(f float64) coltype.Value { return coltype.Value{Kind: coltype.Real, F: f} }
+func vText(s string) coltype.Value  { return coltype.Value{Kind: coltype.Text, B: []byte(s)} }
+func vBlob(b []byte) coltype.Value  { return coltype.Value{Kind: coltype.Blob, B: b} }
+func vNull() coltype.Value          { return coltype.Value{} }
 func col(name string, b coltype.Base, notNull bool) protocol.Column {
 	return protocol.Column{Name: name, Type: coltype.Type{Base: b, Name: typeNames[b]}, NotNull: notNull}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -88,6 +89,8 @@ type liveQuery struct {
 	dirty    bool                // needs a run
 	canceled bool
 
+	runs atomic.Int64 // for tests
+
 	// Used by the worker only.
 	called  bool
 	last    *Rows
@@ -119,10 +122,11 @@ func (l *liveState) kick() {
 	}
 }
 
-// notify marks dirty the live queries reading any of tables, or all of
-// them when the schema changed.
-func (l *liveState) notify(tables map[string]struct{}, schema bool) {
-	if len(tables) == 0 && !schema {
+// notify marks dirty the live queries reading any of tables. With created
+// set (tables were created or altered), queries still waiting for their
+// tables are retried too; with all set (arbitrary DDL), every query is.
+func (l *liveState) notify(tables map[string]struct{}, created, all bool) {
+	if len(tables) == 0 && !created && !all {
 		return
 	}
 	any := false
@@ -131,7 +135,7 @@ func (l *liveState) notify(tables map[string]struct{}, schema bool) {
 		if lq.dirty {
 			continue
 		}
-		if schema || intersects(lq.tables, tables) {
+		if all || (created && lq.tables == nil) || intersects(lq.tables, tables) {
 			lq.dirty = true
 			any = true
 		}
@@ -275,6 +279,7 @@ func (c *Client) runLive(lq *liveQuery) liveResult {
 		lq.tables = reads
 		l.mu.Unlock()
 	}
+	lq.runs.Add(1)
 	rows, err := readRows(lq.stmt)
 	if err != nil {
 		lq.stmt.Reset()

@@ -16,6 +16,7 @@ type recorder struct {
 	calls []*Rows
 	errs  []error
 	ch    chan struct{}
+	seen  int // calls consumed by next
 }
 
 func newRecorder() *recorder { return &recorder{ch: make(chan struct{}, 1000)} }
@@ -44,7 +45,8 @@ func (r *recorder) next(t *testing.T) [][]any {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	i := len(r.calls) - len(r.ch) - 1
+	i := r.seen
+	r.seen++
 	if err := r.errs[i]; err != nil {
 		t.Fatalf("live query error: %v", err)
 	}
@@ -60,8 +62,15 @@ func (r *recorder) none(t *testing.T) {
 	}
 }
 
-// runs returns how many times the live query ran (changed or not).
-func liveRuns(c *Client) map[string]int { return nil }
+// drain consumes all calls so far.
+func (r *recorder) drain() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.ch) > 0 {
+		<-r.ch
+	}
+	r.seen = len(r.calls)
+}
 
 func TestLiveQuery(t *testing.T) {
 	fs := newFakeServer(t)
@@ -92,9 +101,12 @@ func TestLiveQuery(t *testing.T) {
 	if got := r.next(t); !reflect.DeepEqual(got, [][]any{{int64(2), "b"}}) {
 		t.Fatalf("initial %v", got)
 	}
+	c.live.mu.Lock()
 	lq := c.live.queries[len(c.live.queries)-1]
-	if !reflect.DeepEqual(lq.tables, map[string]struct{}{"items": {}}) {
-		t.Fatalf("tables %v", lq.tables)
+	tables := lq.tables
+	c.live.mu.Unlock()
+	if !reflect.DeepEqual(tables, map[string]struct{}{"items": {}}) {
+		t.Fatalf("tables %v", tables)
 	}
 
 	// A relevant transaction.
@@ -107,14 +119,22 @@ func TestLiveQuery(t *testing.T) {
 	// A transaction on another table does not re-run it; one that does
 	// not change the result re-runs it without a call.
 	before := r.n()
+	runs := lq.runs.Load()
 	fc.send(otherRel(2), txn(12, ins(2, vText("k"), vInt(1))))
 	waitLSN(t, c, 12)
+	r.none(t)
+	if n := lq.runs.Load(); n != runs {
+		t.Fatalf("re-run %d times after a transaction on another table", n-runs)
+	}
 	fc.send(txn(13, upd(1, vInt(1), vText("a2"), vInt(1))))
 	waitLSN(t, c, 13)
 	early.none(t)
 	r.none(t)
 	if r.n() != before {
 		t.Fatal("called without change")
+	}
+	if n := lq.runs.Load(); n != runs+1 {
+		t.Fatalf("re-run %d times after a relevant transaction", n-runs)
 	}
 
 	// A burst is coalesced and ends with the latest rows.
@@ -147,9 +167,7 @@ func TestLiveQuery(t *testing.T) {
 	}
 
 	// Exec'd local writes notify too.
-	for len(r.ch) > 0 {
-		<-r.ch
-	}
+	r.drain()
 	if err := c.Exec(ctxT(t), "UPDATE items SET n = 0 WHERE id = 2"); err != nil {
 		t.Fatal(err)
 	}

@@ -88,12 +88,15 @@ func onlySpace(s string) bool {
 
 // readRows steps st to the end and collects the rows.
 func readRows(st *sqlite3.Stmt) (*Rows, error) {
+	// Step before reading the columns: a statement is re-prepared, and
+	// "*" re-expanded, by the first step after a schema change.
+	more := st.Step()
 	n := st.ColumnCount()
 	rows := &Rows{Columns: make([]string, n), Values: [][]any{}}
 	for i := range n {
 		rows.Columns[i] = st.ColumnName(i)
 	}
-	for st.Step() {
+	for ; more; more = st.Step() {
 		vals := make([]any, n)
 		for i := range n {
 			switch st.ColumnType(i) {
@@ -162,13 +165,13 @@ func (c *Client) Exec(ctx context.Context, sql string, args ...any) (err error) 
 	}
 
 	defer func() {
+		c.conn.SetInterrupt(old) // first: an interrupted connection cannot roll back
 		if err != nil && !c.conn.GetAutocommit() {
 			c.stmts.rollback.Exec()
 		}
-		c.conn.SetInterrupt(old)
 		c.unlock()
 		if err == nil {
-			c.live.notify(written, schema)
+			c.live.notify(written, schema, schema)
 		}
 	}()
 	if err := c.stmts.begin.Exec(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -25,13 +26,30 @@ const (
 // transactions costs one re-run of each affected query.
 const notifyDelay = 100 * time.Millisecond
 
-// errReconnect ends a session on purpose (resync, too_slow).
+// idleTimeout is how long a connection may stay completely silent (no
+// frame, no ping; the service pings every 15 s) before the client
+// considers it dead and reconnects. Where pings are invisible (js), no
+// timeout applies.
+const idleTimeout = 45 * time.Second
+
+// dialTimeout bounds the WebSocket handshake.
+const dialTimeout = 30 * time.Second
+
+// stableSession is how long a session must have been online for the next
+// reconnect to start again from the shortest backoff.
+const stableSession = 5 * time.Second
+
+// errReconnect ends a session on purpose (resync, too_slow, internal).
 var errReconnect = errors.New("reconnect requested by the service")
 
 // Run connects to the service and keeps the replica in sync, reconnecting
 // with exponential backoff (100 ms to 10 s, with jitter) after errors,
 // until ctx ends or Close is called. It returns ctx.Err(), or ErrClosed
 // after Close. Only one Run may be active at a time.
+//
+// Errors that a retry cannot fix end Run early, as the protocol asks:
+// unsupported_version, and unauthorized unless Options.TokenFunc can
+// supply a new token. The returned error then wraps the *protocol.Error.
 func (c *Client) Run(ctx context.Context) error {
 	if c.opts.URL == "" {
 		return errors.New("run client: no service URL in Options")
@@ -66,7 +84,7 @@ func (c *Client) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		c.updateStatus(func(s *Status) { s.State = StateConnecting })
-		welcomed, err := c.runSession(ctx, wsURL)
+		online, err := c.runSession(ctx, wsURL)
 		if ctx.Err() != nil {
 			c.updateStatus(func(s *Status) { s.State = StateOffline })
 			if c.closeCtx.Err() != nil {
@@ -74,15 +92,18 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			return ctx.Err()
 		}
-		if welcomed {
-			attempt = 0
-		}
 		c.log.Warn("lattice: connection ended", "err", err)
 		c.updateStatus(func(s *Status) { s.State = StateOffline; s.LastError = err })
-		d := backoff(attempt)
-		if !errors.Is(err, errReconnect) || attempt > 0 {
-			attempt++
+		var pe *protocol.Error
+		if errors.As(err, &pe) && (pe.Code == protocol.ErrVersion ||
+			pe.Code == protocol.ErrUnauthorized && c.opts.TokenFunc == nil) {
+			return fmt.Errorf("run client: %w", err)
 		}
+		if online >= stableSession {
+			attempt = 0
+		}
+		d := backoff(attempt)
+		attempt++
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
@@ -133,11 +154,20 @@ type session struct {
 	frames chan item // decoded frames, from the reader
 
 	welcomed bool
-	ready    bool   // Welcome handled: new subscriptions are sent at once
-	logID    string // from Welcome
+	online   time.Time // when Welcome arrived
+	ready    bool      // Welcome handled: new subscriptions are sent at once
+	logID    string    // from Welcome
 	rels     map[uint32]*relation
 	nextReq  uint32
-	pending  map[uint32][]string // ReqID of a Subscribe -> its shape ids
+	pending  map[uint32]request // requests awaiting an answer, by ReqID
+
+	// Liveness: the reader is waiting for the network, and the time
+	// (unix ns) of the last sign of life (frame, ping, or start of wait).
+	reading atomic.Bool
+	active  atomic.Int64
+
+	errMu sync.Mutex
+	err   error // why the session was aborted by a helper goroutine
 
 	// Outgoing frames, drained by the writer goroutine.
 	outMu   sync.Mutex
@@ -155,6 +185,13 @@ type session struct {
 	notifySince  time.Time
 }
 
+// request is a Subscribe or Unsubscribe awaiting its answer.
+type request struct {
+	ids    []string
+	resume bool
+	unsub  bool
+}
+
 type item struct {
 	m   protocol.Down
 	err error
@@ -166,12 +203,44 @@ func newSession(c *Client, ctx context.Context, ws *websocket.Conn) *session {
 		ws:           ws,
 		frames:       make(chan item, 16),
 		rels:         make(map[uint32]*relation),
-		pending:      make(map[uint32][]string),
+		pending:      make(map[uint32]request),
 		outWake:      make(chan struct{}, 1),
 		notifyTables: make(map[string]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.touch()
 	return s
+}
+
+// touch records a sign of life from the service.
+func (s *session) touch() { s.active.Store(time.Now().UnixNano()) }
+
+// abort ends the session with err (the first one wins).
+func (s *session) abort(err error) {
+	s.errMu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.errMu.Unlock()
+	s.cancel()
+}
+
+// watchdog aborts the session when the reader has waited for the network
+// longer than timeout without any frame or ping.
+func (s *session) watchdog(timeout time.Duration) {
+	t := time.NewTicker(timeout / 8)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.reading.Load() && time.Since(time.Unix(0, s.active.Load())) > timeout {
+			s.abort(fmt.Errorf("connection silent for %v", timeout))
+			return
+		}
+	}
 }
 
 // send queues an up message for the writer.
@@ -203,7 +272,7 @@ func (s *session) subscribe(resume bool, shapes []*subState) {
 		ids[i] = st.id
 		st.sess, st.reqID = s, s.nextReq
 	}
-	s.pending[m.ReqID] = ids
+	s.pending[m.ReqID] = request{ids: ids, resume: resume}
 	s.send(m)
 }
 
@@ -233,7 +302,10 @@ func (s *session) reader() {
 	var buf []byte
 	for {
 		var err error
-		buf, err = readFrame(s.ctx, s.ws, buf[:0])
+		s.touch()
+		s.reading.Store(true)
+		buf, err = readFrame(s.ctx, s.ws, buf[:0], s.touch)
+		s.reading.Store(false)
 		var it item
 		if err != nil {
 			it.err = fmt.Errorf("read frame: %w", err)
@@ -255,8 +327,8 @@ func (s *session) reader() {
 }
 
 // readFrame reads one message into buf (reused across frames; the decoder
-// never aliases it).
-func readFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, error) {
+// never aliases it), calling progress as data arrives.
+func readFrame(ctx context.Context, ws *websocket.Conn, buf []byte, progress func()) ([]byte, error) {
 	typ, r, err := ws.Reader(ctx)
 	if err != nil {
 		return buf, err
@@ -270,6 +342,7 @@ func readFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, err
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		progress()
 		if err == io.EOF {
 			return buf, nil
 		}
@@ -279,64 +352,69 @@ func readFrame(ctx context.Context, ws *websocket.Conn, buf []byte) ([]byte, err
 	}
 }
 
-// runSession makes one connection and serves it until it fails. welcomed
-// reports whether the service answered Hello.
-func (c *Client) runSession(ctx context.Context, wsURL string) (welcomed bool, err error) {
+// runSession makes one connection and serves it until it fails. online
+// is how long it was online (from Welcome to its end).
+func (c *Client) runSession(ctx context.Context, wsURL string) (online time.Duration, err error) {
 	token := c.opts.Token
 	if c.opts.TokenFunc != nil {
 		if token, err = c.opts.TokenFunc(ctx); err != nil {
-			return false, fmt.Errorf("get token: %w", err)
+			return 0, fmt.Errorf("get token: %w", err)
 		}
 	}
-	ws, _, err := websocket.Dial(ctx, wsURL, nil)
+	s := newSession(c, ctx, nil)
+	defer s.cancel()
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	ws, _, err := websocket.Dial(dctx, wsURL, dialOptions(s.touch))
+	cancel()
 	if err != nil {
-		return false, fmt.Errorf("dial %s: %w", wsURL, err)
+		return 0, fmt.Errorf("dial %s: %w", wsURL, err)
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(protocol.MaxDownFrame)
+	s.ws = ws
 	c.log.Info("lattice: connected", "url", wsURL)
-
-	s := newSession(c, ctx, ws)
-	defer s.cancel()
 
 	// Hello carries the persisted position; the lock orders it after any
 	// transaction still being torn down.
 	if err := c.lock(ctx); err != nil {
-		return false, err
+		return 0, err
 	}
 	hello := &protocol.Hello{Version: protocol.Version, Token: token, ClientID: c.clientID, LogID: c.logID, LSN: c.lsn}
 	c.sess = s
 	c.unlock()
 	if err := ws.Write(ctx, websocket.MessageBinary, hello.Encode(nil)); err != nil {
 		c.endSession(s)
-		return false, fmt.Errorf("send hello: %w", err)
+		return 0, fmt.Errorf("send hello: %w", err)
 	}
 
 	var wg sync.WaitGroup
 	wg.Add(2)
-	writeErr := make(chan error, 1)
 	go func() { defer wg.Done(); s.reader() }()
 	go func() {
 		defer wg.Done()
 		if err := s.writer(); err != nil {
-			writeErr <- err
-			s.cancel()
+			s.abort(err)
 		}
 	}()
+	if pingsVisible && c.idleTimeout > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.watchdog(c.idleTimeout) }()
+	}
 
 	err = c.serve(s)
 	c.endSession(s)
 	s.cancel()
 	ws.CloseNow()
 	wg.Wait()
-	select {
-	case werr := <-writeErr:
-		if err == nil || errors.Is(err, context.Canceled) {
-			err = werr
-		}
-	default:
+	s.errMu.Lock()
+	if s.err != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = s.err
 	}
-	return s.welcomed, err
+	s.errMu.Unlock()
+	if s.welcomed {
+		online = time.Since(s.online)
+	}
+	return online, err
 }
 
 // serve applies frames in order until the session fails.
@@ -440,6 +518,7 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 		return errors.New("handle Welcome: second Welcome")
 	}
 	s.welcomed = true
+	s.online = time.Now()
 	s.logID = m.LogID
 	c.log.Info("lattice: welcome", "log_id", m.LogID, "resync", m.Resync, "head_lsn", m.HeadLSN, "lsn", c.lsn)
 	if m.Resync {
@@ -467,7 +546,7 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 func (c *Client) handleSubscribed(s *session, m *protocol.Subscribed) error {
 	ids := m.ShapeIDs
 	if len(ids) == 0 {
-		ids = s.pending[m.ReqID]
+		ids = s.pending[m.ReqID].ids
 	}
 	delete(s.pending, m.ReqID)
 	var todo []*subState
@@ -505,17 +584,32 @@ func (c *Client) handleSubscribed(s *session, m *protocol.Subscribed) error {
 	return nil
 }
 
+// handleError handles an Error from the service. Fatal ones, and the
+// codes asking for a reconnect, end the session. A non-fatal one answering
+// a Subscribe fails its shape; when the request held several shapes
+// (after a reconnect or a resync), they are requested again one by one,
+// so that only the offending shape fails.
 func (c *Client) handleError(s *session, m *protocol.Error) error {
 	c.log.Warn("lattice: error from service", "req", m.ReqID, "code", m.Code, "message", m.Message, "fatal", m.Fatal)
 	switch {
-	case m.Code == protocol.ErrResync || m.Code == protocol.ErrTooSlow:
+	case m.Code == protocol.ErrResync || m.Code == protocol.ErrTooSlow || m.Code == protocol.ErrInternal:
 		return fmt.Errorf("%w: %w", errReconnect, m)
 	case m.Fatal:
 		return m
 	}
-	if ids, ok := s.pending[m.ReqID]; ok && m.ReqID != 0 {
+	if req, ok := s.pending[m.ReqID]; ok && m.ReqID != 0 {
 		delete(s.pending, m.ReqID)
-		c.failShapes(ids, m)
+		switch {
+		case req.unsub: // reserved in protocol v1: the service may refuse it
+		case len(req.ids) > 1:
+			for _, id := range req.ids {
+				if st := c.subs[id]; st != nil {
+					s.subscribe(req.resume, []*subState{st})
+				}
+			}
+		default:
+			c.failShapes(req.ids, m)
+		}
 		return nil
 	}
 	s.post = append(s.post, func(st *Status) { st.LastError = m })
@@ -538,8 +632,12 @@ func (s *session) committed(tables []string, schema bool) {
 // maybeFlushNotify reports committed changes to live queries and OnStatus
 // unless more frames are already queued and the oldest unreported commit
 // is recent: catching up on a backlog then re-runs queries once.
+//
+// A table created by a Relation outside a transaction is reported with the
+// next commit (a Relation precedes the Txn that uses it), so that live
+// queries waiting for the table first see it with that transaction's rows.
 func (s *session) maybeFlushNotify() {
-	if len(s.notifyTables) == 0 && !s.notifySchema && !s.notifyLSN {
+	if !s.notifyLSN {
 		return
 	}
 	if len(s.frames) > 0 && time.Since(s.notifySince) < notifyDelay {
@@ -560,7 +658,7 @@ func (s *session) flushNotify() {
 		c.stMu.Unlock()
 		c.updateStatus(func(st *Status) { st.LSN = lsn })
 	}
-	c.live.notify(s.notifyTables, s.notifySchema)
+	c.live.notify(s.notifyTables, s.notifySchema, false)
 	clear(s.notifyTables)
 	s.notifySchema = false
 	s.notifyLSN = false

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -42,6 +43,7 @@ type ShapeError struct {
 	Message string
 }
 
+// Error returns "shape <id>: <code>: <message>".
 func (e *ShapeError) Error() string {
 	if e.Message == "" {
 		return fmt.Sprintf("shape %s: %s", e.ShapeID, e.Code)
@@ -262,6 +264,44 @@ func (c *Client) Subscribe(ctx context.Context, s Shape) (*Subscription, error) 
 		s.subscribe(false, []*subState{st})
 	}
 	return &Subscription{c: c, st: st}, nil
+}
+
+// ErrUnsubscribed is returned by Synced for a shape unsubscribed before it
+// synced.
+var ErrUnsubscribed = errors.New("client: shape unsubscribed")
+
+// Unsubscribe removes a shape from the persisted shapes, so that later
+// connections no longer request it. It is a no-op for an unknown id.
+//
+// The shape's rows stay in the local tables: protocol v1 reserves row
+// removal for later. On the current connection the client also sends
+// Unsubscribe (which a v1 service may refuse; the answer is ignored), and
+// the service may keep streaming the shape's changes until the next
+// reconnect.
+func (c *Client) Unsubscribe(ctx context.Context, id string) error {
+	if err := c.lockOpen(ctx); err != nil {
+		return fmt.Errorf("unsubscribe shape: %w", err)
+	}
+	defer c.unlock()
+	st := c.subs[id]
+	if st == nil {
+		return nil
+	}
+	if err := c.execArgs(`DELETE FROM _lattice_shapes WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("delete shape: %w", err)
+	}
+	c.removeSub(st)
+	if !st.synced {
+		st.err = ErrUnsubscribed
+		st.synced = true
+		close(st.done)
+	}
+	if s := c.sess; s != nil && s.ready {
+		s.nextReq++
+		s.pending[s.nextReq] = request{ids: []string{id}, unsub: true}
+		s.send(&protocol.Unsubscribe{ReqID: s.nextReq, ShapeIDs: []string{id}})
+	}
+	return nil
 }
 
 // Shapes returns the persisted shapes, in subscription order. Their Params

@@ -777,6 +777,10 @@ func (s *session) snapshot(shapes []*shape, reset bool) error {
 		}
 	}
 	for _, sh := range shapes {
+		// The client creates the table even when the shape has no rows yet.
+		if _, err := s.relID(sh.table.Rel); err != nil {
+			return err
+		}
 		if err := s.snapshotShape(tx, &w, sh); err != nil {
 			return err
 		}

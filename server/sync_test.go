@@ -69,12 +69,12 @@ func TestUnfilteredShapeAndTwoClients(t *testing.T) {
 	a, _ := e.clientAt(":memory:")
 	b, _ := e.clientAt(":memory:")
 	e.subscribe(a, client.Shape{Table: "items"})
-	e.subscribe(b, client.Shape{Table: "public.items", Where: "id % 2 = 0"})
+	e.subscribe(b, client.Shape{Table: "public.items", Where: "id < 10 OR title = 't13'"})
 	for i := 0; i < 20; i++ {
 		e.exec("INSERT INTO items VALUES ($1, $2, false, $1)", i, fmt.Sprint("t", i))
 	}
 	waitEqual(t, e, a, "SELECT id, title FROM items ORDER BY id", "SELECT id, title FROM items ORDER BY id")
-	waitEqual(t, e, b, "SELECT id, title FROM items WHERE id % 2 = 0 ORDER BY id", "SELECT id, title FROM items ORDER BY id")
+	waitEqual(t, e, b, "SELECT id, title FROM items WHERE id < 10 OR title = 't13' ORDER BY id", "SELECT id, title FROM items ORDER BY id")
 }
 
 // allTypesSQL has one column of every supported type and array type.
@@ -172,7 +172,12 @@ func checkTypes(t *testing.T, e *env, c *client.Client) {
 			}
 			var same bool
 			var orig *string
-			q := fmt.Sprintf(`SELECT $1::text::%s IS NOT DISTINCT FROM %s, %s::text FROM alltypes WHERE id = $2`, ty.Name, pgx.Identifier{name}.Sanitize(), pgx.Identifier{name}.Sanitize())
+			col := pgx.Identifier{name}.Sanitize()
+			q := fmt.Sprintf(`SELECT $1::text::%s IS NOT DISTINCT FROM %s, %s::text FROM alltypes WHERE id = $2`, ty.Name, col, col)
+			if ty.Base == coltype.JSON {
+				// json has no equality: compare the text, which must be identical.
+				q = fmt.Sprintf(`SELECT $1::text::%s::text IS NOT DISTINCT FROM %s::text, %s::text FROM alltypes WHERE id = $2`, ty.Name, col, col)
+			}
 			if err := conn.QueryRow(ctx, q, arg, id).Scan(&same, &orig); err != nil {
 				t.Fatalf("row %d column %s (%s): %v", id, name, text, err)
 			}

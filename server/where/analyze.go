@@ -45,6 +45,7 @@ const (
 	irBoolTest
 	irDistinct
 	irLike
+	irNeg // unary minus on a number
 )
 
 type cmpOp uint8
@@ -134,6 +135,7 @@ func (a *analyzer) run(n *pg_query.Node) (root *ir, err error) {
 	a.paramPos = make([]int, a.nparams)
 	root = a.expr(n)
 	a.coerceToBool(root, "WHERE")
+	a.compactLits(root)
 	for i := range a.lits {
 		l := &a.lits[i]
 		if l.typ.k == tUnknown {
@@ -144,6 +146,26 @@ func (a *analyzer) run(n *pg_query.Node) (root *ir, err error) {
 		}
 	}
 	return root, nil
+}
+
+// compactLits drops the literal slots that the final expression does not
+// use (the left operand of an IN list that was expanded into comparisons
+// with copies of it) and renumbers the rest in the order they appear in the
+// expression.
+func (a *analyzer) compactLits(root *ir) {
+	var lits []litSlot
+	var walk func(x *ir)
+	walk = func(x *ir) {
+		if x.op == irLit {
+			lits = append(lits, a.lits[x.lit])
+			x.lit = len(lits) - 1
+		}
+		for _, y := range x.args {
+			walk(y)
+		}
+	}
+	walk(root)
+	a.lits = lits
 }
 
 func (a *analyzer) pos(loc int32) int {
@@ -323,7 +345,10 @@ func normalizeNumber(s string) (string, tkind, bool) {
 		}
 		s = n.String()
 	}
-	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if v == int64(int32(v)) {
+			return s, tInt4, true // -2147483648 is written as -(2147483648)
+		}
 		return s, tInt8, true
 	}
 	for i, c := range strings.TrimPrefix(s, "-") {
@@ -426,6 +451,13 @@ func (a *analyzer) typeCast(c *pg_query.TypeCast) *ir {
 		return arg
 	}
 	if mod != "" {
+		if arg.op == irLit && a.lits[arg.lit].kind == litParam && arg.typ.same(t) && a.lits[arg.lit].mod == "" {
+			// A parameter whose type was deduced earlier, cast to the same
+			// type with a modifier: converting its text straight to the
+			// modified type gives the same value.
+			a.lits[arg.lit].mod = mod
+			return arg
+		}
 		a.fail(c.TypeName.Location, "type modifiers in casts are only supported on constants and parameters")
 	}
 	if arg.typ.same(t) {
@@ -608,6 +640,16 @@ func (a *analyzer) aExpr(x *pg_query.A_Expr) *ir {
 	}
 	switch x.Kind {
 	case pg_query.A_Expr_Kind_AEXPR_OP:
+		if x.Lexpr == nil && x.Rexpr != nil && (opName == "-" || opName == "+") {
+			arg := a.expr(x.Rexpr)
+			if !isNumber(arg.typ.k) {
+				a.fail(x.Location, "prefix operator %s is only supported on numbers, not on %s", opName, arg.typ)
+			}
+			if opName == "+" {
+				return arg
+			}
+			return &ir{op: irNeg, typ: arg.typ, args: []*ir{arg}, pos: int(x.Location) - len(prefix)}
+		}
 		if x.Lexpr == nil || x.Rexpr == nil {
 			a.fail(x.Location, "prefix operator %s is not supported", opName)
 		}
@@ -719,6 +761,12 @@ func (a *analyzer) like(x *pg_query.A_Expr, opName string) *ir {
 	}
 	if !(p.typ.k == tUnknown || isString(p.typ.k)) {
 		a.fail(x.Location, "%s pattern must be text, not %s", name, p.typ)
+	}
+	if containsCol(p) {
+		// Postgres raises an error, for the whole query, when matching
+		// reaches a pattern that ends with a backslash; a row change
+		// cannot fail like that.
+		a.fail(x.Location, "%s pattern must be a constant or a parameter, not a column", name)
 	}
 	l = a.coerce(l, lt)
 	p = a.coerce(p, ptype{k: tText})

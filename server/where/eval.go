@@ -207,6 +207,22 @@ func (b *binder) valNode(x *ir) (valNode, error) {
 			return &constVal{r}, nil
 		}
 		return &castVal{arg: arg, from: x.from, to: x.typ}, nil
+	case irNeg:
+		arg, err := b.valNode(x.args[0])
+		if err != nil {
+			return nil, err
+		}
+		if c, ok := arg.(*constVal); ok {
+			if c.s.null {
+				return c, nil
+			}
+			r, ok := negate(c.s, x.typ.k)
+			if !ok {
+				return nil, b.errAt(x, "%s out of range", x.typ)
+			}
+			return &constVal{r}, nil
+		}
+		return &negVal{arg: arg, k: x.typ.k}, nil
 	}
 	n, err := b.boolNode(x)
 	if err != nil {
@@ -704,4 +720,21 @@ func (n *likeNode) tri(row []coltype.Value) Tri {
 		return Unknown // Postgres raises an error
 	}
 	return boolTri(n.neg)
+}
+
+type negVal struct {
+	arg valNode
+	k   tkind
+}
+
+func (n *negVal) val(row []coltype.Value) scalar {
+	s := n.arg.val(row)
+	if s.null {
+		return s
+	}
+	r, ok := negate(s, n.k)
+	if !ok {
+		return scalar{null: true} // Postgres: integer out of range
+	}
+	return r
 }

@@ -18,7 +18,10 @@ type Querier interface {
 }
 
 // PGCoerce returns a Coerce that asks Postgres to convert the literals, all
-// in one query: SELECT $1::text::<type>::text, ... . The connection must
+// in one query: SELECT format('%s', $1::text::<type>), ... . format('%s')
+// yields the type's output function text, the form pgoutput sends and
+// coltype.FromPGText reads (a ::text cast would differ for boolean, 'true'
+// rather than 't', and for char(n), whose padding it strips). The connection must
 // have the service's session settings (DateStyle ISO, TimeZone UTC,
 // IntervalStyle iso_8601, extra_float_digits 3, bytea_output hex), since
 // the results are read with coltype.FromPGText. Invalid input (a Postgres
@@ -57,7 +60,7 @@ func PGCoerce(q Querier) Coerce {
 			if out[n] == nil {
 				continue
 			}
-			v, err := coltype.FromPGText(lits[i].Type, []byte(*out[n]))
+			v, err := fromPGText(lits[i].Type, []byte(*out[n]))
 			if err != nil {
 				return nil, litError(lits[i], "cannot read %s value %q: %v", lits[i].Type.Name, *out[n], err)
 			}
@@ -77,7 +80,7 @@ func coerceQuery(ctx context.Context, q Querier, lits []Literal, texts []*string
 		if n > 0 {
 			sb.WriteString(", ")
 		}
-		fmt.Fprintf(&sb, "$%d::text::%s::text", n+1, lits[i].Type.Name)
+		fmt.Fprintf(&sb, "format('%%s', $%d::text::%s)", n+1, lits[i].Type.Name)
 		args[n] = *texts[i]
 		dest[n] = &out[n]
 	}
@@ -87,3 +90,6 @@ func coerceQuery(ctx context.Context, q Querier, lits []Literal, texts []*string
 	return out, nil
 }
 
+
+// fromPGText is coltype.FromPGText; tests may replace it.
+var fromPGText = coltype.FromPGText

@@ -55,6 +55,11 @@ func fromValue(v *coltype.Value, k tkind) scalar {
 	switch v.Kind {
 	case coltype.Null:
 		return scalar{null: true}
+	}
+	if k == tArray {
+		return scalar{b: v.B} // only tested for NULL
+	}
+	switch v.Kind {
 	case coltype.Integer:
 		switch k {
 		case tInt2, tInt4, tInt8, tBool:
@@ -755,6 +760,42 @@ func convert(s scalar, from, to ptype) (scalar, bool) {
 		case tText, tVarchar, tBpchar, tName:
 			return scalar{b: appendClock(nil, s.i)}, true
 		}
+	}
+	return s, false
+}
+
+// negate is unary minus on a number of kind k.
+func negate(s scalar, k tkind) (scalar, bool) {
+	switch {
+	case isInt(k):
+		if s.i == math.MinInt64 {
+			return s, false
+		}
+		return scalar{i: -s.i}, fitsInt(-s.i, k)
+	case isFloat(k):
+		return scalar{f: -s.f}, true
+	case k == tNumeric:
+		if s.num {
+			if s.i != math.MinInt64 {
+				return scalar{num: true, i: -s.i}, true
+			}
+			s = scalar{b: strconv.AppendInt(nil, s.i, 10)}
+		}
+		switch decClass(s.b) {
+		case 3:
+			return s, true
+		case 2:
+			return scalar{b: []byte("-Infinity")}, true
+		case -2:
+			return scalar{b: []byte("Infinity")}, true
+		}
+		if len(s.b) > 0 && s.b[0] == '-' {
+			return scalar{b: s.b[1:]}, true
+		}
+		if _, ip, fp := splitDecimal(s.b); len(ip) == 0 && len(fp) == 0 {
+			return s, true
+		}
+		return scalar{b: append([]byte{'-'}, s.b...)}, true
 	}
 	return s, false
 }

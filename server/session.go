@@ -65,6 +65,9 @@ type shape struct {
 	pred  *where.Pred // nil: every row
 	def   protocol.Shape
 	snap  *xidSnapshot
+	// snapKeys holds the primary keys sent in the shape's snapshot while
+	// snap is set, when other shapes of the connection share its table.
+	snapKeys map[string]struct{}
 }
 
 // clientError is an error to report to the client.
@@ -400,13 +403,25 @@ func (s *session) process(txn *changelog.Txn) error {
 		if len(shs) == 0 {
 			continue
 		}
+		// Shapes whose initial snapshot already contains this transaction
+		// must not apply it again: the client holds the snapshot's (newer)
+		// version of their rows.
+		ignoring, active := false, false
+		for _, sh := range shs {
+			if sh.snap != nil && sh.snap.visible(txn.Xid) {
+				ignoring = true
+			} else {
+				active = true
+			}
+		}
+		if ignoring {
+			if !active || s.inSnapshot(shs, txn.Xid, ch) {
+				continue
+			}
+		}
 		var oldIn, newIn bool
 		for _, sh := range shs {
 			if sh.snap != nil && sh.snap.visible(txn.Xid) {
-				// The shape's snapshot already holds this transaction's effect.
-				if ch.New != nil && sh.match(ch.New) {
-					oldIn, newIn = true, true
-				}
 				continue
 			}
 			if !oldIn && ch.Old != nil && sh.match(ch.Old) {
@@ -479,6 +494,35 @@ func (s *session) process(txn *changelog.Txn) error {
 	s.sentLSN = txn.LSN
 	s.lastPos = time.Now()
 	return nil
+}
+
+// inSnapshot reports whether the row a change touches was sent in the
+// snapshot of a shape that already saw the change.
+func (s *session) inSnapshot(shs []*shape, xid uint32, ch *changelog.Change) bool {
+	for _, sh := range shs {
+		if sh.snap == nil || !sh.snap.visible(xid) {
+			continue
+		}
+		if sh.snapKeys == nil {
+			return true // not tracked: the snapshot's version wins
+		}
+		for _, row := range [][]coltype.Value{ch.Old, ch.New} {
+			if row != nil {
+				if _, ok := sh.snapKeys[pkKey(ch.Rel, row)]; ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func pkKey(rel *changelog.Rel, row []coltype.Value) string {
+	var b []byte
+	for _, k := range rel.PK {
+		b = protocol.AppendValue(b, row[k])
+	}
+	return string(b)
 }
 
 func (sh *shape) match(row []coltype.Value) bool {
@@ -777,6 +821,9 @@ func (s *session) snapshot(shapes []*shape, reset bool) error {
 		}
 	}
 	for _, sh := range shapes {
+		if len(s.byTable[sh.key]) > 0 {
+			sh.snapKeys = map[string]struct{}{}
+		}
 		// The client creates the table even when the shape has no rows yet.
 		if _, err := s.relID(sh.table.Rel); err != nil {
 			return err
@@ -844,6 +891,9 @@ func (s *session) snapshotShape(tx pgx.Tx, w *txnWriter, sh *shape) error {
 		}
 		if err := w.add(protocol.OpInsert, rel, vals); err != nil {
 			return err
+		}
+		if sh.snapKeys != nil {
+			sh.snapKeys[pkKey(rel, vals)] = struct{}{}
 		}
 		n++
 		if max := s.svc.cfg.MaxSnapshotRows; max > 0 && n > max {

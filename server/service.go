@@ -398,6 +398,10 @@ func (s *Service) LogID() string { return s.clog.ID() }
 // Slot is the replication slot the service reads.
 func (s *Service) Slot() string { return s.slot }
 
+// TruncatedThrough is the newest commit LSN that retention removed from the
+// change log: clients behind it re-sync.
+func (s *Service) TruncatedThrough() uint64 { return s.clog.TruncatedThrough() }
+
 // HeadLSN is the newest commit LSN in the change log.
 func (s *Service) HeadLSN() uint64 { return s.clog.Head() }
 

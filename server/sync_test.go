@@ -316,6 +316,11 @@ func TestResyncAfterRetentionWindow(t *testing.T) {
 	}
 	e.exec("UPDATE items SET done = true WHERE id <= 5")
 	e.exec("INSERT INTO items VALUES (99, 'newest', false, 0)")
+	_, lsn := c.Position()
+	eventually(t, 20*time.Second, "retention to pass the client's position", func() (bool, string) {
+		tt := e.svc.TruncatedThrough()
+		return tt > lsn, fmt.Sprintf("truncated through %d, client at %d", tt, lsn)
+	})
 	c2, _ := e.clientAt(path)
 	waitEqual(t, e, c2, q, lq)
 }

@@ -73,7 +73,7 @@ lint() {
 	need_go
 	log "gofmt"
 	local bad
-	bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*'))
+	bad=$(find . -name '*.go' -not -path '*/node_modules/*' -not -path './.git/*' -print0 | xargs -0 gofmt -l)
 	[ -z "$bad" ] || die "gofmt needed on: $bad"
 	log "go vet"
 	go vet ./...

@@ -682,7 +682,7 @@ func (s *session) prepare(reqs []protocol.Shape) ([]*shape, error) {
 		}
 		sh := &shape{id: r.ID, table: tb, key: relKey(tb.Rel.Schema, tb.Rel.Table), def: r}
 		if strings.TrimSpace(r.Where) != "" {
-			expr, err := where.Parse(r.Where, tb.Rel.Columns, len(r.Params))
+			expr, err := where.ParseTable(r.Where, tb.Rel.Schema, tb.Rel.Table, tb.Rel.Columns, len(r.Params))
 			if err != nil {
 				return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: where: %v", r.ID, err), false}
 			}

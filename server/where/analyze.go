@@ -18,14 +18,15 @@ import (
 type ir struct {
 	op    irOp
 	typ   ptype
-	col   int      // irCol
-	lit   int      // irLit: index into analyzer.lits
-	args  []*ir    // operands
-	cmp   cmpOp    // irCmp
-	dom   domain   // irCmp, irIn, irDistinct
-	neg   bool     // irIn: NOT IN; irNullTest: IS NOT NULL; irDistinct: IS NOT DISTINCT; irLike: NOT LIKE
-	fold  bool     // irLike: ILIKE
+	col   int    // irCol
+	lit   int    // irLit: index into analyzer.lits
+	args  []*ir  // operands
+	cmp   cmpOp  // irCmp
+	dom   domain // irCmp, irIn, irDistinct
+	neg   bool   // irIn: NOT IN; irNullTest: IS NOT NULL; irDistinct: IS NOT DISTINCT; irLike: NOT LIKE
+	fold  bool   // irLike: ILIKE
 	btest pg_query.BoolTestType
+	arith byte  // irArith: '+', '-' or '*'
 	from  ptype // irCast: source type (args[0].typ)
 	pos   int   // byte offset in the expression, for messages
 }
@@ -45,7 +46,11 @@ const (
 	irBoolTest
 	irDistinct
 	irLike
-	irNeg // unary minus on a number
+	irNeg   // unary minus on a number
+	irArith // args[0] <arith> args[1] on integers
+	irLower
+	irUpper
+	irCoalesce
 )
 
 type cmpOp uint8
@@ -98,6 +103,7 @@ type litSlot struct {
 	typ   ptype
 	mod   string // explicit cast type with typmod, e.g. numeric(10,2)
 	pos   int    // 1-based character position
+	loc   int32  // location in the parsed string
 }
 
 type analyzer struct {
@@ -107,7 +113,6 @@ type analyzer struct {
 	colTypes      []ptype
 	nparams       int
 	paramTypes    []ptype
-	paramPos      []int
 	lits          []litSlot
 	depth         int
 }
@@ -132,7 +137,6 @@ func (a *analyzer) run(n *pg_query.Node) (root *ir, err error) {
 			root, err = nil, f.err
 		}
 	}()
-	a.paramPos = make([]int, a.nparams)
 	root = a.expr(n)
 	a.coerceToBool(root, "WHERE")
 	a.compactLits(root)
@@ -140,9 +144,22 @@ func (a *analyzer) run(n *pg_query.Node) (root *ir, err error) {
 		l := &a.lits[i]
 		if l.typ.k == tUnknown {
 			if l.kind == litParam {
-				a.fail(int32(a.paramPos[l.param-1]+len(prefix)), "could not determine the type of parameter $%d; add a cast, e.g. $%d::text", l.param, l.param)
+				a.fail(l.loc, "could not determine the type of parameter $%d; add a cast, e.g. $%d::text", l.param, l.param)
 			}
 			l.typ = ptype{k: tText}
+		}
+	}
+	used := make([]bool, a.nparams)
+	for _, l := range a.lits {
+		if l.kind == litParam {
+			used[l.param-1] = true
+		}
+	}
+	for i, u := range used {
+		if !u {
+			// Postgres would fail the snapshot query: it cannot type the
+			// parameter, or gets more values than the query has.
+			a.fail(-1, "parameter $%d is not used in the where clause", i+1)
 		}
 	}
 	return root, nil
@@ -203,7 +220,7 @@ func (a *analyzer) expr(n *pg_query.Node) *ir {
 		a.coerceToBool(arg, booleanTestName(x.BooleanTest.Booltesttype))
 		return &ir{op: irBoolTest, typ: ptype{k: tBool}, args: []*ir{arg}, btest: x.BooleanTest.Booltesttype, pos: int(x.BooleanTest.Location)}
 	case *pg_query.Node_FuncCall:
-		a.funcCall(x.FuncCall)
+		return a.funcCall(x.FuncCall)
 	case *pg_query.Node_SqlvalueFunction:
 		a.fail(x.SqlvalueFunction.Location, "%s is a non-deterministic function and cannot be used in a shape: rows would enter and leave the shape without changing", sqlValueFunctionName(x.SqlvalueFunction.Op))
 	case *pg_query.Node_SubLink:
@@ -217,7 +234,7 @@ func (a *analyzer) expr(n *pg_query.Node) *ir {
 	case *pg_query.Node_CaseExpr:
 		a.fail(x.CaseExpr.Location, "CASE is not supported")
 	case *pg_query.Node_CoalesceExpr:
-		a.fail(x.CoalesceExpr.Location, "COALESCE is not supported")
+		return a.coalesce(x.CoalesceExpr)
 	case *pg_query.Node_MinMaxExpr:
 		a.fail(x.MinMaxExpr.Location, "GREATEST and LEAST are not supported")
 	case *pg_query.Node_AIndirection:
@@ -295,6 +312,7 @@ func (a *analyzer) columnRef(c *pg_query.ColumnRef) *ir {
 
 func (a *analyzer) newLit(l litSlot, loc int32) *ir {
 	l.pos = a.pos(loc)
+	l.loc = loc
 	a.lits = append(a.lits, l)
 	return &ir{op: irLit, typ: l.typ, lit: len(a.lits) - 1, pos: int(loc) - len(prefix)}
 }
@@ -367,9 +385,6 @@ func (a *analyzer) paramRef(p *pg_query.ParamRef) *ir {
 		}
 		a.fail(p.Location, "there is no parameter $%d: the shape has %d parameter%s ($1..$%d)", n, a.nparams, plural(a.nparams), a.nparams)
 	}
-	if a.paramPos[n-1] == 0 {
-		a.paramPos[n-1] = int(p.Location) - len(prefix)
-	}
 	return a.newLit(litSlot{kind: litParam, param: n, typ: a.paramTypes[n-1]}, p.Location)
 }
 
@@ -421,8 +436,9 @@ func (a *analyzer) coerce(x *ir, t ptype) *ir {
 	}
 	// A number constant converted to a numeric type reads as if written in
 	// that type (int -> numeric/float and numeric -> float conversions are
-	// exact or correctly rounded, like the type's input function).
-	if x.op == irLit && a.lits[x.lit].kind == litNumber && (t.k == tNumeric || isFloat(t.k) || t.k == tInt8) {
+	// exact or correctly rounded, like the type's input function); not once
+	// it is a float (1.1::real widened to double precision is not 1.1).
+	if x.op == irLit && a.lits[x.lit].kind == litNumber && !isFloat(x.typ.k) && (t.k == tNumeric || isFloat(t.k) || t.k == tInt8) {
 		a.lits[x.lit].typ = t
 		x.typ = t
 		return x
@@ -456,6 +472,13 @@ func (a *analyzer) typeCast(c *pg_query.TypeCast) *ir {
 			// type with a modifier: converting its text straight to the
 			// modified type gives the same value.
 			a.lits[arg.lit].mod = mod
+			return arg
+		}
+		if arg.op == irLit && a.lits[arg.lit].kind == litNumber && t.k == tNumeric && !isFloat(arg.typ.k) {
+			// 1.5::numeric(10,2) is '1.5'::numeric(10,2).
+			a.lits[arg.lit].typ = t
+			a.lits[arg.lit].mod = mod
+			arg.typ = t
 			return arg
 		}
 		a.fail(c.TypeName.Location, "type modifiers in casts are only supported on constants and parameters")
@@ -513,7 +536,7 @@ var typeAliases = map[string]tkind{
 	"numeric": tNumeric, "decimal": tNumeric,
 	"float4": tFloat4, "real": tFloat4,
 	"float8": tFloat8,
-	"bool": tBool, "boolean": tBool,
+	"bool":   tBool, "boolean": tBool,
 	"text":    tText,
 	"varchar": tVarchar,
 	"bpchar":  tBpchar,
@@ -661,8 +684,10 @@ func (a *analyzer) aExpr(x *pg_query.A_Expr) *ir {
 		switch opName {
 		case "~~", "!~~", "~~*", "!~~*":
 			return a.like(x, opName)
-		case "+", "-", "*", "/", "%", "^", "||":
-			a.fail(x.Location, "operator %s is not supported: arithmetic and concatenation are not available in a where clause", opName)
+		case "+", "-", "*":
+			return a.arith(x, opName)
+		case "/", "%", "^", "||":
+			a.fail(x.Location, "operator %s is not supported: only +, - and * on integers are", opName)
 		}
 		a.fail(x.Location, "operator %s is not supported", opName)
 	case pg_query.A_Expr_Kind_AEXPR_LIKE, pg_query.A_Expr_Kind_AEXPR_ILIKE:
@@ -890,7 +915,14 @@ func (a *analyzer) in(x *pg_query.A_Expr, opName string) *ir {
 				a.cmpError(cop.String(), lexpr.typ, common, x.Location)
 			}
 			d, dt := domainOf(il, irr)
-			l := a.toDomain(a.coerce(lexpr, il), dt)
+			// Coercing an unknown constant makes a new Const in Postgres,
+			// so the comparisons with the column items below still see an
+			// unknown lexpr; coercing a parameter types it for good.
+			sl := lexpr
+			if a.isUnknownLit(lexpr) && a.lits[lexpr.lit].kind != litParam {
+				sl = a.clone(lexpr)
+			}
+			l := a.toDomain(a.coerce(sl, il), dt)
 			args := []*ir{l}
 			for _, r := range rnonvars {
 				args = append(args, a.toDomain(a.coerce(r, irr), dt))
@@ -976,7 +1008,7 @@ var aggregates = map[string]bool{
 	"percentile_cont": true, "percentile_disc": true, "mode": true, "xmlagg": true, "any_value": true,
 }
 
-func (a *analyzer) funcCall(f *pg_query.FuncCall) {
+func (a *analyzer) funcCall(f *pg_query.FuncCall) *ir {
 	var parts []string
 	for _, n := range f.Funcname {
 		parts = append(parts, n.GetString_().GetSval())
@@ -991,7 +1023,73 @@ func (a *analyzer) funcCall(f *pg_query.FuncCall) {
 	case nondeterministic[base]:
 		a.fail(f.Location, "%s() is a non-deterministic function and cannot be used in a shape: rows would enter and leave the shape without changing", name)
 	}
-	a.fail(f.Location, "function %s() is not supported in a where clause", name)
+	builtin := len(parts) == 1 || len(parts) == 2 && parts[0] == "pg_catalog"
+	if builtin && (base == "lower" || base == "upper") && !f.FuncVariadic {
+		if len(f.Args) != 1 {
+			a.fail(f.Location, "%s() takes one argument", base)
+		}
+		arg := a.expr(f.Args[0])
+		if arg.typ.k != tUnknown && !isString(arg.typ.k) {
+			a.fail(f.Location, "%s() is only supported on text, not on %s", base, arg.typ)
+		}
+		op := irLower
+		if base == "upper" {
+			op = irUpper
+		}
+		return &ir{op: op, typ: ptype{k: tText}, args: []*ir{a.coerce(arg, ptype{k: tText})}, pos: int(f.Location) - len(prefix)}
+	}
+	a.fail(f.Location, "function %s() is not supported in a where clause (supported: lower, upper, coalesce)", name)
+	return nil
+}
+
+// coalesce is Postgres's transformCoalesceExpr.
+func (a *analyzer) coalesce(c *pg_query.CoalesceExpr) *ir {
+	var args []*ir
+	var types []ptype
+	for _, n := range c.Args {
+		x := a.expr(n)
+		args = append(args, x)
+		types = append(types, x.typ)
+	}
+	t, ok := selectCommonType(types)
+	if ok {
+		for _, u := range types {
+			if !implicitCast(u, t) {
+				ok = false
+			}
+		}
+	}
+	if !ok || t.k == tUnsupported {
+		a.fail(c.Location, "COALESCE arguments have no common type")
+	}
+	for i, x := range args {
+		args[i] = a.coerce(x, t)
+	}
+	return &ir{op: irCoalesce, typ: t, args: args, pos: int(c.Location) - len(prefix)}
+}
+
+// arith resolves + - * on integers (int2pl, int24pl, ... int8mul): the
+// result has the wider operand type.
+func (a *analyzer) arith(x *pg_query.A_Expr, op string) *ir {
+	l := a.expr(x.Lexpr)
+	r := a.expr(x.Rexpr)
+	if l.typ.k == tUnknown && r.typ.k == tUnknown {
+		a.fail(x.Location, "operator is not unique: unknown %s unknown; add a cast", op)
+	}
+	if l.typ.k == tUnknown {
+		l = a.coerce(l, r.typ)
+	}
+	if r.typ.k == tUnknown {
+		r = a.coerce(r, l.typ)
+	}
+	if !isInt(l.typ.k) || !isInt(r.typ.k) {
+		a.fail(x.Location, "operator %s is only supported on integer types, not on %s and %s", op, l.typ, r.typ)
+	}
+	t := l.typ
+	if r.typ.k > t.k {
+		t = r.typ
+	}
+	return &ir{op: irArith, typ: t, arith: op[0], args: []*ir{l, r}, pos: int(x.Location) - len(prefix)}
 }
 
 func sqlValueFunctionName(op pg_query.SQLValueFunctionOp) string {

@@ -137,8 +137,8 @@ func (g *gen) param(v *string) string {
 var famCasts = map[fam][]string{
 	fNum:   {"int2", "int4", "int8", "bigint", "numeric", "real", "float8", "double precision", "numeric(10,2)", "decimal"},
 	fText:  {"text", "varchar", "bpchar", "char(4)", "name", "varchar(3)", "character varying"},
-	fDate:  {"date", "timestamp", "timestamptz", "timestamp with time zone"},
-	fTime:  {"time", "interval"},
+	fDate:  {"date", "timestamp", "timestamptz", "timestamp with time zone", "timestamp(0)", "timestamptz(2)"},
+	fTime:  {"time", "interval", "time(0)"},
 	fIv:    {"interval"},
 	fBool:  {"bool", "boolean"},
 	fUUID:  {"uuid"},
@@ -194,11 +194,13 @@ func isPlainNumber(s string) bool {
 }
 
 var colCasts = map[fam][]string{
-	fNum:  {"i2::int8", "i4::numeric", "f4::float8", "i8::float8", "n::float8", "i4::real", "b::int4", "i2::int4", "n2::numeric", "i4::float4"},
-	fText: {"i4::text", "n::text", "b::text", "u::text", "e::text", "d::text", "ts::text", "tz::text", "tm::text", "c4::text", "c4::varchar", "nm::text", "tx::bpchar", "vc::text", "tx::name", "CAST(i8 AS varchar)", "n2::text"},
-	fDate: {"ts::date", "tz::date", "d::timestamp", "tz::timestamp", "ts::timestamptz", "d::timestamptz"},
-	fTime: {"ts::time", "tz::time"},
-	fBool: {"i4::bool"},
+	fNum: {"i2::int8", "i4::numeric", "f4::float8", "i8::float8", "n::float8", "i4::real", "b::int4", "i2::int4", "n2::numeric", "i4::float4",
+		"(i2::int4 + i2)", "(i4::int8 * 3)", "(i4::int8 - i2)", "(i2 * 2)", "(2 - i2)", "coalesce(i4, i2, 0)", "coalesce(n, 1.5)", "coalesce(f4, i4)", "coalesce(n2, i2)", "-i4::int8", "-f8", "-n"},
+	fText: {"i4::text", "n::text", "b::text", "u::text", "e::text", "d::text", "ts::text", "tz::text", "tm::text", "c4::text", "c4::varchar", "nm::text", "tx::bpchar", "vc::text", "tx::name", "CAST(i8 AS varchar)", "n2::text",
+		"lower(tx)", "upper(vc)", "lower(c4)", "coalesce(tx, vc)", "coalesce(c4, 'x')", "upper(nm)", "coalesce(tx, '')", "coalesce(vc, c4)"},
+	fDate: {"ts::date", "tz::date", "d::timestamp", "tz::timestamp", "ts::timestamptz", "d::timestamptz", "coalesce(d, ts)", "coalesce(tz, d)"},
+	fTime: {"ts::time", "tz::time", "coalesce(tm, '12:00')"},
+	fBool: {"i4::bool", "coalesce(b, false)"},
 }
 
 // column returns a column (or a cast of one) of family f.

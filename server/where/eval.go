@@ -96,9 +96,14 @@ func litError(l Literal, format string, args ...any) *Error {
 func checkSpecialValue(l Literal, text string) error {
 	switch l.Type.Base {
 	case coltype.Date, coltype.Time, coltype.Timestamp, coltype.Timestamptz:
-		switch strings.ToLower(strings.TrimSpace(text)) {
-		case "now", "today", "tomorrow", "yesterday":
-			return litError(l, "%q is a non-deterministic value and cannot be used in a shape", text)
+		words := strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
+			return !(r >= 'a' && r <= 'z')
+		})
+		for _, w := range words {
+			switch w {
+			case "now", "today", "tomorrow", "yesterday":
+				return litError(l, "%q is a non-deterministic value and cannot be used in a shape", text)
+			}
 		}
 	}
 	return nil
@@ -223,6 +228,41 @@ func (b *binder) valNode(x *ir) (valNode, error) {
 			return &constVal{r}, nil
 		}
 		return &negVal{arg: arg, k: x.typ.k}, nil
+	case irArith, irLower, irUpper, irCoalesce:
+		args := make([]valNode, len(x.args))
+		allConst := true
+		for i, y := range x.args {
+			v, err := b.valNode(y)
+			if err != nil {
+				return nil, err
+			}
+			args[i] = v
+			if _, ok := v.(*constVal); !ok {
+				allConst = false
+			}
+		}
+		var n valNode
+		switch x.op {
+		case irArith:
+			n = &arithVal{l: args[0], r: args[1], op: x.arith, k: x.typ.k}
+		case irCoalesce:
+			n = &coalesceVal{args: args}
+		default:
+			n = &caseVal{arg: args[0], upper: x.op == irUpper}
+		}
+		if allConst {
+			s := n.val(nil)
+			if s.null && x.op == irArith {
+				for _, v := range args {
+					if v.(*constVal).s.null {
+						return &constVal{s}, nil
+					}
+				}
+				return nil, b.errAt(x, "%s out of range", x.typ)
+			}
+			return &constVal{s}, nil
+		}
+		return n, nil
 	}
 	n, err := b.boolNode(x)
 	if err != nil {
@@ -737,4 +777,51 @@ func (n *negVal) val(row []coltype.Value) scalar {
 		return scalar{null: true} // Postgres: integer out of range
 	}
 	return r
+}
+
+type arithVal struct {
+	l, r valNode
+	op   byte
+	k    tkind
+}
+
+func (n *arithVal) val(row []coltype.Value) scalar {
+	a := n.l.val(row)
+	if a.null {
+		return a
+	}
+	b := n.r.val(row)
+	if b.null {
+		return b
+	}
+	r, ok := arith(n.op, a.i, b.i, n.k)
+	if !ok {
+		return scalar{null: true} // Postgres: integer out of range
+	}
+	return scalar{i: r}
+}
+
+type coalesceVal struct{ args []valNode }
+
+func (n *coalesceVal) val(row []coltype.Value) scalar {
+	for _, a := range n.args {
+		if s := a.val(row); !s.null {
+			return s
+		}
+	}
+	return scalar{null: true}
+}
+
+// caseVal is lower() or upper() under the C collation: ASCII letters only.
+type caseVal struct {
+	arg   valNode
+	upper bool
+}
+
+func (n *caseVal) val(row []coltype.Value) scalar {
+	s := n.arg.val(row)
+	if s.null {
+		return s
+	}
+	return scalar{b: asciiCase(s.b, n.upper)}
 }

@@ -34,9 +34,6 @@ func TestParseRobust(t *testing.T) {
 			// Mutate a valid clause.
 			g := newGen(int64(i))
 			toks := strings.Fields(g.pred(0))
-			if len(g.params) > 2 {
-				continue
-			}
 			for j := r.Intn(3); j > 0 && len(toks) > 0; j-- {
 				k := r.Intn(len(toks))
 				switch r.Intn(3) {
@@ -69,9 +66,9 @@ func TestParseRobust(t *testing.T) {
 		var e *Expr
 		var err error
 		if i%4 == 3 {
-			e, err = ParseTable(s, "public", "t", diffEnvCols(), 2)
+			e, err = ParseTable(s, "public", "t", diffEnvCols(), maxParam(s))
 		} else {
-			e, err = Parse(s, unitCols, 2)
+			e, err = Parse(s, unitCols, maxParam(s))
 		}
 		if err != nil {
 			if _, ok := err.(*Error); !ok {
@@ -80,7 +77,13 @@ func TestParseRobust(t *testing.T) {
 			continue
 		}
 		accepted++
-		p, err := e.Bind(context.Background(), []*string{sp("1"), nil}, fakeCoerce)
+		params := make([]*string, e.NumParams())
+		for j := range params {
+			if j%2 == 0 {
+				params[j] = sp("1")
+			}
+		}
+		p, err := e.Bind(context.Background(), params, fakeCoerce)
 		if err != nil {
 			continue
 		}
@@ -96,14 +99,14 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		e, err := Parse(s, unitCols, 2)
+		e, err := Parse(s, unitCols, maxParam(s))
 		if err != nil {
 			if _, ok := err.(*Error); !ok {
 				t.Fatalf("error is %T", err)
 			}
 			return
 		}
-		if p, err := e.Bind(context.Background(), []*string{sp("1"), nil}, fakeCoerce); err == nil {
+		if p, err := e.Bind(context.Background(), make([]*string, e.NumParams()), fakeCoerce); err == nil {
 			p.Eval(row("i4", 1, "tx", "a"))
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -135,3 +136,16 @@ func col(name string, base coltype.Base, typeName string) protocol.Column {
 }
 
 func sp(s string) *string { return &s }
+
+var paramRE = regexp.MustCompile(`\$([0-9]+)`)
+
+// maxParam is the highest $n in s.
+func maxParam(s string) int {
+	n := 0
+	for _, m := range paramRE.FindAllStringSubmatch(s, -1) {
+		if v, _ := strconv.Atoi(m[1]); v > n && v < 100 {
+			n = v
+		}
+	}
+	return n
+}

@@ -90,6 +90,5 @@ func coerceQuery(ctx context.Context, q Querier, lits []Literal, texts []*string
 	return out, nil
 }
 
-
 // fromPGText is coltype.FromPGText; tests may replace it.
 var fromPGText = coltype.FromPGText

@@ -137,6 +137,34 @@ func (p *printer) node(n *pg_query.Node) {
 		} else {
 			p.s(" IS NULL)")
 		}
+	case *pg_query.Node_CoalesceExpr:
+		p.s("COALESCE(")
+		for i, arg := range x.CoalesceExpr.Args {
+			if i > 0 {
+				p.s(", ")
+			}
+			p.node(arg)
+		}
+		p.s(")")
+	case *pg_query.Node_FuncCall:
+		f := x.FuncCall
+		for i, n := range f.Funcname {
+			if i > 0 {
+				p.s(".")
+			}
+			p.s(quoteAlways(n.GetString_().GetSval()))
+		}
+		p.s("(")
+		for i, arg := range f.Args {
+			if i > 0 {
+				p.s(", ")
+			}
+			p.node(arg)
+		}
+		p.s(")")
+		if f.Over != nil || f.AggStar || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil || f.FuncVariadic {
+			p.fail()
+		}
 	case *pg_query.Node_BooleanTest:
 		p.s("(")
 		p.node(x.BooleanTest.Arg)

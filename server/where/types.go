@@ -371,14 +371,14 @@ func textish(t ptype) ptype {
 type domain uint8
 
 const (
-	dInt       domain = iota // i (integers, bool, date, timestamp, time)
-	dNumeric                 // exact decimal: i when k==repInt, else decimal text b
-	dFloat                   // f, Postgres float ordering (NaN largest, NaN = NaN)
-	dBytes                   // b, memcmp then length
-	dBpchar                  // b without trailing spaces
-	dInterval                // (i, j) normalized span
-	dJSONB                   // b, jsonb equality only
-	dEnum                    // b (label), equality only
+	dInt      domain = iota // i (integers, bool, date, timestamp, time)
+	dNumeric                // exact decimal: i when k==repInt, else decimal text b
+	dFloat                  // f, Postgres float ordering (NaN largest, NaN = NaN)
+	dBytes                  // b, memcmp then length
+	dBpchar                 // b without trailing spaces
+	dInterval               // (i, j) normalized span
+	dJSONB                  // b, jsonb equality only
+	dEnum                   // b (label), equality only
 )
 
 // domainOf returns the comparison domain of an operator taking il and ir,

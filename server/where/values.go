@@ -800,6 +800,54 @@ func negate(s scalar, k tkind) (scalar, bool) {
 	return s, false
 }
 
+// arith is integer + - * with Postgres's overflow check for the result
+// type k.
+func arith(op byte, a, b int64, k tkind) (int64, bool) {
+	var r int64
+	switch op {
+	case '+':
+		r = a + b
+		if (a^r)&(b^r) < 0 {
+			return 0, false
+		}
+	case '-':
+		r = a - b
+		if (a^b)&(a^r) < 0 {
+			return 0, false
+		}
+	default:
+		r = a * b
+		if a != 0 && (r/a != b || a == -1 && b == math.MinInt64 || b == -1 && a == math.MinInt64) {
+			return 0, false
+		}
+	}
+	return r, fitsInt(r, k)
+}
+
+// asciiCase lowercases (or uppercases) ASCII letters, as lower() and
+// upper() do under the C collation.
+func asciiCase(b []byte, upper bool) []byte {
+	lo, hi := byte('A'), byte('Z')
+	if upper {
+		lo, hi = 'a', 'z'
+	}
+	i := 0
+	for i < len(b) && (b[i] < lo || b[i] > hi) {
+		i++
+	}
+	if i == len(b) {
+		return b
+	}
+	out := make([]byte, len(b))
+	copy(out, b)
+	for ; i < len(out); i++ {
+		if out[i] >= lo && out[i] <= hi {
+			out[i] ^= 0x20
+		}
+	}
+	return out
+}
+
 func b2i(b bool) int64 {
 	if b {
 		return 1

@@ -63,7 +63,7 @@ build() {
 	need_gcc
 	mkdir -p bin
 	log "building bin/lattice"
-	go build -trimpath -o bin/lattice ./cmd/lattice
+	go build -o bin/lattice ./cmd/lattice
 }
 
 # Packages that must build for the browser (GOOS=js GOARCH=wasm).

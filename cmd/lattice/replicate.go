@@ -16,29 +16,26 @@ func replicateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	url := fs.String("url", envOr("LATTICE_URL", "ws://localhost:5133"), "service URL (env LATTICE_URL)")
 	db := fs.String("db", "", "SQLite file to keep in sync (created if missing)")
 	token := fs.String("token", envOr("LATTICE_TOKEN", ""), "JWT (env LATTICE_TOKEN)")
-	var tables, wheres, params multiFlag
-	fs.Var(&tables, "shape", "table to sync (repeatable)")
-	fs.Var(&wheres, "where", "where clause for the preceding --shape")
-	fs.Var(&params, "param", "parameter $n of the where clause, in order (repeatable)")
+	var shapes shapeFlags
+	fs.Var(shapeFlag{&shapes, "shape"}, "shape", "table to sync (repeatable; each --where and --param applies to the --shape before it)")
+	fs.Var(shapeFlag{&shapes, "where"}, "where", "where clause of the preceding --shape, with $1..$n parameters")
+	fs.Var(shapeFlag{&shapes, "param"}, "param", "next parameter ($1, $2, ...) of the preceding --shape's where clause")
 	level := fs.String("log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: lattice replicate --url ws://HOST:5133 --db FILE --shape TABLE [--where EXPR [--param V]...] [--token JWT]")
+		fmt.Fprintln(stderr, "Usage: lattice replicate --url ws://HOST:5133 --db FILE --shape TABLE [--where EXPR [--param V]...] [--shape ...] [--token JWT]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("replicate: unexpected arguments %q", fs.Args())
+	}
 	if *db == "" {
 		return errors.New("replicate: --db FILE is required")
 	}
-	if len(tables) == 0 {
+	if len(shapes) == 0 {
 		return errors.New("replicate: at least one --shape TABLE is required")
-	}
-	if len(wheres) > len(tables) {
-		return errors.New("replicate: more --where than --shape")
-	}
-	if len(params) > 0 && len(tables) > 1 {
-		return errors.New("replicate: --param applies to a single --shape")
 	}
 	logger, err := newLogger(stderr, *level, "text")
 	if err != nil {
@@ -58,16 +55,10 @@ func replicateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	failed := make(chan error, len(tables))
+	failed := make(chan error, len(shapes))
 	done := make(chan error, 1)
-	for i, t := range tables {
-		sh := client.Shape{Table: t}
-		if i < len(wheres) {
-			sh.Where = wheres[i]
-		}
-		for _, p := range params {
-			sh.Params = append(sh.Params, p)
-		}
+	for _, sh := range shapes {
+		t := sh.Table
 		sub, err := c.Subscribe(ctx, sh)
 		if err != nil {
 			return err
@@ -94,4 +85,39 @@ func replicateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// shapeFlags collects --shape, --where and --param in command-line order.
+type shapeFlags []client.Shape
+
+type shapeFlag struct {
+	shapes *shapeFlags
+	kind   string
+}
+
+func (f shapeFlag) String() string { return "" }
+
+func (f shapeFlag) Set(v string) error {
+	s := f.shapes
+	if f.kind == "shape" {
+		if v == "" {
+			return errors.New("empty table name")
+		}
+		*s = append(*s, client.Shape{Table: v})
+		return nil
+	}
+	if len(*s) == 0 {
+		return fmt.Errorf("--%s must follow a --shape", f.kind)
+	}
+	last := &(*s)[len(*s)-1]
+	switch f.kind {
+	case "where":
+		if last.Where != "" {
+			return errors.New("--where given twice for one --shape")
+		}
+		last.Where = v
+	case "param":
+		last.Params = append(last.Params, v)
+	}
+	return nil
 }

@@ -39,6 +39,7 @@ type txState struct {
 	open   bool
 	lsn    uint64
 	reset  bool
+	snap   bool // a snapshot: it answers the oldest pending non-resume Subscribe
 	seq    uint64
 	tables []string // keys of the tables it changed
 	schema bool     // it created or altered tables (listed in tables)
@@ -327,6 +328,7 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		c.tx.open = true
 		c.tx.lsn = m.LSN
 		c.tx.reset = m.Flags&protocol.FlagReset != 0
+		c.tx.snap = m.Flags&protocol.FlagSnapshot != 0
 		c.tx.seq++
 		c.tx.tables = c.tx.tables[:0]
 		c.tx.schema = false
@@ -412,8 +414,22 @@ func (c *Client) commitTxn(s *session) error {
 			return err
 		}
 	}
+	var synced []*subState
+	if c.tx.snap {
+		// The service answers Subscribes in order, each non-resume one with
+		// exactly one snapshot: mark its shapes synced with their data, so a
+		// connection lost before Subscribed cannot make us fetch them again.
+		var err error
+		if synced, err = c.markSnapshotShapes(s); err != nil {
+			return err
+		}
+	}
 	if err := c.stmts.commit.Exec(); err != nil {
 		return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
+	}
+	for _, st := range synced {
+		st.markSynced()
+		c.log.Info("lattice: shape synced", "shape", st.id)
 	}
 	c.tx.open = false
 	c.logID, c.lsn = logID, lsn
@@ -444,4 +460,32 @@ func (c *Client) abortTxn() {
 	}
 	c.tx.open = false
 	c.log.Info("lattice: rolled back partial transaction", "lsn", c.tx.lsn)
+}
+
+// markSnapshotShapes marks, inside the open transaction, the shapes of the
+// oldest pending non-resume Subscribe as synced.
+func (c *Client) markSnapshotShapes(s *session) ([]*subState, error) {
+	var reqID uint32
+	found := false
+	for id, req := range s.pending {
+		if !req.resume && !req.unsub && (!found || id < reqID) {
+			reqID, found = id, true
+		}
+	}
+	if !found {
+		return nil, nil
+	}
+	var out []*subState
+	for _, id := range s.pending[reqID].ids {
+		st := c.subs[id]
+		if st == nil || st.synced {
+			continue
+		}
+		c.stmts.setSynced.BindText(1, st.id)
+		if err := c.stmts.setSynced.Exec(); err != nil {
+			return nil, fmt.Errorf("mark shape %s synced: %w", st.id, err)
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

@@ -760,14 +760,14 @@ func (s *session) subscribe(m *protocol.Subscribe) error {
 	}
 	reset := s.resync
 	s.resync = false
-	if len(fresh) > 0 || reset {
-		if err := s.snapshot(fresh, reset); err != nil {
-			var ce *clientError
-			if errors.As(err, &ce) && !ce.fatal {
-				return s.sendErr(m.ReqID, ce.code, ce.msg, false)
-			}
-			return err
+	// Every non-resume Subscribe gets exactly one snapshot transaction (empty
+	// when its shapes are already live), so clients can tie it to the request.
+	if err := s.snapshot(fresh, reset); err != nil {
+		var ce *clientError
+		if errors.As(err, &ce) && !ce.fatal {
+			return s.sendErr(m.ReqID, ce.code, ce.msg, false)
 		}
+		return err
 	}
 	return s.send(&protocol.Subscribed{ReqID: m.ReqID, ShapeIDs: ids})
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -417,7 +418,8 @@ func idleMemoryOnce(b *testing.B, bin string, n int) memResult {
 	secret := "bench-secret-0123456789abcdef"
 	addr := freeLocalAddr(b)
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--data-dir", filepath.Join(b.TempDir(), "data"), "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "LATTICE_AUTH_SECRET="+secret)
+	// gctrace only prints a line per GC cycle (to stderr), for the live heap.
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "LATTICE_AUTH_SECRET="+secret, "GODEBUG=gctrace=1")
 	var out bytes.Buffer
 	var outMu sync.Mutex
 	cmd.Stdout = lockedWriter{&outMu, &out}
@@ -464,9 +466,14 @@ func idleMemoryOnce(b *testing.B, bin string, n int) memResult {
 		b.Fatal(err)
 	}
 	pid := cmd.Process.Pid
+	gcLog := func() string {
+		outMu.Lock()
+		defer outMu.Unlock()
+		return out.String()
+	}
 
 	time.Sleep(time.Second)
-	before := sampleMemory(b, pid, base)
+	before := sampleMemory(b, pid, base, gcLog)
 	params := make([]string, 100)
 	for i := range params {
 		params[i] = strconv.Itoa(i)
@@ -491,16 +498,16 @@ func idleMemoryOnce(b *testing.B, bin string, n int) memResult {
 			go c.discard(rctx, nil)
 		}
 		if len(conns) == 1000 && n > 1000 {
-			mid = sampleMemory(b, pid, base)
+			mid = sampleMemory(b, pid, base, gcLog)
 		}
 	}
 	connect := time.Since(start)
-	after := sampleMemory(b, pid, base)
+	after := sampleMemory(b, pid, base, gcLog)
 	if int(after.conns) != n {
 		b.Fatalf("service reports %v connections, want %d", after.conns, n)
 	}
 	outMu.Lock()
-	if strings.Contains(out.String(), "level=ERROR") {
+	if strings.Contains(out.String(), "level=ERROR") || strings.Contains(out.String(), "level=WARN") {
 		b.Logf("service log:\n%s", out.String())
 	}
 	outMu.Unlock()
@@ -523,8 +530,9 @@ func idleMemoryOnce(b *testing.B, bin string, n int) memResult {
 }
 
 // sampleMemory waits for the service to settle and samples its memory:
-// VmRSS every 250 ms for 3 s after a 1 s pause (median), and /metrics.
-func sampleMemory(b *testing.B, pid int, base string) memSample {
+// VmRSS every 250 ms for 3 s after a 1 s pause (median), /metrics, and
+// then the live heap (which needs a GC, hence last).
+func sampleMemory(b *testing.B, pid int, base string, gcLog func() string) memSample {
 	time.Sleep(time.Second)
 	var rss []float64
 	for range 12 {
@@ -547,23 +555,28 @@ func sampleMemory(b *testing.B, pid int, base string) memSample {
 		stack:      m["go_memstats_stack_inuse_bytes"],
 		goroutines: m["go_goroutines"],
 		conns:      m["lattice_connections"],
-		liveHeap:   liveHeap(b, base, m),
+		liveHeap:   liveHeap(b, base, gcLog),
 	}
 }
 
-// liveHeap makes the service collect garbage (a GC cannot be forced from
-// outside: /metrics scrapes allocate until the next GC cycle starts, at
-// most 20 s) and returns its heap_alloc just after, i.e. its live heap.
-func liveHeap(b *testing.B, base string, m map[string]float64) float64 {
-	const gcs = "go_gc_duration_seconds_count"
-	start, deadline := m[gcs], time.Now().Add(20*time.Second)
+// gcLine matches a GODEBUG=gctrace=1 line; group 1 is the heap marked
+// live by that cycle, in MB.
+var gcLine = regexp.MustCompile(`(?m)^gc \d+ @.* \d+->\d+->(\d+) MB`)
+
+// liveHeap makes the service collect garbage and returns its live heap as
+// the GC trace reports it (MB precision). A GC cannot be forced from
+// outside: /metrics scrapes allocate until the next GC cycle ends (at most
+// 20 s).
+func liveHeap(b *testing.B, base string, gcLog func() string) float64 {
+	start := len(gcLine.FindAllStringIndex(gcLog(), -1))
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		m2, err := scrapeMetrics(base + "/metrics")
-		if err != nil {
+		if _, err := scrapeMetrics(base + "/metrics"); err != nil {
 			b.Fatal(err)
 		}
-		if m2[gcs] > start {
-			return m2["go_memstats_heap_alloc_bytes"]
+		if m := gcLine.FindAllStringSubmatch(gcLog(), -1); len(m) > start {
+			mb, _ := strconv.ParseFloat(m[len(m)-1][1], 64)
+			return mb * (1 << 20)
 		}
 	}
 	b.Logf("no GC in the service within 20 s of /metrics scrapes")

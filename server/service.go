@@ -251,7 +251,9 @@ func (s *Service) replicate(ctx context.Context) {
 		}
 		s.replErr.Store(&err)
 		if errors.Is(err, pgrepl.ErrSlotInUse) {
-			s.log.Error("replication slot is in use by another process: is another lattice serve running with the same data directory?", "slot", s.slot, "err", err)
+			// Right after a restart Postgres may still be closing the previous
+			// walsender; a slot busy for long is held by another process.
+			s.log.Warn("replication slot is busy; retrying (if this persists, another process holds the slot)", "slot", s.slot, "err", err, "in", backoff)
 		} else {
 			s.log.Error("replication stopped; restarting", "err", err, "in", backoff)
 		}

@@ -139,6 +139,10 @@ INSERT INTO live_items SELECT i, i % 10, 'item ' || i, 0 FROM generate_series(1,
 //     shape, reading and discarding frames: every commit is sent 1,000 times.
 //   - clients=1000-filtered: the 999 subscribe to another project: their
 //     where clause is evaluated for every change, nothing is sent to them.
+//   - clients=1000-lazy: as clients=1000, but the 999 read in bursts every
+//     2 s (the kernel buffers their frames) and decode nothing, which takes
+//     most of their CPU off the shared cores: closer to remote clients,
+//     i.e. to the service's own fan-out cost.
 //
 // Metrics: p50-ms/p99-ms from just before the writer's Exec to the
 // callback; after-exec-* from Exec's return (a lower bound: the commit
@@ -149,9 +153,13 @@ func BenchmarkCommitToLiveQuery(b *testing.B) {
 	b.Run("clients=1", func(b *testing.B) { benchCommitToLive(b, 0, false) })
 	b.Run("clients=1000", func(b *testing.B) { benchCommitToLive(b, 999, false) })
 	b.Run("clients=1000-filtered", func(b *testing.B) { benchCommitToLive(b, 999, true) })
+	b.Run("clients=1000-lazy", func(b *testing.B) { benchCommitToLive(b, -999, false) })
 }
 
+// benchCommitToLive: others < 0 means -others lazy readers (see read).
 func benchCommitToLive(b *testing.B, others int, filtered bool) {
+	lazy := others < 0
+	others = max(others, -others)
 	ctx := context.Background()
 	e := newEnv(b, liveItemsSQL, "live_items")
 	shape := client.Shape{Table: "live_items", Where: "project_id = $1", Params: []any{1}}
@@ -199,11 +207,14 @@ func benchCommitToLive(b *testing.B, others int, filtered bool) {
 	rctx, rcancel := context.WithCancel(ctx)
 	defer rcancel()
 	for _, c := range conns {
-		var onData func(int64)
-		if !filtered {
-			onData = fo.got
+		switch {
+		case lazy:
+			go c.read(rctx, nil, 2*time.Second)
+		case filtered:
+			go c.discard(rctx, nil)
+		default:
+			go c.discard(rctx, fo.got)
 		}
-		go c.discard(rctx, onData)
 	}
 
 	w, err := pgx.Connect(ctx, e.dbURL)
@@ -224,7 +235,7 @@ func benchCommitToLive(b *testing.B, others int, filtered bool) {
 	commit := func() sample {
 		n++
 		var a *arrival
-		if others > 0 && !filtered {
+		if others > 0 && !filtered && !lazy {
 			a = fo.get(n) // data frame n of every connection is commit n
 		}
 		t0 := time.Now()
@@ -287,7 +298,7 @@ func benchCommitToLive(b *testing.B, others int, filtered bool) {
 	b.ReportMetric(ms(pct(after, 0.50)), "after-exec-p50-ms")
 	b.ReportMetric(ms(pct(after, 0.99)), "after-exec-p99-ms")
 	b.ReportMetric(ms(pct(execd, 0.50)), "exec-p50-ms")
-	if others > 0 && !filtered {
+	if others > 0 && !filtered && !lazy {
 		all := pick(func(s sample) time.Duration { return s.all })
 		b.ReportMetric(ms(pct(all, 0.50)), "fanout-p50-ms")
 		b.ReportMetric(ms(pct(all, 0.99)), "fanout-p99-ms")
@@ -498,7 +509,9 @@ func idleMemoryOnce(b *testing.B, bin string, n int) memResult {
 			go c.discard(rctx, nil)
 		}
 		if len(conns) == 1000 && n > 1000 {
+			paused := time.Now()
 			mid = sampleMemory(b, pid, base, gcLog)
+			start = start.Add(time.Since(paused))
 		}
 	}
 	connect := time.Since(start)
@@ -676,8 +689,20 @@ func dialBench(ctx context.Context, url, token, clientID string, sh protocol.Sha
 // discard reads frames until the connection ends, counting them; onData
 // gets the sequence number (1-based) of every Txn frame with changes.
 func (c *benchConn) discard(ctx context.Context, onData func(seq int64)) {
+	c.read(ctx, onData, 0)
+}
+
+// read is discard; with lazy > 0 it does not decode, and each time it has
+// had to wait for a frame it sleeps for lazy (first for a random part of
+// it), so that it reads what arrived meanwhile in a burst: few syscalls
+// and wake-ups, little CPU.
+func (c *benchConn) read(ctx context.Context, onData func(seq int64), lazy time.Duration) {
 	var buf bytes.Buffer
+	if lazy > 0 {
+		time.Sleep(rand.N(lazy))
+	}
 	for {
+		start := time.Now()
 		_, r, err := c.ws.Reader(ctx)
 		if err != nil {
 			return
@@ -687,6 +712,12 @@ func (c *benchConn) discard(ctx context.Context, onData func(seq int64)) {
 			return
 		}
 		c.frames.Add(1)
+		if lazy > 0 {
+			if time.Since(start) > time.Millisecond {
+				time.Sleep(lazy)
+			}
+			continue
+		}
 		if f := buf.Bytes(); len(f) > 0 && f[0] == byte(protocol.TypeTxn) {
 			m, err := protocol.DecodeDown(f)
 			if err != nil {

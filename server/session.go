@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -56,6 +57,11 @@ type session struct {
 
 	buf     []byte
 	changes []protocol.Change
+
+	writeCtx    context.Context
+	writeCancel context.CancelFunc
+	watchdog    *time.Timer
+	tooSlow     atomic.Bool
 }
 
 type shape struct {
@@ -108,6 +114,12 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}()
 	err = sess.run()
+	defer func() {
+		if sess.watchdog != nil {
+			sess.watchdog.Stop()
+			sess.writeCancel()
+		}
+	}()
 	if sess.reader != nil {
 		defer sess.reader.Close()
 	}
@@ -309,13 +321,24 @@ func (s *session) sendErr(reqID uint32, code, msg string, fatal bool) error {
 	return s.send(&protocol.Error{ReqID: reqID, Code: code, Message: msg, Fatal: fatal})
 }
 
-// send encodes and writes one frame.
+// send encodes and writes one frame. A watchdog timer (cheaper than a
+// context per frame) cuts off a client that does not accept it within
+// WriteTimeout: cancelling the write context closes the connection.
 func (s *session) send(m interface{ Encode([]byte) []byte }) error {
 	s.buf = m.Encode(s.buf[:0])
-	ctx, cancel := context.WithTimeout(s.ctx, s.svc.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.conn.Write(ctx, websocket.MessageBinary, s.buf); err != nil {
-		if ctx.Err() != nil && s.ctx.Err() == nil {
+	if s.watchdog == nil {
+		s.writeCtx, s.writeCancel = context.WithCancel(s.ctx)
+		s.watchdog = time.AfterFunc(s.svc.cfg.WriteTimeout, func() {
+			s.tooSlow.Store(true)
+			s.writeCancel()
+		})
+	} else {
+		s.watchdog.Reset(s.svc.cfg.WriteTimeout)
+	}
+	err := s.conn.Write(s.writeCtx, websocket.MessageBinary, s.buf)
+	s.watchdog.Stop()
+	if err != nil {
+		if s.tooSlow.Load() && s.ctx.Err() == nil {
 			return &clientError{protocol.ErrTooSlow, "client did not accept data in time", true}
 		}
 		return fmt.Errorf("write frame: %w", err)

@@ -127,6 +127,9 @@ func Start(ctx context.Context, opts *Options) (*Server, error) {
 		"max_connections = 300",
 		"fsync = off",
 		"synchronous_commit = off",
+		// Logical decoding only sees WAL the WAL writer has flushed: keep
+		// that delay short so tests do not wait up to 200 ms per change.
+		"wal_writer_delay = 10ms",
 		"full_page_writes = off",
 		"shared_buffers = 128MB",
 		"log_min_messages = warning",

@@ -420,11 +420,19 @@ func (s *session) process(txn *changelog.Txn) error {
 	}
 	w := txnWriter{s: s, lsn: txn.LSN, commitTime: txn.CommitTime, changes: s.changes[:0]}
 	defer func() { s.changes = w.changes[:0] }()
+	truncatedAt, err := s.truncates(txn, &w)
+	if err != nil {
+		return err
+	}
 	for i := range txn.Changes {
 		ch := &txn.Changes[i]
-		shs := s.byTable[relKey(ch.Rel.Schema, ch.Rel.Table)]
-		if len(shs) == 0 {
+		key := relKey(ch.Rel.Schema, ch.Rel.Table)
+		shs := s.byTable[key]
+		if len(shs) == 0 || ch.Op == changelog.OpTruncate {
 			continue
+		}
+		if at, ok := truncatedAt[key]; ok && i < at {
+			continue // wiped by a later TRUNCATE in the same transaction
 		}
 		// Shapes whose initial snapshot already contains this transaction
 		// must not apply it again: the client holds the snapshot's (newer)
@@ -508,7 +516,7 @@ func (s *session) process(txn *changelog.Txn) error {
 			}
 		}
 	}
-	if !w.started && len(w.changes) == 0 {
+	if !w.started && len(w.changes) == 0 && len(w.reset) == 0 {
 		return nil
 	}
 	if err := w.finish(0); err != nil {
@@ -517,6 +525,47 @@ func (s *session) process(txn *changelog.Txn) error {
 	s.sentLSN = txn.LSN
 	s.lastPos = time.Now()
 	return nil
+}
+
+// truncates finds TRUNCATEs of tables the session holds. A TRUNCATE wipes
+// the table at its point in the transaction, so the client clears the table
+// at the start of the transaction (FlagReset) and changes to the table
+// before the last TRUNCATE are skipped; truncatedAt maps the table to the
+// index of that TRUNCATE. A TRUNCATE that a shape's snapshot already saw is
+// left to the snapshot.
+func (s *session) truncates(txn *changelog.Txn, w *txnWriter) (truncatedAt map[string]int, err error) {
+	for i := range txn.Changes {
+		ch := &txn.Changes[i]
+		if ch.Op != changelog.OpTruncate {
+			continue
+		}
+		key := relKey(ch.Rel.Schema, ch.Rel.Table)
+		shs := s.byTable[key]
+		if len(shs) == 0 {
+			continue
+		}
+		seen := false
+		for _, sh := range shs {
+			if sh.snap != nil && sh.snap.visible(txn.Xid) {
+				seen = true
+			}
+		}
+		if seen {
+			continue
+		}
+		if truncatedAt == nil {
+			truncatedAt = map[string]int{}
+		}
+		truncatedAt[key] = i
+		id, err := s.relID(ch.Rel)
+		if err != nil {
+			return nil, err
+		}
+		if !containsU32(w.reset, id) {
+			w.reset = append(w.reset, id)
+		}
+	}
+	return truncatedAt, nil
 }
 
 // inSnapshot reports whether the row a change touches was sent in the

@@ -324,3 +324,21 @@ func TestResyncAfterRetentionWindow(t *testing.T) {
 	c2, _ := e.clientAt(path)
 	waitEqual(t, e, c2, q, lq)
 }
+
+func TestTruncateClearsShapes(t *testing.T) {
+	e := newEnv(t, itemsSQL+`; INSERT INTO items SELECT i, 't'||i, false, i FROM generate_series(1, 30) i`, "items")
+	c, _ := e.clientAt(":memory:")
+	e.subscribe(c, client.Shape{Table: "items", Where: "n > 5"})
+	q := "SELECT id, title, n FROM items WHERE n > 5 ORDER BY id"
+	lq := "SELECT id, title, n FROM items ORDER BY id"
+	waitEqual(t, e, c, q, lq)
+	e.exec("TRUNCATE items")
+	waitEqual(t, e, c, q, lq)
+	// Truncate and reload in one transaction, with writes before the TRUNCATE.
+	e.exec(`BEGIN; INSERT INTO items VALUES (500, 'gone', false, 50); TRUNCATE items;
+		INSERT INTO items SELECT i, 'r'||i, false, i FROM generate_series(1, 10) i; COMMIT`)
+	waitEqual(t, e, c, q, lq)
+	if got := localRows(t, c, "SELECT count(*) FROM items"); got[0] != "5" {
+		t.Fatalf("after truncate+reload: %v rows", got)
+	}
+}

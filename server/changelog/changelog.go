@@ -73,6 +73,10 @@ type Change struct {
 }
 
 // Txn is one committed transaction.
+// OpTruncate is the Op of a Change that records a TRUNCATE of Rel: every
+// row of the table is gone. It has neither Old nor New.
+const OpTruncate protocol.Op = 0x10
+
 type Txn struct {
 	LSN        uint64 // commit LSN
 	EndLSN     uint64 // end of the commit record: what the slot may be confirmed to

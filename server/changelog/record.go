@@ -198,6 +198,10 @@ func validateChange(c *Change) error {
 		if c.Old == nil {
 			return errors.New("delete without Old row")
 		}
+	case OpTruncate:
+		if c.Old != nil || c.New != nil {
+			return errors.New("truncate with a row")
+		}
 	default:
 		return fmt.Errorf("invalid op %d", c.Op)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/latticesync/lattice/coltype"
@@ -186,12 +185,13 @@ func (d *decoder) decode(ctx context.Context, data []byte) (*changelog.Txn, int,
 			return nil, 0, nil
 		}
 		for _, id := range m.RelationIDs {
-			name := "OID " + strconv.FormatUint(uint64(id), 10)
-			if r := d.rels[id]; r != nil {
-				name = r.name
+			r := d.rels[id]
+			if r == nil {
+				d.log.Warn("TRUNCATE of a relation Postgres did not describe; not synced",
+					"oid", id, "xid", d.txn.Xid, "lsn", pglogrepl.LSN(d.txn.LSN).String())
+				continue
 			}
-			d.log.Warn("TRUNCATE of electrified table "+name+" is not synced",
-				"table", name, "xid", d.txn.Xid, "lsn", pglogrepl.LSN(d.txn.LSN).String())
+			d.add(changelog.Change{Op: changelog.OpTruncate, Rel: r.rel})
 		}
 		return nil, 0, nil
 

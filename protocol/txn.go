@@ -45,7 +45,7 @@ const (
 	FlagFirst    uint8 = 1 << 0 // first chunk of a transaction
 	FlagLast     uint8 = 1 << 1 // last chunk: the client commits and stores LSN
 	FlagSnapshot uint8 = 1 << 2 // initial data of shapes
-	FlagReset    uint8 = 1 << 3 // (snapshot) delete all rows of the listed tables first
+	FlagReset    uint8 = 1 << 3 // delete all rows of the tables in Reset first (resync snapshot, TRUNCATE)
 )
 
 // knownFlags are the flag bits of protocol v1; the others must be zero.

@@ -74,6 +74,8 @@ type shape struct {
 	// snapKeys holds the primary keys sent in the shape's snapshot while
 	// snap is set, when other shapes of the connection share its table.
 	snapKeys map[string]struct{}
+	// rel is the table layout pred is bound to.
+	rel *changelog.Rel
 }
 
 // clientError is an error to report to the client.
@@ -455,6 +457,9 @@ func (s *session) process(txn *changelog.Txn) error {
 			if sh.snap != nil && sh.snap.visible(txn.Xid) {
 				continue
 			}
+			if err := s.follow(sh, ch.Rel); err != nil {
+				return err
+			}
 			if !oldIn && ch.Old != nil && sh.match(ch.Old) {
 				oldIn = true
 			}
@@ -597,6 +602,31 @@ func pkKey(rel *changelog.Rel, row []coltype.Value) string {
 	return string(b)
 }
 
+// follow makes the shape's predicate evaluate rows of rel: after a schema
+// change (ALTER TABLE) the stream's rows have another layout, and the where
+// clause is bound again to the new columns.
+func (s *session) follow(sh *shape, rel *changelog.Rel) error {
+	if rel == sh.rel {
+		return nil
+	}
+	if catalog.SameRel(rel, sh.rel) {
+		sh.rel = rel
+		return nil
+	}
+	if sh.pred != nil {
+		expr, err := where.ParseTable(sh.def.Where, rel.Schema, rel.Table, rel.Columns, len(sh.def.Params))
+		if err == nil {
+			sh.pred, err = expr.Bind(s.ctx, sh.def.Params, where.PGCoerce(s.svc.pool))
+		}
+		if err != nil {
+			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q no longer fits table %s after a schema change: %v", sh.id, sh.key, err), true}
+		}
+	}
+	s.log.Info("shape follows a schema change", "shape", sh.id, "table", sh.key)
+	sh.rel = rel
+	return nil
+}
+
 func (sh *shape) match(row []coltype.Value) bool {
 	return sh.pred == nil || sh.pred.Match(row)
 }
@@ -623,6 +653,12 @@ func samePK(rel *changelog.Rel, a, b []coltype.Value) bool {
 func (s *session) relID(rel *changelog.Rel) (uint32, error) {
 	if id, ok := s.relIDs[rel]; ok {
 		return id, nil
+	}
+	for known, id := range s.relIDs {
+		if catalog.SameRel(known, rel) {
+			s.relIDs[rel] = id // the same layout under another pointer
+			return id, nil
+		}
 	}
 	s.nextRel++
 	id := s.nextRel
@@ -752,7 +788,7 @@ func (s *session) prepare(reqs []protocol.Shape) ([]*shape, error) {
 			}
 			return nil, fmt.Errorf("look up %s: %w", r.Table, err)
 		}
-		sh := &shape{id: r.ID, table: tb, key: relKey(tb.Rel.Schema, tb.Rel.Table), def: r}
+		sh := &shape{id: r.ID, table: tb, key: relKey(tb.Rel.Schema, tb.Rel.Table), def: r, rel: tb.Rel}
 		if strings.TrimSpace(r.Where) != "" {
 			expr, err := where.ParseTable(r.Where, tb.Rel.Schema, tb.Rel.Table, tb.Rel.Columns, len(r.Params))
 			if err != nil {

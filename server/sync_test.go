@@ -342,3 +342,21 @@ func TestTruncateClearsShapes(t *testing.T) {
 		t.Fatalf("after truncate+reload: %v rows", got)
 	}
 }
+
+func TestSchemaChangeWhileLive(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE docs (id int PRIMARY KEY, junk text, title text, n int);
+		INSERT INTO docs SELECT i, 'j', 't'||i, i FROM generate_series(1, 10) i`, "docs")
+	c, _ := e.clientAt(":memory:")
+	e.subscribe(c, client.Shape{Table: "docs", Where: "n > $1", Params: []any{3}})
+	q := "SELECT id, title, n FROM docs WHERE n > 3 ORDER BY id"
+	lq := "SELECT id, title, n FROM docs ORDER BY id"
+	waitEqual(t, e, c, q, lq)
+	// Dropping a column before n shifts the layout of streamed rows.
+	e.exec("ALTER TABLE docs DROP COLUMN junk")
+	e.exec("ALTER TABLE docs ADD COLUMN extra text DEFAULT 'x'")
+	e.exec("UPDATE docs SET n = 0 WHERE id = 5")  // moves out
+	e.exec("UPDATE docs SET n = 50 WHERE id = 2") // moves in
+	e.exec("INSERT INTO docs (id, title, n, extra) VALUES (11, 'eleven', 11, 'e')")
+	waitEqual(t, e, c, q, lq)
+	waitEqual(t, e, c, "SELECT id, extra FROM docs WHERE n > 3 AND id = 11", "SELECT id, extra FROM docs WHERE id = 11")
+}

@@ -230,7 +230,8 @@ func (t *Tables) Lookup(ctx context.Context, name string) (*Table, error) {
 	if !electrified {
 		return nil, fmt.Errorf("%w: %s (run CALL lattice.electrify('%s'))", ErrNotElectrified, name, name)
 	}
-	return t.Describe(ctx, oid, false)
+	// Reread the catalog: the table may have changed since it was cached.
+	return t.Describe(ctx, oid, true)
 }
 
 // Describe returns the table with relation OID oid. With refresh it rereads

@@ -282,8 +282,8 @@ func TestCompensations(t *testing.T) {
 // the child (cascade) then leaves both alive.
 func TestCompensationTransitive(t *testing.T) {
 	g1, c1 := st(1, "a"), st(2, "a")
-	grand := applyAll(Row{}, insert(g1, nil, i64(1)))                  // org(id)
-	child := applyAll(Row{}, insert(c1, nil, i64(10), i64(1)))         // project(id, org_id)
+	grand := applyAll(Row{}, insert(g1, nil, i64(1)))          // org(id)
+	child := applyAll(Row{}, insert(c1, nil, i64(10), i64(1))) // project(id, org_id)
 	projectRefs := []Ref{{Table: "org", Cols: []int{1}, ParentCols: []int{0}}}
 	issueRefs := []Ref{{Table: "project", Cols: []int{1}, ParentCols: []int{0}}}
 
@@ -308,5 +308,60 @@ func TestCompensationTransitive(t *testing.T) {
 	}
 	if !Apply(grandA, touchGrand).Exists() || !Apply(childA, touchChild).Exists() {
 		t.Fatal("transitive compensation did not keep the ancestors alive")
+	}
+}
+
+// A transaction that inserts a parent and a child: the caller should skip
+// the compensation for the parent it wrote itself, but if it does not, the
+// Touch, written against the state that already holds the transaction's
+// tag, must not retire that tag.
+func TestTouchNeverRetiresItsOwnTag(t *testing.T) {
+	s := st(5, "a")
+	parent := Apply(Row{}, insert(s, nil, i64(1)))
+	comps, _ := Compensations(insert(s, nil, i64(9), i64(1)), []coltype.Value{i64(9), i64(1)},
+		[]Ref{{Table: "p", Cols: []int{1}, ParentCols: []int{0}}})
+	o := comps[0].Touch(parent.Live()) // Seen = {s}
+	if o.Validate() == nil {
+		t.Error("Validate accepted an op that saw its own tag")
+	}
+	got := Apply(parent, o)
+	if !got.Exists() || !Equal(got, parent) {
+		t.Fatalf("touch changed the parent: %s -> %s", rowString(parent), rowString(got))
+	}
+	// A Delete in the same transaction is the net effect: it removes the tag.
+	if Apply(parent, del(s, tags(s))).Exists() {
+		t.Fatal("delete did not remove the tag")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	s := st(5, "a")
+	good := []Op{
+		insert(s, tags(st(1, "b"), st(5, "")), i64(1), null),
+		del(s, tags(st(4, "z"))),
+		touch(s, nil),
+		{Kind: Upsert, Stamp: s, Set: []int{MaxColumns - 1}, Values: []coltype.Value{null}},
+	}
+	for _, o := range good {
+		if err := o.Validate(); err != nil {
+			t.Errorf("%s: %v", opString(o), err)
+		}
+	}
+	bad := []Op{
+		{Kind: 0, Stamp: s},
+		{Kind: 9, Stamp: s},
+		{Kind: Touch, Stamp: Stamp{HLC: 1}},
+		{Kind: Touch, Stamp: Stamp{Origin: "a"}},
+		{Kind: Upsert, Stamp: s, Set: []int{0}},
+		{Kind: Upsert, Stamp: s, Set: []int{0, 0}, Values: []coltype.Value{null, null}},
+		{Kind: Upsert, Stamp: s, Set: []int{-1}, Values: []coltype.Value{null}},
+		{Kind: Upsert, Stamp: s, Set: []int{MaxColumns}, Values: []coltype.Value{null}},
+		del(s, tags(st(5, "b"))), // saw a tag newer than itself
+		del(s, tags(s)),
+	}
+	for _, o := range bad {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%s: no error", opString(o))
+		}
 	}
 }

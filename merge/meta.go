@@ -30,14 +30,14 @@ var ErrMeta = errors.New("merge: malformed row metadata")
 
 func metaErr(what string) error { return fmt.Errorf("%w: %s", ErrMeta, what) }
 
-// interner assigns origin indexes in order of first use.
+// interner assigns origin indexes in order of first use. Its methods take
+// and return it by value, so that a table on the caller's stack stays there.
 type interner struct {
-	small [16]string
 	list  []string
 	index map[string]int // built once list outgrows a linear search
 }
 
-func (t *interner) lookup(o string) (int, bool) {
+func (t interner) lookup(o string) (int, bool) {
 	if t.index != nil {
 		i, ok := t.index[o]
 		return i, ok
@@ -50,12 +50,9 @@ func (t *interner) lookup(o string) (int, bool) {
 	return 0, false
 }
 
-func (t *interner) add(o string) {
+func (t interner) add(o string) interner {
 	if _, ok := t.lookup(o); ok {
-		return
-	}
-	if t.list == nil {
-		t.list = t.small[:0]
+		return t
 	}
 	t.list = append(t.list, o)
 	if t.index != nil {
@@ -66,6 +63,7 @@ func (t *interner) add(o string) {
 			t.index[s] = i
 		}
 	}
+	return t
 }
 
 // AppendMeta appends the encoding of r's metadata (Cols, Adds and Removes;
@@ -75,17 +73,18 @@ func (t *interner) add(o string) {
 // column costs 2 bytes, a never-written column 1 byte.
 func (r Row) AppendMeta(dst []byte) []byte {
 	adds, removes := asSet(r.Adds), asSet(r.Removes)
-	var t interner
+	var small [16]string
+	t := interner{list: small[:0]}
 	for _, s := range r.Cols {
 		if !s.IsZero() {
-			t.add(s.Origin)
+			t = t.add(s.Origin)
 		}
 	}
 	for _, s := range adds {
-		t.add(s.Origin)
+		t = t.add(s.Origin)
 	}
 	for _, s := range removes {
-		t.add(s.Origin)
+		t = t.add(s.Origin)
 	}
 
 	dst = append(dst, metaVersion)
@@ -107,11 +106,11 @@ func (r Row) AppendMeta(dst []byte) []byte {
 		dst = binary.AppendVarint(dst, int64(s.HLC-prev))
 		prev = s.HLC
 	}
-	dst = appendStampSet(dst, &t, adds)
-	return appendStampSet(dst, &t, removes)
+	dst = appendStampSet(dst, t, adds)
+	return appendStampSet(dst, t, removes)
 }
 
-func appendStampSet(dst []byte, t *interner, set []Stamp) []byte {
+func appendStampSet(dst []byte, t interner, set []Stamp) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(set)))
 	var prev HLC
 	for _, s := range set {

@@ -63,12 +63,12 @@ func TestMetaGolden(t *testing.T) {
 		Removes: []Stamp{st(1, "a")},
 	}
 	want := []byte{
-		1,                   // version
+		1,                      // version
 		2, 1, 'a', 2, 'b', 'b', // origins
-		4,                 // cols
+		4,                // cols
 		1, 0x80, 0x80, 8, // a, +1<<16 zigzag = 0x20000
-		0,                // zero stamp
-		1, 0,             // a, same HLC
+		0,    // zero stamp
+		1, 0, // a, same HLC
 		2, 0x80, 0x80, 8, // bb, +1<<16
 		1, 1, 0x80, 0x80, 8, // adds: bb@2
 		1, 0, 0x80, 0x80, 4, // removes: a@1

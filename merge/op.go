@@ -2,6 +2,7 @@ package merge
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/latticesync/lattice/coltype"
@@ -55,9 +56,9 @@ type Op struct {
 
 	// Seen is the set of tags the author observed (Row.Live at the author
 	// when it wrote). A Delete removes exactly these. An Upsert or Touch
-	// retires them (they are superseded by its own tag): this keeps the live
-	// set small, and a concurrent Delete that did not see the new tag cannot
-	// remove it.
+	// retires them (they are superseded by its own tag; it never retires its
+	// own tag, should Seen hold it): this keeps the live set small, and a
+	// concurrent Delete that did not see the new tag cannot remove it.
 	Seen []Stamp
 }
 
@@ -126,8 +127,8 @@ func (o *Op) deltaWidth(w int) int {
 // an Upsert sets a column beyond width):
 //
 //   - Upsert: the columns in Set carry the op's values and Stamp, the others
-//     are NULL with the zero stamp; Adds = {Stamp}; Removes = Seen.
-//   - Touch: no column written; Adds = {Stamp}; Removes = Seen.
+//     are NULL with the zero stamp; Adds = {Stamp}; Removes = Seen - {Stamp}.
+//   - Touch: no column written; Adds = {Stamp}; Removes = Seen - {Stamp}.
 //   - Delete: no column written; Adds empty; Removes = Seen.
 func (o Op) Delta(width int) Row {
 	var d Row
@@ -151,8 +152,24 @@ func (o Op) Delta(width int) Row {
 	default:
 		return d
 	}
-	d.Adds, d.Removes = unions(tag, nil, asSet(o.Seen), nil)
+	d.Adds, d.Removes = unions(tag, nil, o.removed(), nil)
 	return d
+}
+
+// removed returns the tags o removes: Seen, as a set, without the op's own
+// Stamp for an Upsert or Touch (a write never retires its own tag, so a
+// compensating Touch written against a state that already holds the
+// transaction's tag is harmless).
+func (o *Op) removed() []Stamp {
+	seen := asSet(o.Seen)
+	if o.Kind == Delete {
+		return seen
+	}
+	i, found := slices.BinarySearchFunc(seen, o.Stamp, Stamp.Compare)
+	if !found {
+		return seen
+	}
+	return slices.Concat(seen[:i], seen[i+1:])
 }
 
 // Apply returns the state r after op o: Merge(r, o.Delta(r.Width())),
@@ -181,6 +198,6 @@ func Apply(r Row, o Op) Row {
 		out.Adds, out.Removes = unions(asSet(r.Adds), nil, asSet(r.Removes), nil)
 		return out
 	}
-	out.Adds, out.Removes = unions(asSet(r.Adds), tag, asSet(r.Removes), asSet(o.Seen))
+	out.Adds, out.Removes = unions(asSet(r.Adds), tag, asSet(r.Removes), o.removed())
 	return out
 }

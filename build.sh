@@ -67,7 +67,7 @@ build() {
 }
 
 # Packages that must build for the browser (GOOS=js GOARCH=wasm).
-WASM_PKGS="./coltype ./protocol ./client"
+WASM_PKGS="./coltype ./protocol ./merge ./client"
 
 lint() {
 	need_go
@@ -90,7 +90,7 @@ test_() {
 	# -p 2: each test package starts its own throwaway Postgres.
 	go test -count=1 -p 2 -timeout 30m ./...
 	log "go test -race (core packages)"
-	go test -count=1 -race -timeout 20m ./protocol ./coltype ./server/changelog ./client
+	go test -count=1 -race -timeout 20m ./protocol ./coltype ./merge ./server/changelog ./client
 	log "all tests passed"
 }
 

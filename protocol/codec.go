@@ -25,6 +25,8 @@ func DecodeUp(frame []byte) (Up, error) {
 		m = d.subscribe()
 	case TypeUnsubscribe:
 		m = d.unsubscribe()
+	case TypeWrite:
+		m = d.write()
 	default:
 		return nil, fmt.Errorf("%w: unknown client message type 0x%02x", ErrMalformed, frame[0])
 	}
@@ -57,6 +59,10 @@ func DecodeDown(frame []byte) (Down, error) {
 		m = d.subscribed()
 	case TypeError:
 		m = d.errorMsg()
+	case TypeAck:
+		m = d.ack()
+	case TypeReject:
+		m = d.reject()
 	default:
 		return nil, fmt.Errorf("%w: unknown service message type 0x%02x", ErrMalformed, frame[0])
 	}

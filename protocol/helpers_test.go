@@ -140,6 +140,18 @@ var golden = []struct {
 	}},
 	{"subscribed", &Subscribed{ReqID: 7, ShapeIDs: []string{"s1", "s2"}}},
 	{"error", &Error{ReqID: 7, Code: ErrBadShape, Message: `column "owner" does not exist`, Fatal: false}},
+	{"write", &Write{TxnID: 12, HLC: 0x18C2_7A4B_9F00_0003, Changes: []WriteChange{
+		{Table: "public.items", Op: OpInsert, Key: []coltype.Value{vtext("0b6f"), vint(1)}, Columns: []uint32{0, 1, 2}, Values: []coltype.Value{vtext("0b6f"), vint(1), vtext("lamp")}},
+		{Table: "public.items", Op: OpUpdate, Version: 7, Key: []coltype.Value{vtext("0c11"), vint(2)}, Columns: []uint32{3}, Values: []coltype.Value{vreal(9.5)}},
+		{Table: "public.items", Op: OpDelete, Version: 3, Key: []coltype.Value{vtext("0d22"), vint(3)}},
+	}}},
+	{"txn_client", &Txn{
+		LSN: 0x16B3900, Flags: FlagFirst | FlagLast, CommitTime: 1_767_225_600_000_000,
+		Origin: "c-7f3a", ClientTxnID: 12,
+		Changes: []Change{{Op: OpUpdate, RelID: 1, Version: 8, Values: []coltype.Value{vtext("0c11"), vint(2), vtext("lamp"), vreal(9.5), vnull(), vnull()}}},
+	}},
+	{"ack", &Ack{TxnID: 12}},
+	{"reject", &Reject{TxnID: 13, Code: "check_violation", Message: `new row for relation "items" violates check constraint "price_positive"`}},
 }
 
 // upCases and downCases are the round-trip table: edge cases on top of the
@@ -155,6 +167,9 @@ var upCases = []Up{
 	&Unsubscribe{},
 	&Unsubscribe{ReqID: 1, ShapeIDs: []string{""}},
 	&Unsubscribe{ReqID: 1, ShapeIDs: []string{}},
+	&Write{},
+	&Write{TxnID: math.MaxUint64, HLC: math.MaxUint64, Changes: []WriteChange{{Op: OpDelete}}},
+	&Write{Changes: []WriteChange{{Table: "t", Op: OpInsert, Key: specialValues(), Columns: []uint32{0, math.MaxUint32}, Values: []coltype.Value{vnull(), vblob(1)}}}},
 }
 
 var downCases = []Down{
@@ -172,6 +187,9 @@ var downCases = []Down{
 	&Subscribed{ReqID: 1, ShapeIDs: []string{"a", "", "ccc"}},
 	&Error{},
 	&Error{Code: ErrResync, Message: "position fell out of the retained window", Fatal: true},
+	&Ack{}, &Ack{TxnID: math.MaxUint64},
+	&Reject{}, &Reject{TxnID: 1, Code: "x", Message: "y"},
+	&Txn{Origin: "o", ClientTxnID: math.MaxUint64, Changes: []Change{{Op: OpUpdate, RelID: 1, Version: math.MaxUint64}}},
 }
 
 func allBases() []Column {

@@ -50,6 +50,7 @@ const (
 	TypeHello       Type = 0x01
 	TypeSubscribe   Type = 0x02
 	TypeUnsubscribe Type = 0x03
+	TypeWrite       Type = 0x04
 )
 
 // Down messages (service -> client).
@@ -59,6 +60,8 @@ const (
 	TypeTxn        Type = 0x83
 	TypeSubscribed Type = 0x84
 	TypeError      Type = 0x85
+	TypeAck        Type = 0x86
+	TypeReject     Type = 0x87
 )
 
 // String returns the message name, e.g. "Hello", or "Type(0x42)".
@@ -80,6 +83,12 @@ func (t Type) String() string {
 		return "Subscribed"
 	case TypeError:
 		return "Error"
+	case TypeWrite:
+		return "Write"
+	case TypeAck:
+		return "Ack"
+	case TypeReject:
+		return "Reject"
 	}
 	const hex = "0123456789abcdef"
 	return "Type(0x" + string([]byte{hex[t>>4], hex[t&15]}) + ")"
@@ -102,9 +111,12 @@ type Down interface {
 func (*Hello) upMessage()       {}
 func (*Subscribe) upMessage()   {}
 func (*Unsubscribe) upMessage() {}
+func (*Write) upMessage()       {}
 
 func (*Welcome) downMessage()    {}
 func (*Relation) downMessage()   {}
 func (*Txn) downMessage()        {}
 func (*Subscribed) downMessage() {}
 func (*Error) downMessage()      {}
+func (*Ack) downMessage()        {}
+func (*Reject) downMessage()     {}

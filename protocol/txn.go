@@ -35,9 +35,14 @@ func (o Op) String() string {
 
 // Change is one row change in a Txn.
 type Change struct {
-	Op     Op
-	RelID  uint32
-	Values []coltype.Value
+	Op    Op
+	RelID uint32
+	// Version is the row's version after the change (Insert, Update), as
+	// counted by the service's shadow metadata; 0 when unknown. A client
+	// sends the version it holds with a write to that row (Write), which
+	// tells the service which versions of the row the write had seen.
+	Version uint64
+	Values  []coltype.Value
 }
 
 // Txn flags.
@@ -64,7 +69,12 @@ type Txn struct {
 	Flags      uint8
 	CommitTime int64    // unix microseconds; 0 for snapshots
 	Reset      []uint32 // with FlagReset on the first chunk: RelIDs to clear
-	Changes    []Change
+	// Origin and ClientTxnID name the client transaction (Write) that this
+	// transaction applied in Postgres; empty and 0 for other transactions.
+	// A client recognises its own writes coming back by them.
+	Origin      string
+	ClientTxnID uint64
+	Changes     []Change
 }
 
 // Encode appends the Txn frame to dst. Encoding a Change with an unknown
@@ -79,6 +89,8 @@ func (m *Txn) Encode(dst []byte) []byte {
 	for _, id := range m.Reset {
 		dst = binary.AppendUvarint(dst, uint64(id))
 	}
+	dst = appendString(dst, m.Origin)
+	dst = binary.AppendUvarint(dst, m.ClientTxnID)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Changes)))
 	for i := range m.Changes {
 		dst = AppendChange(dst, &m.Changes[i])
@@ -87,12 +99,13 @@ func (m *Txn) Encode(dst []byte) []byte {
 }
 
 // AppendChange appends the wire encoding of one Change to dst: Op byte,
-// RelID, value count, values. A Txn frame's body ends with a count of
+// RelID, Version, value count, values. A Txn frame's body ends with a count of
 // changes followed by that many of these, so a service can encode changes
 // once and splice them into chunks.
 func AppendChange(dst []byte, c *Change) []byte {
 	dst = append(dst, byte(c.Op))
 	dst = binary.AppendUvarint(dst, uint64(c.RelID))
+	dst = binary.AppendUvarint(dst, c.Version)
 	dst = binary.AppendUvarint(dst, uint64(len(c.Values)))
 	for i := range c.Values {
 		dst = AppendValue(dst, c.Values[i])
@@ -100,7 +113,7 @@ func AppendChange(dst []byte, c *Change) []byte {
 	return dst
 }
 
-const minChange = 3 // Op, RelID, value count
+const minChange = 4 // Op, RelID, Version, value count
 
 func validOp(o Op) bool { return o >= OpInsert && o <= OpMoveOut }
 
@@ -118,6 +131,8 @@ func (d *decoder) txn() *Txn {
 	for i := range m.Reset {
 		m.Reset[i] = d.u32()
 	}
+	m.Origin = d.string()
+	m.ClientTxnID = d.uvarint()
 	n := d.count(minChange)
 	if n == 0 || d.err != nil {
 		return m
@@ -178,6 +193,9 @@ func (d *decoder) scanChanges(n int) (nvals, nbytes int) {
 		}
 		if relID > math.MaxUint32 {
 			d.failAt(pos, "value exceeds 32 bits")
+			return
+		}
+		if _, ok := uv(); !ok { // Version
 			return
 		}
 		pos = off
@@ -250,6 +268,7 @@ func fillChanges(b []byte, off int, changes []Change, vals []coltype.Value, buf 
 		c.Op = Op(b[off])
 		off++
 		c.RelID = uint32(uv())
+		c.Version = uv()
 		k := int(uv())
 		if k == 0 {
 			continue

@@ -311,6 +311,8 @@ func (s *session) handle(m protocol.Up) error {
 		return &clientError{protocol.ErrBadFrame, "Hello sent twice", true}
 	case *protocol.Subscribe:
 		return s.subscribe(m)
+	case *protocol.Write:
+		return s.write(m)
 	case *protocol.Unsubscribe:
 		return s.sendErr(m.ReqID, protocol.ErrBadShape, "unsubscribe is not supported yet: reconnect without the shape", false)
 	default:
@@ -1035,4 +1037,10 @@ func parseLSN(s string) (uint64, error) {
 		return 0, fmt.Errorf("parse lsn %q", s)
 	}
 	return h<<32 | l, nil
+}
+
+// write applies a client transaction. (Until the write path lands, writes
+// are refused.)
+func (s *session) write(m *protocol.Write) error {
+	return s.send(&protocol.Reject{TxnID: m.TxnID, Code: "bad_write", Message: "this service does not apply client writes yet"})
 }

@@ -422,7 +422,8 @@ func (s *session) process(txn *changelog.Txn) error {
 			}
 		}
 	}
-	w := txnWriter{s: s, lsn: txn.LSN, commitTime: txn.CommitTime, changes: s.changes[:0]}
+	w := txnWriter{s: s, lsn: txn.LSN, commitTime: txn.CommitTime, changes: s.changes[:0],
+		origin: txn.Origin, clientTxnID: txn.ClientTxnID}
 	defer func() { s.changes = w.changes[:0] }()
 	truncatedAt, err := s.truncates(txn, &w)
 	if err != nil {
@@ -473,7 +474,7 @@ func (s *session) process(txn *changelog.Txn) error {
 		switch ch.Op {
 		case protocol.OpInsert:
 			if newIn {
-				if err := w.add(protocol.OpInsert, rel, ch.New); err != nil {
+				if err := w.addVersion(protocol.OpInsert, rel, ch.New, ch.Version); err != nil {
 					return err
 				}
 			}
@@ -490,7 +491,7 @@ func (s *session) process(txn *changelog.Txn) error {
 				if !newIn {
 					op, vals = protocol.OpMoveOut, pkOf(rel, ch.New)
 				}
-				if err := w.add(op, rel, vals); err != nil {
+				if err := w.addVersion(op, rel, vals, ch.Version); err != nil {
 					return err
 				}
 				continue
@@ -504,16 +505,16 @@ func (s *session) process(txn *changelog.Txn) error {
 					}
 				}
 				if newIn {
-					if err := w.add(protocol.OpInsert, rel, ch.New); err != nil {
+					if err := w.addVersion(protocol.OpInsert, rel, ch.New, ch.Version); err != nil {
 						return err
 					}
 				}
 			case newIn && oldIn:
-				if err := w.add(protocol.OpUpdate, rel, ch.New); err != nil {
+				if err := w.addVersion(protocol.OpUpdate, rel, ch.New, ch.Version); err != nil {
 					return err
 				}
 			case newIn:
-				if err := w.add(protocol.OpInsert, rel, ch.New); err != nil {
+				if err := w.addVersion(protocol.OpInsert, rel, ch.New, ch.Version); err != nil {
 					return err
 				}
 			case oldIn:
@@ -677,16 +678,24 @@ type txnWriter struct {
 	commitTime int64
 	reset      []uint32
 	changes    []protocol.Change
-	size       int
-	started    bool
+	// origin and clientTxnID name the client write this transaction applied.
+	origin      string
+	clientTxnID uint64
+	size        int
+	started     bool
 }
 
 func (w *txnWriter) add(op protocol.Op, rel *changelog.Rel, vals []coltype.Value) error {
+	return w.addVersion(op, rel, vals, 0)
+}
+
+// addVersion adds a change carrying the row's version (Insert, Update).
+func (w *txnWriter) addVersion(op protocol.Op, rel *changelog.Rel, vals []coltype.Value, version uint64) error {
 	id, err := w.s.relID(rel)
 	if err != nil {
 		return err
 	}
-	w.changes = append(w.changes, protocol.Change{Op: op, RelID: id, Values: vals})
+	w.changes = append(w.changes, protocol.Change{Op: op, RelID: id, Version: version, Values: vals})
 	w.size += 4
 	for i := range vals {
 		w.size += 2 + len(vals[i].B)
@@ -702,7 +711,8 @@ func (w *txnWriter) add(op protocol.Op, rel *changelog.Rel, vals []coltype.Value
 
 func (w *txnWriter) flush(last uint8) error {
 	flags := w.flags | last
-	m := &protocol.Txn{LSN: w.lsn, CommitTime: w.commitTime, Changes: w.changes}
+	m := &protocol.Txn{LSN: w.lsn, CommitTime: w.commitTime, Changes: w.changes,
+		Origin: w.origin, ClientTxnID: w.clientTxnID}
 	if !w.started {
 		flags |= protocol.FlagFirst
 		m.Reset = w.reset

@@ -70,6 +70,9 @@ type Change struct {
 	Op       protocol.Op
 	Rel      *Rel
 	Old, New []coltype.Value
+	// Version is the row's version after the change, from the table's
+	// shadow metadata (write path); 0 when unknown.
+	Version uint64
 }
 
 // Txn is one committed transaction.
@@ -82,7 +85,11 @@ type Txn struct {
 	EndLSN     uint64 // end of the commit record: what the slot may be confirmed to
 	Xid        uint32
 	CommitTime int64 // unix microseconds
-	Changes    []Change
+	// Origin and ClientTxnID name the client transaction the service applied
+	// in this Postgres transaction; empty and 0 for other transactions.
+	Origin      string
+	ClientTxnID uint64
+	Changes     []Change
 }
 
 // Options configure a Log. The zero value (or nil) gives the defaults.

@@ -32,8 +32,10 @@ import (
 // own). The encoded rel bytes double as the interning key.
 
 const (
-	recHeaderLen   = 8
-	payloadVersion = 1
+	recHeaderLen = 8
+	// payloadVersion 2 added Txn.Origin, Txn.ClientTxnID and
+	// Change.Version; version 1 records are still read.
+	payloadVersion = 2
 	// minPayload is version + LSN + 7 one-byte varints.
 	minPayload = 1 + 8 + 7
 	// maxRecord bounds one encoded transaction.
@@ -139,6 +141,8 @@ func (e *encoder) appendRecord(dst []byte, t *Txn, in *interner) ([]byte, int, e
 	dst = binary.AppendUvarint(dst, t.EndLSN)
 	dst = binary.AppendUvarint(dst, uint64(t.Xid))
 	dst = binary.AppendVarint(dst, t.CommitTime)
+	dst = appendString(dst, t.Origin)
+	dst = binary.AppendUvarint(dst, t.ClientTxnID)
 	dst = binary.AppendUvarint(dst, uint64(nValues))
 	dst = binary.AppendUvarint(dst, uint64(nBytes))
 	dst = binary.AppendUvarint(dst, uint64(len(e.canon)))
@@ -169,6 +173,7 @@ func (e *encoder) appendRecord(dst []byte, t *Txn, in *interner) ([]byte, int, e
 			f |= hasNew
 		}
 		dst = append(dst, f)
+		dst = binary.AppendUvarint(dst, c.Version)
 		if c.Old != nil {
 			dst = appendRow(dst, c.Old)
 		}
@@ -370,16 +375,20 @@ func (d *decoder) count(minSize int) int {
 
 // txnHeader is the fixed part of a payload, decoded without the changes.
 type txnHeader struct {
+	Version     byte // payload version
 	LSN, EndLSN uint64
 	Xid         uint32
 	CommitTime  int64
+	Origin      string
+	ClientTxnID uint64
 }
 
 func (d *decoder) header() txnHeader {
-	if v := d.byte1(); v != payloadVersion && d.err == nil {
-		d.fail(fmt.Sprintf("unknown record version %d", v))
-	}
 	var h txnHeader
+	h.Version = d.byte1()
+	if h.Version != 1 && h.Version != payloadVersion && d.err == nil {
+		d.fail(fmt.Sprintf("unknown record version %d", h.Version))
+	}
 	h.LSN = d.u64()
 	h.EndLSN = d.uvarint()
 	x := d.uvarint()
@@ -388,6 +397,10 @@ func (d *decoder) header() txnHeader {
 	}
 	h.Xid = uint32(x)
 	h.CommitTime = d.varint()
+	if h.Version >= 2 {
+		h.Origin = d.str()
+		h.ClientTxnID = d.uvarint()
+	}
 	return h
 }
 
@@ -402,7 +415,7 @@ func decodeHeader(payload []byte) (txnHeader, error) {
 func decodeTxn(payload []byte, in *interner) (*Txn, error) {
 	d := decoder{b: payload}
 	h := d.header()
-	t := &Txn{LSN: h.LSN, EndLSN: h.EndLSN, Xid: h.Xid, CommitTime: h.CommitTime}
+	t := &Txn{LSN: h.LSN, EndLSN: h.EndLSN, Xid: h.Xid, CommitTime: h.CommitTime, Origin: h.Origin, ClientTxnID: h.ClientTxnID}
 	nValues := d.count(1)
 	nBytes := d.count(1)
 	nRels := d.count(1)
@@ -489,6 +502,9 @@ func decodeTxn(payload []byte, in *interner) (*Txn, error) {
 			break
 		}
 		c.Rel = rels[ri]
+		if h.Version >= 2 {
+			c.Version = d.uvarint()
+		}
 		if f&hasOld != 0 {
 			c.Old = row()
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/latticesync/lattice/coltype"
@@ -205,11 +207,28 @@ func (d *decoder) decode(ctx context.Context, data []byte) (*changelog.Txn, int,
 		return nil, 0, nil
 
 	case *pglogrepl.LogicalDecodingMessage:
-		// Only sent when the "messages" option is on, which we never set.
+		// The write path marks the transactions it applies for a client
+		// with a transactional message naming the client transaction.
+		if !m.Transactional || m.Prefix != OriginMessagePrefix || !d.inTxn || d.skip {
+			return nil, 0, nil
+		}
+		txid, origin, ok := strings.Cut(string(m.Content), ":")
+		id, err := strconv.ParseUint(txid, 10, 64)
+		if !ok || err != nil || origin == "" {
+			d.log.Warn("malformed lattice origin message", "content", string(m.Content))
+			return nil, 0, nil
+		}
+		d.txn.Origin, d.txn.ClientTxnID = origin, id
 		return nil, 0, nil
 	}
 	return nil, 0, fmt.Errorf("pgoutput: unexpected message %q", data[0])
 }
+
+// OriginMessagePrefix is the prefix of the transactional logical decoding
+// message (pg_logical_emit_message) with which the service marks a
+// transaction that applied a client's write; its content is
+// "<client txn id>:<origin>".
+const OriginMessagePrefix = "lattice.origin"
 
 // relation handles a Relation message: ask Describe and check its answer.
 func (d *decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {

@@ -171,6 +171,7 @@ func Run(ctx context.Context, cfg Config, start uint64) error {
 		PluginArgs: []string{
 			"proto_version '1'",
 			"publication_names " + quoteLiteral(quoteIdent(cfg.Publication)),
+			"messages 'true'",
 		},
 	}
 	if err := pglogrepl.StartReplication(ctx, conn, quoteIdent(cfg.Slot), pglogrepl.LSN(start), opts); err != nil {

@@ -640,3 +640,25 @@ func TestFromPGText(t *testing.T) {
 		t.Errorf("row: %+v", row)
 	}
 }
+
+func TestOriginMessage(t *testing.T) {
+	h := newHarness(t,
+		`CREATE TABLE om (id int PRIMARY KEY, v text)`,
+		`ALTER TABLE om REPLICA IDENTITY FULL`,
+		`CREATE PUBLICATION pub FOR TABLE om`,
+		schemaSQL)
+	r := h.start(h.config(), 0)
+	h.waitActive()
+	h.txn(`INSERT INTO om VALUES (1, 'a')`, `SELECT pg_logical_emit_message(true, 'lattice.origin', '42:client-a')`)
+	h.txn(`INSERT INTO om VALUES (2, 'b')`, `SELECT pg_logical_emit_message(false, 'lattice.origin', '7:nontx')`)
+	txns := h.wait(r, 2)
+	if txns[0].Origin != "client-a" || txns[0].ClientTxnID != 42 {
+		t.Fatalf("first txn origin %q id %d", txns[0].Origin, txns[0].ClientTxnID)
+	}
+	if txns[1].Origin != "" || txns[1].ClientTxnID != 0 {
+		t.Fatalf("second txn origin %q id %d", txns[1].Origin, txns[1].ClientTxnID)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -43,6 +43,11 @@ type txState struct {
 	seq    uint64
 	tables []string // keys of the tables it changed
 	schema bool     // it created or altered tables (listed in tables)
+	// applying: _lattice_flags.applying is 1 in it (see setApplying).
+	applying bool
+	// noTriggers: trigger execution is disabled on the connection for
+	// this transaction (see disableTriggers).
+	noTriggers bool
 }
 
 // localName returns the local table name of a Postgres table: the table
@@ -214,6 +219,11 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 		local, m.Schema, m.Table, string(js)); err != nil {
 		return false, fmt.Errorf("store relation %s: %w", local, err)
 	}
+	// Capture local writes to the table (ops table and triggers, kept in
+	// step with its columns).
+	if err := c.ensureCapture(local, &def); err != nil {
+		return false, err
+	}
 	return changed, nil
 }
 
@@ -326,13 +336,22 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
 		c.tx.open = true
+		c.tx.applying = false
+		if m.Flags&protocol.FlagSnapshot != 0 {
+			if err := c.disableTriggers(); err != nil {
+				return fmt.Errorf("begin transaction: %w", err)
+			}
+		}
 		c.tx.lsn = m.LSN
 		c.tx.reset = m.Flags&protocol.FlagReset != 0
 		c.tx.snap = m.Flags&protocol.FlagSnapshot != 0
 		c.tx.seq++
 		c.tx.tables = c.tx.tables[:0]
 		c.tx.schema = false
-		if c.tx.reset {
+		if c.tx.reset && len(m.Reset) > 0 {
+			if err := c.setApplying(); err != nil {
+				return err
+			}
 			for _, id := range m.Reset {
 				r := s.rels[id]
 				if r == nil {
@@ -350,6 +369,11 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		return fmt.Errorf("apply txn %d: chunk inside transaction %d", m.LSN, c.tx.lsn)
 	}
 
+	if len(m.Changes) > 0 {
+		if err := c.setApplying(); err != nil {
+			return err
+		}
+	}
 	var r *relation
 	for i := range m.Changes {
 		ch := &m.Changes[i]
@@ -390,6 +414,61 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 	return nil
 }
 
+// setApplying sets _lattice_flags.applying to 1, before the first change
+// of the service transaction, so that the capture triggers ignore its
+// changes. It is set back to 0 just before COMMIT, and a rollback undoes
+// it, so it is never left set. (Set lazily: a transaction without changes
+// writes no flag page.)
+func (c *Client) setApplying() error {
+	if c.tx.applying {
+		return nil
+	}
+	c.stmts.setApplying.BindInt(1, 1)
+	if err := c.stmts.setApplying.Exec(); err != nil {
+		return fmt.Errorf("apply txn %d: set applying flag: %w", c.tx.lsn, err)
+	}
+	c.tx.applying = true
+	return nil
+}
+
+// disableTriggers turns trigger execution off on the client's connection
+// for a snapshot transaction, when the only triggers in the database are
+// the client's capture triggers (which would do nothing anyway, the
+// applying flag being set): a trigger, even one whose WHEN is false, costs
+// about 1 µs per row written. Toggling the setting makes SQLite re-prepare
+// every statement once, which a snapshot's many rows amortize; one-row
+// stream transactions rely on the flag alone. Other connections are not
+// affected. Caller holds db, at the start of a service transaction.
+func (c *Client) disableTriggers() error {
+	st := c.stmts.appTriggers
+	other := st.Step()
+	if err := st.Reset(); err != nil {
+		return fmt.Errorf("list triggers: %w", err)
+	}
+	if other { // the app's triggers must see the service's changes
+		return nil
+	}
+	if _, err := c.conn.Config(sqlite3.DBCONFIG_ENABLE_TRIGGER, false); err != nil {
+		return fmt.Errorf("disable triggers: %w", err)
+	}
+	c.tx.noTriggers = true
+	return nil
+}
+
+// restoreTriggers turns trigger execution back on after disableTriggers,
+// at the end of the service transaction (commit or rollback).
+func (c *Client) restoreTriggers() {
+	if !c.tx.noTriggers {
+		return
+	}
+	if _, err := c.conn.Config(sqlite3.DBCONFIG_ENABLE_TRIGGER, true); err != nil {
+		// Never expected; local writes would not be captured.
+		c.log.Error("lattice: re-enable triggers", "err", err)
+		return
+	}
+	c.tx.noTriggers = false
+}
+
 func (c *Client) touch(r *relation) {
 	if r.touched != c.tx.seq {
 		r.touched = c.tx.seq
@@ -424,9 +503,20 @@ func (c *Client) commitTxn(s *session) error {
 			return err
 		}
 	}
+	if c.tx.applying {
+		c.stmts.setApplying.BindInt(1, 0)
+		if err := c.stmts.setApplying.Exec(); err != nil {
+			return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
+		}
+	}
+	if err := c.beforeCommit(); err != nil {
+		return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
+	}
 	if err := c.stmts.commit.Exec(); err != nil {
 		return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
 	}
+	c.afterCommit()
+	c.restoreTriggers()
 	for _, st := range synced {
 		st.markSynced()
 		c.log.Info("lattice: shape synced", "shape", st.id)
@@ -458,6 +548,8 @@ func (c *Client) abortTxn() {
 	if err := c.stmts.rollback.Exec(); err != nil {
 		c.log.Error("lattice: roll back transaction", "lsn", c.tx.lsn, "err", err)
 	}
+	c.afterRollback()
+	c.restoreTriggers()
 	c.tx.open = false
 	c.log.Info("lattice: rolled back partial transaction", "lsn", c.tx.lsn)
 }

@@ -12,6 +12,12 @@
 // transaction received from the service commits atomically with the
 // position it advances. See README.md for the design.
 //
+// Local writes to synced tables — through Exec or Transaction, or by any
+// other SQLite program on the database file — are captured by SQL
+// triggers, stamped as local transactions (a local txid and an HLC) and
+// queued durably, online or offline. (Sending them to the service comes
+// with the write path of the protocol.)
+//
 // Typical use:
 //
 //	c, err := client.Open(ctx, "app.db", &client.Options{URL: "ws://localhost:5133", Token: jwt})
@@ -114,6 +120,7 @@ type Client struct {
 	posLogID string // guarded by stMu; the persisted log id (status.LSN is the LSN)
 
 	live liveState
+	loc  localState // local writes; see local.go
 
 	idleTimeout time.Duration // see the constant; tests shorten it
 
@@ -131,6 +138,20 @@ type internalStmts struct {
 	begin, commit, rollback *sqlite3.Stmt
 	setState                *sqlite3.Stmt // (key, value)
 	setSynced               *sqlite3.Stmt // (id)
+
+	// Local writes (local.go).
+	setApplying  *sqlite3.Stmt // (0 or 1)
+	appTriggers  *sqlite3.Stmt // -> a row if the database has triggers other than the client's
+	dataVersion  *sqlite3.Stmt
+	unstamped    *sqlite3.Stmt // -> distinct tbl of the unstamped ops
+	hasUnstamped *sqlite3.Stmt
+	stampOps     *sqlite3.Stmt // (txid)
+	insertTxn    *sqlite3.Stmt // (txid, hlc)
+	pendingTxns  *sqlite3.Stmt // (limit) -> txid, hlc
+	txnOps       *sqlite3.Stmt // (txid) -> seq, tbl
+	txnTables    *sqlite3.Stmt // (txid) -> distinct tbl
+	txnState     *sqlite3.Stmt // (txid) -> state
+	setTxnState  *sqlite3.Stmt // (state, error, txid)
 }
 
 const schemaSQL = `
@@ -145,6 +166,26 @@ CREATE TABLE IF NOT EXISTS _lattice_relations(
 	schema TEXT,
 	name TEXT,
 	def TEXT -- JSON: columns and primary key
+);
+-- Local writes (see capture.go, local.go). applying is 1 only inside the
+-- client's own transactions applying service changes: the capture
+-- triggers do nothing then.
+CREATE TABLE IF NOT EXISTS _lattice_flags(applying INTEGER NOT NULL);
+INSERT INTO _lattice_flags(applying) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM _lattice_flags);
+UPDATE _lattice_flags SET applying = 0 WHERE applying IS NOT 0;
+-- One row per captured row change, in order; its values are in the
+-- table's _lattice_ops_<table>. txid is NULL until the change is stamped.
+CREATE TABLE IF NOT EXISTS _lattice_oplog(
+	seq INTEGER PRIMARY KEY AUTOINCREMENT,
+	tbl TEXT NOT NULL, -- local table name
+	txid INTEGER
+);
+CREATE INDEX IF NOT EXISTS _lattice_oplog_txid ON _lattice_oplog(txid, tbl);
+CREATE TABLE IF NOT EXISTS _lattice_txns(
+	txid INTEGER PRIMARY KEY,
+	hlc INTEGER NOT NULL,
+	state TEXT NOT NULL DEFAULT 'pending', -- pending, acked, rejected
+	error TEXT
 );
 `
 
@@ -184,6 +225,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Client, error) {
 	c.closeCtx, c.closeCancel = context.WithCancel(context.Background())
 	c.live.init()
 	go c.liveWorker()
+	go c.watchExternal()
 	return c, nil
 }
 
@@ -215,7 +257,20 @@ func (c *Client) init() error {
 		conn.Exec("ROLLBACK")
 		return fmt.Errorf("create state tables: %w", err)
 	}
-	err := c.loadState()
+	err := c.prepareInternal()
+	if err == nil {
+		err = c.loadState()
+	}
+	if err == nil {
+		err = c.ensureAllCapture()
+	}
+	if err == nil {
+		// Writes other programs made while the client was closed.
+		_, _, err = c.stampExternal()
+	}
+	if err == nil {
+		err = c.beforeCommit()
+	}
 	if err == nil {
 		err = conn.Exec("COMMIT")
 	}
@@ -223,7 +278,12 @@ func (c *Client) init() error {
 		conn.Exec("ROLLBACK")
 		return err
 	}
-	return c.prepareInternal()
+	c.afterCommit()
+	select { // nobody listens yet
+	case <-c.loc.ready:
+	default:
+	}
+	return nil
 }
 
 func (c *Client) pragmaText(sql string) (string, error) {
@@ -255,6 +315,18 @@ func (c *Client) prepareInternal() error {
 	c.stmts.setState = prep(`INSERT INTO _lattice_state(key, value) VALUES(?, ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value`)
 	c.stmts.setSynced = prep(`UPDATE _lattice_shapes SET synced = 1 WHERE id = ?`)
+	c.stmts.setApplying = prep(`UPDATE _lattice_flags SET applying = ?`)
+	c.stmts.appTriggers = prep(`SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND lower(substr(name, 1, 9)) <> '_lattice_' LIMIT 1`)
+	c.stmts.dataVersion = prep(`PRAGMA data_version`)
+	c.stmts.unstamped = prep(`SELECT DISTINCT tbl FROM _lattice_oplog WHERE txid IS NULL`)
+	c.stmts.hasUnstamped = prep(`SELECT 1 FROM _lattice_oplog WHERE txid IS NULL LIMIT 1`)
+	c.stmts.stampOps = prep(`UPDATE _lattice_oplog SET txid = ? WHERE txid IS NULL`)
+	c.stmts.insertTxn = prep(`INSERT INTO _lattice_txns(txid, hlc) VALUES(?, ?)`)
+	c.stmts.pendingTxns = prep(`SELECT txid, hlc FROM _lattice_txns WHERE state = 'pending' ORDER BY txid LIMIT ?`)
+	c.stmts.txnOps = prep(`SELECT seq, tbl FROM _lattice_oplog WHERE txid = ? ORDER BY seq`)
+	c.stmts.txnTables = prep(`SELECT DISTINCT tbl FROM _lattice_oplog WHERE txid = ?`)
+	c.stmts.txnState = prep(`SELECT state FROM _lattice_txns WHERE txid = ?`)
+	c.stmts.setTxnState = prep(`UPDATE _lattice_txns SET state = ?, error = ? WHERE txid = ?`)
 	if err != nil {
 		return fmt.Errorf("prepare state statements: %w", err)
 	}
@@ -267,8 +339,11 @@ func (c *Client) loadState() error {
 	if err != nil {
 		return fmt.Errorf("load state: %w", err)
 	}
+	ints := map[string]int64{}
 	for st.Step() {
-		switch st.ColumnText(0) {
+		switch k := st.ColumnText(0); k {
+		case "last_txid", "hlc":
+			ints[k] = st.ColumnInt64(1)
 		case "client_id":
 			c.clientID = st.ColumnText(1)
 		case "log_id":
@@ -291,6 +366,9 @@ func (c *Client) loadState() error {
 		if err := c.execArgs(`INSERT INTO _lattice_state(key, value) VALUES('client_id', ?)`, c.clientID); err != nil {
 			return fmt.Errorf("store client id: %w", err)
 		}
+	}
+	if err := c.loadLocal(ints); err != nil {
+		return err
 	}
 	return c.loadShapes()
 }
@@ -400,9 +478,16 @@ func (c *Client) Close() error {
 		if !fromWorker { // else Close is called from a live-query callback
 			<-c.live.done
 		}
+		<-c.loc.done
 		c.lock(context.Background())
 		defer c.unlock()
+		if c.loc.clock.Last() != c.loc.savedHLC { // observed HLCs not persisted yet
+			if err := c.inTxn(c.beforeCommit); err != nil {
+				c.log.Warn("lattice: persist clock", "err", err)
+			}
+		}
 		c.closeStmts()
+		c.loc.tables = nil
 		if err := c.conn.Close(); err != nil {
 			c.closeErr = fmt.Errorf("close database: %w", err)
 		}

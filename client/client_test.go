@@ -711,8 +711,16 @@ func TestRelationChanges(t *testing.T) {
 	rel.Columns = append(rel.Columns, col("extra", coltype.Numeric, true))
 	fc.send(rel, txn(6, upd(1, vInt(1), vText("a"), vInt(1), vText("1.50")), ins(1, vInt(2), vText("b"), vNull(), vText("2"))))
 	waitLSN(t, c, 6)
-	if got := r.next(t); !reflect.DeepEqual(got, [][]any{{int64(1), "a", int64(1), "1.50"}, {int64(2), "b", nil, "2"}}) {
-		t.Fatalf("rows %v", got)
+	// A re-run may also see the altered table before the transaction
+	// (the snapshot's notification can arrive after the first run).
+	for want := [][]any{{int64(1), "a", int64(1), "1.50"}, {int64(2), "b", nil, "2"}}; ; {
+		got := r.next(t)
+		if reflect.DeepEqual(got, want) {
+			break
+		}
+		if !reflect.DeepEqual(got, [][]any{{int64(1), "a", int64(1), nil}}) {
+			t.Fatalf("rows %v", got)
+		}
 	}
 
 	// Composite keys, and a table that is all key.

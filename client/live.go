@@ -16,8 +16,9 @@ import (
 )
 
 // LiveQuery runs a read-only query now and again after every committed
-// transaction (from the service or Exec) that changes a table the query
-// reads. The tables are found with SQLite's authorizer when the statement
+// transaction (from the service, Exec or Transaction) that changes a table
+// the query reads, and after every commit of another program on the
+// database file (any table: it cannot tell which; seen within about 50 ms). The tables are found with SQLite's authorizer when the statement
 // is prepared; a query reading a view depends on the view's tables.
 //
 // fn receives the rows, or an error if a run fails. It is called from one

@@ -28,6 +28,7 @@ func (c *Client) Query(ctx context.Context, sql string, args ...any) (*Rows, err
 	if err := c.lockOpen(ctx); err != nil {
 		return nil, fmt.Errorf("run query: %w", err)
 	}
+	defer c.kickWatcher() // after the unlock: look for other programs' commits
 	defer c.unlock()
 	old := c.conn.SetInterrupt(ctx)
 	defer c.conn.SetInterrupt(old)
@@ -122,92 +123,17 @@ func readRows(st *sqlite3.Stmt) (*Rows, error) {
 }
 
 // Exec runs SQL statements on the local replica, all in one transaction
-// (they may not control transactions themselves). args bind to the
-// parameters as in Query, and require a single statement. Live queries
-// reading the written tables are re-run after the commit.
+// (they may not control transactions themselves); it is Transaction with
+// one tx.Exec. args bind to the parameters as in Query, and require a
+// single statement. Live queries reading the written tables are re-run
+// after the commit.
 //
-// Writes are local only: changes to synced tables are not sent to the
-// service (the write path comes later) and are overwritten by the next
-// change of the same rows from the service. The client's own _lattice_*
-// tables cannot be written.
-func (c *Client) Exec(ctx context.Context, sql string, args ...any) (err error) {
-	if err := c.lockOpen(ctx); err != nil {
-		return fmt.Errorf("exec statement: %w", err)
-	}
-	old := c.conn.SetInterrupt(ctx)
-	written := map[string]struct{}{}
-	schema := false
-	hook := func(action sqlite3.AuthorizerActionCode, name3rd, name4th, _, _ string) sqlite3.AuthorizerReturnCode {
-		switch action {
-		case sqlite3.AUTH_INSERT, sqlite3.AUTH_UPDATE, sqlite3.AUTH_DELETE:
-			if isInternal(name3rd) {
-				return sqlite3.AUTH_DENY
-			}
-			written[strings.ToLower(name3rd)] = struct{}{}
-		case sqlite3.AUTH_TRANSACTION:
-			return sqlite3.AUTH_DENY
-		case sqlite3.AUTH_DROP_TABLE, sqlite3.AUTH_CREATE_INDEX, sqlite3.AUTH_DROP_INDEX,
-			sqlite3.AUTH_CREATE_TRIGGER, sqlite3.AUTH_DROP_TRIGGER:
-			if isInternal(name3rd) || (action != sqlite3.AUTH_DROP_TABLE && isInternal(name4th)) {
-				return sqlite3.AUTH_DENY
-			}
-			schema = true
-		case sqlite3.AUTH_ALTER_TABLE:
-			if isInternal(name4th) {
-				return sqlite3.AUTH_DENY
-			}
-			schema = true
-		case sqlite3.AUTH_CREATE_TABLE, sqlite3.AUTH_CREATE_VIEW, sqlite3.AUTH_DROP_VIEW,
-			sqlite3.AUTH_CREATE_VTABLE, sqlite3.AUTH_DROP_VTABLE:
-			schema = true
-		}
-		return sqlite3.AUTH_OK
-	}
-
-	defer func() {
-		c.conn.SetInterrupt(old) // first: an interrupted connection cannot roll back
-		if err != nil && !c.conn.GetAutocommit() {
-			c.stmts.rollback.Exec()
-		}
-		c.unlock()
-		if err == nil {
-			c.live.notify(written, schema, schema)
-		}
-	}()
-	if err := c.stmts.begin.Exec(); err != nil {
-		return fmt.Errorf("begin exec transaction: %w", err)
-	}
-	for n := 0; ; n++ {
-		c.authHook = hook
-		st, tail, err := c.conn.Prepare(sql)
-		c.authHook = nil
-		if err != nil {
-			return fmt.Errorf("prepare statement: %w", err)
-		}
-		if st == nil {
-			break
-		}
-		if n == 0 && len(args) > 0 {
-			if !onlySpace(tail) {
-				st.Close()
-				return errors.New("exec statement: arguments need a single statement")
-			}
-			if err := bindArgs(st, args); err != nil {
-				st.Close()
-				return fmt.Errorf("bind exec arguments: %w", err)
-			}
-		}
-		err = st.Exec()
-		st.Close()
-		if err != nil {
-			return fmt.Errorf("exec statement: %w", err)
-		}
-		sql = tail
-	}
-	if err := c.stmts.commit.Exec(); err != nil {
-		return fmt.Errorf("commit exec transaction: %w", err)
-	}
-	return nil
+// Writes to synced tables are captured and stamped as one local
+// transaction, queued for the service (see Transaction). Updating a synced
+// row's primary key is refused (delete and insert instead). The client's
+// own _lattice_* tables cannot be written.
+func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
+	return c.Transaction(ctx, func(tx *Tx) error { return tx.Exec(sql, args...) })
 }
 
 // isInternal reports whether a table is one of the client's state tables.

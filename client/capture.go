@@ -1,0 +1,421 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// Capture of local writes: plain SQL triggers on every synced table append
+// each row change made by any SQLite program to a local oplog. See
+// README.md ("Local writes").
+//
+// For a synced table T the client keeps:
+//
+//   - "_lattice_ops_T"(seq INTEGER PRIMARY KEY, op TEXT NOT NULL, changed,
+//     "c.<column>"...): one row per captured row change, seq being the
+//     change's _lattice_oplog.seq. The data columns are untyped (no
+//     affinity), so values keep their kind and bytes. They are named after
+//     the table's columns and only ever appended (the order is stable), so
+//     ops recorded before a schema change stay readable.
+//   - triggers "_lattice_ins_T", "_lattice_upd_T", "_lattice_del_T" (AFTER
+//     INSERT / UPDATE OF the synced columns / DELETE) writing the oplog, and
+//     "_lattice_pk_T" (BEFORE UPDATE) refusing primary key changes.
+//
+// All of them do nothing while _lattice_flags.applying is 1, i.e. while the
+// client applies a service transaction.
+
+// Names of the capture objects of a local table.
+func opsTable(local string) string { return "_lattice_ops_" + local }
+
+const opsColPrefix = "c."
+
+// maxMaskBits is the number of data columns up to which the columns an op
+// wrote (changed: all the captured columns for an INSERT, those whose
+// value changed for an UPDATE) are recorded as an integer bitmask (bit k =
+// data column k of the ops table); wider tables record a text of '0'/'1'
+// characters (character k = data column k).
+const maxMaskBits = 63
+
+// sqlString quotes s as an SQL string literal.
+func sqlString(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// tableColumns returns the column names of a table in declaration order
+// (nil if the table does not exist).
+func (c *Client) tableColumns(table string) ([]string, error) {
+	st, _, err := c.conn.Prepare(`SELECT name FROM pragma_table_info(?) ORDER BY cid`)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	st.BindText(1, table)
+	var cols []string
+	for st.Step() {
+		cols = append(cols, st.ColumnText(0))
+	}
+	return cols, st.Err()
+}
+
+// ensureCapture creates or updates the ops table and the capture triggers
+// of a synced table (which must exist), so that they cover every column of
+// def. It is idempotent: triggers whose SQL is unchanged are kept. Caller
+// holds db, inside a transaction.
+func (c *Client) ensureCapture(local string, def *relationDef) error {
+	base, err := c.tableColumns(local)
+	if err != nil {
+		return fmt.Errorf("inspect table %s: %w", local, err)
+	}
+	inBase := make(map[string]string, len(base)) // lower-case -> actual name
+	for _, n := range base {
+		inBase[strings.ToLower(n)] = n
+	}
+	for _, k := range def.PK {
+		if _, ok := inBase[strings.ToLower(k)]; !ok {
+			return fmt.Errorf("capture writes to %s: key column %s missing", local, k)
+		}
+	}
+
+	// The ops table: create it, or append the columns it lacks.
+	ops := opsTable(local)
+	existing, err := c.tableColumns(ops)
+	if err != nil {
+		return fmt.Errorf("inspect table %s: %w", ops, err)
+	}
+	var data []string // ops data columns, ops order, without the prefix
+	have := map[string]bool{}
+	for _, n := range existing {
+		if strings.HasPrefix(n, opsColPrefix) {
+			data = append(data, n[len(opsColPrefix):])
+			have[strings.ToLower(n[len(opsColPrefix):])] = true
+		}
+	}
+	var add []string
+	for _, col := range def.Columns {
+		if !have[strings.ToLower(col.Name)] {
+			have[strings.ToLower(col.Name)] = true
+			add = append(add, col.Name)
+		}
+	}
+	if len(existing) == 0 {
+		var b strings.Builder
+		b.WriteString("CREATE TABLE " + quoteIdent(ops) + " (seq INTEGER PRIMARY KEY, op TEXT NOT NULL, changed")
+		for _, n := range add {
+			b.WriteString(", " + quoteIdent(opsColPrefix+n))
+		}
+		b.WriteString(")")
+		if err := c.conn.Exec(b.String()); err != nil {
+			return fmt.Errorf("create %s: %w", ops, err)
+		}
+	} else {
+		for _, n := range add {
+			if err := c.conn.Exec("ALTER TABLE " + quoteIdent(ops) + " ADD COLUMN " + quoteIdent(opsColPrefix+n)); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", n, ops, err)
+			}
+		}
+	}
+	data = append(data, add...)
+
+	// The triggers. A data column whose table column no longer exists
+	// (renamed locally) is left NULL and never marked changed.
+	cols := make([]string, len(data)) // table column of each data column, or ""
+	for i, n := range data {
+		cols[i] = inBase[strings.ToLower(n)]
+	}
+	for _, tr := range captureTriggers(local, def.PK, data, cols, inBase) {
+		if err := c.ensureTrigger(tr.name, tr.sql); err != nil {
+			return fmt.Errorf("create capture trigger on %s: %w", local, err)
+		}
+	}
+	c.forgetCaptureTable(local)
+	return nil
+}
+
+type triggerDef struct{ name, sql string }
+
+// captureTriggers returns the trigger definitions of a synced table. data
+// are the ops table's data columns, cols the matching table columns ("" if
+// absent).
+func captureTriggers(local string, pk, data, cols []string, inBase map[string]string) []triggerDef {
+	t := quoteIdent(local)
+	ops := quoteIdent(opsTable(local))
+	lit := sqlString(local)
+	const when = "(SELECT applying FROM _lattice_flags) = 0"
+	logOp := "INSERT INTO _lattice_oplog(tbl) VALUES(" + lit + ");\n"
+	// differs is true when a column's value changed, kind included (1 IS
+	// 1.0 in SQL) and whatever the column's collation.
+	differs := func(col string) string {
+		q := quoteIdent(col)
+		return "(OLD." + q + " IS NOT NEW." + q + " COLLATE BINARY OR typeof(OLD." + q + ") <> typeof(NEW." + q + "))"
+	}
+
+	var names, newVals, synced []string
+	for i, n := range data {
+		if cols[i] == "" {
+			continue
+		}
+		names = append(names, quoteIdent(opsColPrefix+n))
+		newVals = append(newVals, "NEW."+quoteIdent(cols[i]))
+		synced = append(synced, quoteIdent(cols[i]))
+	}
+
+	// changed of an insert: every column it wrote (not the columns the
+	// ops table gains later).
+	var insMask string
+	if len(data) <= maxMaskBits {
+		var m uint64
+		for i := range data {
+			if cols[i] != "" {
+				m |= 1 << i
+			}
+		}
+		insMask = strconv.FormatUint(m, 10)
+	} else {
+		b := make([]byte, len(data))
+		for i := range data {
+			b[i] = '0'
+			if cols[i] != "" {
+				b[i] = '1'
+			}
+		}
+		insMask = sqlString(string(b))
+	}
+
+	var mask strings.Builder
+	for i := range data {
+		term := "0"
+		if cols[i] != "" {
+			term = differs(cols[i])
+		}
+		if len(data) <= maxMaskBits {
+			if i > 0 {
+				mask.WriteString(" | ")
+			}
+			mask.WriteString("(" + term + " << " + strconv.Itoa(i) + ")")
+		} else {
+			if i > 0 {
+				mask.WriteString(" || ")
+			}
+			mask.WriteString("(" + term + ")")
+		}
+	}
+	if len(data) == 0 {
+		mask.WriteString("0")
+	}
+
+	var keyNames, oldKeys, keyChanged, keyOf []string
+	seen := map[string]bool{}
+	for _, k := range pk {
+		col := inBase[strings.ToLower(k)]
+		keyNames = append(keyNames, quoteIdent(opsColPrefix+k))
+		oldKeys = append(oldKeys, "OLD."+quoteIdent(col))
+		keyChanged = append(keyChanged, differs(col))
+		keyOf = append(keyOf, quoteIdent(col))
+		seen[strings.ToLower(col)] = true
+	}
+	// The rowid's names too: it is the key when the key is a rowid alias.
+	for _, n := range []string{"rowid", "_rowid_", "oid"} {
+		if !seen[n] {
+			keyOf = append(keyOf, n)
+		}
+	}
+	join := func(s []string) string { return strings.Join(s, ", ") }
+	prefixed := func(s []string) string {
+		if len(s) == 0 {
+			return ""
+		}
+		return ", " + join(s)
+	}
+
+	ins := "CREATE TRIGGER " + quoteIdent("_lattice_ins_"+local) + " AFTER INSERT ON " + t +
+		" WHEN " + when + " BEGIN\n" + logOp +
+		"INSERT INTO " + ops + "(seq, op, changed" + prefixed(names) + ") VALUES(last_insert_rowid(), 'I', " + insMask + prefixed(newVals) + ");\nEND"
+	upd := "CREATE TRIGGER " + quoteIdent("_lattice_upd_"+local) + " AFTER UPDATE OF " + join(synced) + " ON " + t +
+		" WHEN " + when + " BEGIN\n" + logOp +
+		"INSERT INTO " + ops + "(seq, op, changed" + prefixed(names) + ") VALUES(last_insert_rowid(), 'U', " + mask.String() + prefixed(newVals) + ");\nEND"
+	del := "CREATE TRIGGER " + quoteIdent("_lattice_del_"+local) + " AFTER DELETE ON " + t +
+		" WHEN " + when + " BEGIN\n" + logOp +
+		"INSERT INTO " + ops + "(seq, op" + prefixed(keyNames) + ") VALUES(last_insert_rowid(), 'D'" + prefixed(oldKeys) + ");\nEND"
+	// UPDATE OF: only statements that assign a key column (or the rowid)
+	// run it; the service's upserts never do.
+	pkt := "CREATE TRIGGER " + quoteIdent("_lattice_pk_"+local) + " BEFORE UPDATE OF " + join(keyOf) + " ON " + t +
+		" WHEN " + when + " AND (" + strings.Join(keyChanged, " OR ") + ") BEGIN\n" +
+		"SELECT RAISE(ABORT, " + sqlString("lattice: the primary key of "+local+" cannot be updated; delete and insert instead") + ");\nEND"
+	return []triggerDef{
+		{"_lattice_pk_" + local, pkt},
+		{"_lattice_ins_" + local, ins},
+		{"_lattice_upd_" + local, upd},
+		{"_lattice_del_" + local, del},
+	}
+}
+
+// ensureTrigger creates trigger name with sql, replacing a trigger of that
+// name with different SQL.
+func (c *Client) ensureTrigger(name, sql string) error {
+	st, _, err := c.conn.Prepare(`SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = ?`)
+	if err != nil {
+		return err
+	}
+	st.BindText(1, name)
+	found, same := false, false
+	if st.Step() {
+		found = true
+		same = st.ColumnText(0) == sql
+	}
+	err = st.Err()
+	st.Close()
+	if err != nil || same {
+		return err
+	}
+	if found {
+		if err := c.conn.Exec("DROP TRIGGER " + quoteIdent(name)); err != nil {
+			return err
+		}
+	}
+	return c.conn.Exec(sql)
+}
+
+// ensureAllCapture installs capture on every synced table that exists, at
+// Open (so that a replica made by an older client, or whose triggers were
+// dropped, captures writes before the service describes its tables again).
+// Caller owns the connection, inside a transaction.
+func (c *Client) ensureAllCapture() error {
+	st, _, err := c.conn.Prepare(`SELECT local_name, def FROM _lattice_relations`)
+	if err != nil {
+		return fmt.Errorf("load relations: %w", err)
+	}
+	type rel struct {
+		local string
+		def   relationDef
+	}
+	var rels []rel
+	for st.Step() {
+		r := rel{local: st.ColumnText(0)}
+		if err := json.Unmarshal(st.ColumnRawText(1), &r.def); err != nil {
+			st.Close()
+			return fmt.Errorf("load relation %s: %w", r.local, err)
+		}
+		rels = append(rels, r)
+	}
+	err = st.Err()
+	st.Close()
+	if err != nil {
+		return fmt.Errorf("load relations: %w", err)
+	}
+	for _, r := range rels {
+		cols, err := c.tableColumns(r.local)
+		if err != nil {
+			return fmt.Errorf("inspect table %s: %w", r.local, err)
+		}
+		if len(cols) == 0 || len(r.def.PK) == 0 {
+			continue // dropped locally: recreated by the next Relation
+		}
+		if err := c.ensureCapture(r.local, &r.def); err != nil {
+			// Do not make the replica unusable: the next Relation of the
+			// table retries (and fails its connection if still wrong).
+			c.log.Error("lattice: cannot capture writes to a synced table", "table", r.local, "err", err)
+		}
+	}
+	return nil
+}
+
+// captureTable describes how to read the ops of one synced table.
+type captureTable struct {
+	local, schema, name string
+	pk                  []int         // relation column index of each key column, in key order
+	dataRel             []int         // relation column index of each ops data column, or -1
+	keyData             []int         // ops data column of each key column, in key order
+	read                *sqlite3.Stmt // (seq) -> op, changed, data columns
+}
+
+func (ct *captureTable) close() {
+	if ct.read != nil {
+		ct.read.Close()
+	}
+}
+
+// forgetCaptureTable drops the cached description of a table whose
+// capture changed.
+func (c *Client) forgetCaptureTable(local string) {
+	if ct := c.loc.tables[local]; ct != nil {
+		ct.close()
+		delete(c.loc.tables, local)
+	}
+}
+
+// captureTableOf returns the (cached) description of a synced table, by
+// its local name as recorded in _lattice_oplog.tbl. Caller holds db.
+func (c *Client) captureTableOf(local string) (*captureTable, error) {
+	if ct := c.loc.tables[local]; ct != nil {
+		return ct, nil
+	}
+	ct := &captureTable{local: local}
+	var def relationDef
+	st, _, err := c.conn.Prepare(`SELECT schema, name, def FROM _lattice_relations WHERE local_name = ?`)
+	if err != nil {
+		return nil, err
+	}
+	st.BindText(1, local)
+	found := st.Step()
+	if found {
+		ct.schema, ct.name = st.ColumnText(0), st.ColumnText(1)
+		err = json.Unmarshal(st.ColumnRawText(2), &def)
+	}
+	if e := st.Err(); e != nil {
+		err = e
+	}
+	st.Close()
+	if err != nil {
+		return nil, fmt.Errorf("load relation %s: %w", local, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("load relation %s: not a synced table", local)
+	}
+	relIdx := map[string]int{}
+	for i, col := range def.Columns {
+		relIdx[strings.ToLower(col.Name)] = i
+	}
+	ops := opsTable(local)
+	cols, err := c.tableColumns(ops)
+	if err != nil {
+		return nil, fmt.Errorf("inspect table %s: %w", ops, err)
+	}
+	dataPos := map[string]int{}
+	var sel strings.Builder
+	sel.WriteString("SELECT op, changed")
+	for _, n := range cols {
+		if !strings.HasPrefix(n, opsColPrefix) {
+			continue
+		}
+		name := strings.ToLower(n[len(opsColPrefix):])
+		dataPos[name] = len(ct.dataRel)
+		if i, ok := relIdx[name]; ok {
+			ct.dataRel = append(ct.dataRel, i)
+		} else {
+			ct.dataRel = append(ct.dataRel, -1)
+		}
+		sel.WriteString(", " + quoteIdent(n))
+	}
+	for _, k := range def.PK {
+		p, ok := dataPos[strings.ToLower(k)]
+		if !ok {
+			return nil, fmt.Errorf("load ops of %s: no column for key %s", local, k)
+		}
+		ct.pk = append(ct.pk, relIdx[strings.ToLower(k)])
+		ct.keyData = append(ct.keyData, p)
+	}
+	sel.WriteString(" FROM " + quoteIdent(ops) + " WHERE seq = ?")
+	ct.read, _, err = c.conn.PrepareFlags(sel.String(), sqlite3.PREPARE_PERSISTENT)
+	if err != nil {
+		return nil, fmt.Errorf("prepare ops read of %s: %w", local, err)
+	}
+	if c.loc.tables == nil {
+		c.loc.tables = map[string]*captureTable{}
+	}
+	c.loc.tables[local] = ct
+	return ct, nil
+}

@@ -36,13 +36,17 @@ func (r *relation) close() {
 // txState is the service transaction being applied. Guarded by db, which
 // is held from its first chunk to its last.
 type txState struct {
-	open   bool
-	lsn    uint64
-	reset  bool
-	snap   bool // a snapshot: it answers the oldest pending non-resume Subscribe
-	seq    uint64
-	tables []string // keys of the tables it changed
-	schema bool     // it created or altered tables (listed in tables)
+	open  bool
+	lsn   uint64
+	reset bool
+	snap  bool // a snapshot: it answers the oldest pending non-resume Subscribe
+	// origin and clientTxn name the client write the service applied in
+	// this transaction (our own when origin is our ClientID).
+	origin    string
+	clientTxn uint64
+	seq       uint64
+	tables    []string // keys of the tables it changed
+	schema    bool     // it created or altered tables (listed in tables)
 	// applying: _lattice_flags.applying is 1 in it (see setApplying).
 	applying bool
 	// noTriggers: trigger execution is disabled on the connection for
@@ -345,6 +349,7 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		c.tx.lsn = m.LSN
 		c.tx.reset = m.Flags&protocol.FlagReset != 0
 		c.tx.snap = m.Flags&protocol.FlagSnapshot != 0
+		c.tx.origin, c.tx.clientTxn = m.Origin, m.ClientTxnID
 		c.tx.seq++
 		c.tx.tables = c.tx.tables[:0]
 		c.tx.schema = false
@@ -490,6 +495,12 @@ func (c *Client) commitTxn(s *session) error {
 	}
 	if lsn != c.lsn {
 		if err := c.setState("lsn", int64(lsn)); err != nil {
+			return err
+		}
+	}
+	if c.tx.origin != "" && c.tx.origin == c.clientID {
+		// Our own transaction came back: its effects are now the service's.
+		if err := c.ownTxnReturned(c.tx.clientTxn); err != nil {
 			return err
 		}
 	}

@@ -28,7 +28,9 @@ type fakeConn struct {
 	ws    *websocket.Conn
 	hello *protocol.Hello
 	up    chan protocol.Up
-	done  chan struct{} // closed when the connection is gone
+	// writes receives the client's Write messages (local transactions).
+	writes chan *protocol.Write
+	done   chan struct{} // closed when the connection is gone
 }
 
 const testTimeout = 10 * time.Second
@@ -45,7 +47,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 			return
 		}
 		ws.SetReadLimit(protocol.MaxUpFrame)
-		fc := &fakeConn{t: t, ws: ws, up: make(chan protocol.Up, 64), done: make(chan struct{})}
+		fc := &fakeConn{t: t, ws: ws, up: make(chan protocol.Up, 64), writes: make(chan *protocol.Write, 1024), done: make(chan struct{})}
 		ctx := r.Context()
 		defer close(fc.done)
 		defer ws.CloseNow()
@@ -74,6 +76,12 @@ func newFakeServer(t *testing.T) *fakeServer {
 			if err != nil {
 				t.Errorf("fake server: decode: %v", err)
 				return
+			}
+			if w, ok := m.(*protocol.Write); ok {
+				// Local transactions go to their own queue, so tests of
+				// the read path see only what they expect.
+				fc.writes <- w
+				continue
 			}
 			fc.up <- m
 		}
@@ -126,6 +134,18 @@ func (fc *fakeConn) expectSubscribe() *protocol.Subscribe {
 		fc.t.Fatalf("fake server: got %T, want Subscribe", m)
 	}
 	return s
+}
+
+// expectWrite waits for the client's next Write.
+func (fc *fakeConn) expectWrite() *protocol.Write {
+	fc.t.Helper()
+	select {
+	case w := <-fc.writes:
+		return w
+	case <-time.After(testTimeout):
+		fc.t.Fatal("fake server: no Write received")
+	}
+	return nil
 }
 
 // expectNothing checks that the client sends nothing for a short while.

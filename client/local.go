@@ -393,6 +393,9 @@ func (tx *Tx) addWritten(tables []string) {
 
 var errTxDone = errors.New("transaction: already finished")
 
+// errNoTxn: no local transaction has the txid.
+var errNoTxn = errors.New("no such local transaction")
+
 // authorize is the authorizer of tx's statements: it refuses transaction
 // control and writes to the client's tables (except those of the capture
 // triggers), and records the tables written and schema changes.
@@ -722,7 +725,7 @@ func (c *Client) setTxnState(id uint64, state, msg string) error {
 			return fmt.Errorf("mark transaction %d %s: %w", id, state, err)
 		}
 		if old == "" {
-			return fmt.Errorf("mark transaction %d %s: no such local transaction", id, state)
+			return fmt.Errorf("mark transaction %d %s: %w", id, state, errNoTxn)
 		}
 		if old == state {
 			return nil

@@ -174,6 +174,12 @@ type session struct {
 	out     [][]byte
 	outWake chan struct{}
 
+	// Local transactions: the last txid sent on this session and those
+	// sent and not yet acknowledged (under db); pushWake wakes the pusher.
+	sentTxn  uint64
+	inFlight map[uint64]struct{}
+	pushWake chan struct{}
+
 	// post holds status updates made under the db lock, for OnStatus to
 	// be called after it is released.
 	post []func(*Status)
@@ -205,6 +211,8 @@ func newSession(c *Client, ctx context.Context, ws *websocket.Conn) *session {
 		rels:         make(map[uint32]*relation),
 		pending:      make(map[uint32]request),
 		outWake:      make(chan struct{}, 1),
+		inFlight:     make(map[uint64]struct{}),
+		pushWake:     make(chan struct{}, 1),
 		notifyTables: make(map[string]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -396,6 +404,8 @@ func (c *Client) runSession(ctx context.Context, wsURL string) (online time.Dura
 			s.abort(err)
 		}
 	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.pusher() }()
 	if pingsVisible && c.idleTimeout > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.watchdog(c.idleTimeout) }()
@@ -500,6 +510,10 @@ func (c *Client) handle(s *session, m protocol.Down) (err error) {
 		return c.handleSubscribed(s, m)
 	case *protocol.Error:
 		return c.handleError(s, m)
+	case *protocol.Ack:
+		return c.handleAck(s, m)
+	case *protocol.Reject:
+		return c.handleReject(s, m)
 	}
 	return fmt.Errorf("handle %T: unexpected message", m)
 }
@@ -538,6 +552,7 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 		s.subscribe(false, fresh)
 	}
 	s.ready = true
+	s.wakePusher()
 	s.post = append(s.post, func(st *Status) { st.State = StateOnline })
 	return nil
 }

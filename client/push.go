@@ -1,0 +1,201 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
+)
+
+// maxInFlight bounds the local transactions sent and not yet acknowledged.
+const maxInFlight = 64
+
+// pusher sends pending local transactions in txid order while the session
+// lasts: at start, and after every commit that stamped new ones or an Ack
+// that freed room.
+func (s *session) pusher() {
+	c := s.c
+	for {
+		if err := c.lock(s.ctx); err != nil {
+			return
+		}
+		err := c.pushLocked(s)
+		c.unlock()
+		if err != nil {
+			s.abort(fmt.Errorf("send local transactions: %w", err))
+			return
+		}
+		select {
+		case <-c.loc.ready:
+		case <-s.pushWake:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// pushLocked sends the pending transactions after the last one sent on
+// this session. Caller holds db.
+func (c *Client) pushLocked(s *session) error {
+	if !s.ready || len(s.inFlight) >= maxInFlight {
+		return nil
+	}
+	txns, err := c.pendingTxns(0)
+	if err != nil {
+		return err
+	}
+	for _, t := range txns {
+		if t.ID <= s.sentTxn {
+			continue
+		}
+		if len(s.inFlight) >= maxInFlight {
+			break
+		}
+		w, err := c.writeMessage(t)
+		if err != nil {
+			return err
+		}
+		s.send(w)
+		s.sentTxn = t.ID
+		s.inFlight[t.ID] = struct{}{}
+	}
+	return nil
+}
+
+// rowKey identifies a row within one transaction.
+func rowKey(table string, key []coltype.Value) string {
+	var b []byte
+	b = append(b, table...)
+	b = append(b, 0)
+	for _, v := range key {
+		b = protocol.AppendValue(b, v)
+	}
+	return string(b)
+}
+
+// writeMessage turns a local transaction into a Write: the net effect of
+// the transaction on each row, in the order rows were first written.
+func (c *Client) writeMessage(t LocalTxn) (*protocol.Write, error) {
+	w := &protocol.Write{TxnID: t.ID, HLC: uint64(t.HLC)}
+	idx := map[string]int{}
+	for _, ch := range t.Changes {
+		k := rowKey(ch.Table, ch.Key)
+		i, seen := idx[k]
+		if !seen {
+			idx[k] = len(w.Changes)
+			w.Changes = append(w.Changes, protocol.WriteChange{Table: ch.Schema + "." + ch.Name, Key: ch.Key})
+			i = len(w.Changes) - 1
+		}
+		wc := &w.Changes[i]
+		op, err := wireOp(ch.Op)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !seen, op == protocol.OpDelete:
+			wc.Op = op
+			wc.Columns, wc.Values = nil, nil
+			setColumns(wc, ch.Columns, ch.Values)
+		case op == protocol.OpInsert: // after a delete (or a REPLACE): the whole row anew
+			wc.Op = protocol.OpInsert
+			wc.Columns, wc.Values = nil, nil
+			setColumns(wc, ch.Columns, ch.Values)
+		default: // an update after an insert or an update
+			if wc.Op == protocol.OpDelete {
+				wc.Op = protocol.OpInsert // cannot happen: a deleted row cannot be updated
+			}
+			setColumns(wc, ch.Columns, ch.Values)
+		}
+	}
+	// An update that changed no column still asserts the row exists.
+	return w, nil
+}
+
+// setColumns merges written columns into wc (later values win).
+func setColumns(wc *protocol.WriteChange, cols []int, vals []coltype.Value) {
+	for j, col := range cols {
+		found := false
+		for k, have := range wc.Columns {
+			if int(have) == col {
+				wc.Values[k] = vals[j]
+				found = true
+				break
+			}
+		}
+		if !found {
+			wc.Columns = append(wc.Columns, uint32(col))
+			wc.Values = append(wc.Values, vals[j])
+		}
+	}
+}
+
+func wireOp(op byte) (protocol.Op, error) {
+	switch op {
+	case 'I':
+		return protocol.OpInsert, nil
+	case 'U':
+		return protocol.OpUpdate, nil
+	case 'D':
+		return protocol.OpDelete, nil
+	}
+	return 0, fmt.Errorf("unknown local op %q", op)
+}
+
+// handleAck marks a sent transaction durable in Postgres. It stays in the
+// oplog until its effects come back through the stream. Caller holds db.
+func (c *Client) handleAck(s *session, m *protocol.Ack) error {
+	if _, ok := s.inFlight[m.TxnID]; !ok {
+		return fmt.Errorf("handle Ack: transaction %d was not sent on this connection", m.TxnID)
+	}
+	delete(s.inFlight, m.TxnID)
+	if err := c.ackTxn(m.TxnID); err != nil && !errors.Is(err, errNoTxn) {
+		return err
+	}
+	s.wakePusher()
+	return nil
+}
+
+// handleReject records that Postgres refused a transaction. Its local
+// effects stay until the rows change again (undoing them is not done yet);
+// the reason is reported through Status.LastError and RejectedTxns.
+func (c *Client) handleReject(s *session, m *protocol.Reject) error {
+	delete(s.inFlight, m.TxnID)
+	c.log.Warn("lattice: local transaction rejected", "txid", m.TxnID, "code", m.Code, "message", m.Message)
+	if err := c.rejectTxn(m.TxnID, m.Code+": "+m.Message); err != nil && !errors.Is(err, errNoTxn) {
+		return err
+	}
+	rej := &RejectedError{TxnID: m.TxnID, Code: m.Code, Message: m.Message}
+	s.post = append(s.post, func(st *Status) { st.LastError = rej })
+	s.wakePusher()
+	return nil
+}
+
+// RejectedError reports a local transaction that the service refused.
+type RejectedError struct {
+	TxnID   uint64
+	Code    string
+	Message string
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("local transaction %d rejected: %s: %s", e.TxnID, e.Code, e.Message)
+}
+
+func (s *session) wakePusher() {
+	select {
+	case s.pushWake <- struct{}{}:
+	default:
+	}
+}
+
+// ownTxnReturned drops a local transaction whose effects came back through
+// the stream (inside the transaction applying them). Caller holds db.
+func (c *Client) ownTxnReturned(id uint64) error {
+	err := c.dropTxn(id)
+	if err != nil && (errors.Is(err, errNoTxn) || strings.Contains(err.Error(), "no such")) {
+		return nil
+	}
+	return err
+}

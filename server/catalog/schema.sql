@@ -68,6 +68,307 @@ BEGIN
         EXECUTE format('ALTER PUBLICATION lattice ADD TABLE %s', tbl);
     END IF;
     INSERT INTO lattice.electrified (relid) VALUES (tbl) ON CONFLICT DO NOTHING;
+    CALL lattice.ensure_shadow(tbl); -- write-path metadata (below)
     PERFORM pg_notify('lattice_electrified', tbl::text);
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Write path: merge metadata ("shadow" rows), plain-SQL stamping, idempotence.
+-- Format and rules: server/writes/README.md. Everything below is idempotent.
+
+ALTER TABLE lattice.electrified ADD COLUMN IF NOT EXISTS shadow text;
+
+-- Client transactions already applied, for idempotent re-delivery.
+CREATE TABLE IF NOT EXISTS lattice.applied (
+    origin     text        NOT NULL,
+    txid       bigint      NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (origin, txid)
+);
+
+-- A stamp as a tag: 16 lower-case hex digits of the HLC (two's complement
+-- of the bigint, i.e. the uint64), '/', the origin. Text order (bytewise,
+-- COLLATE "C") is stamp order.
+CREATE OR REPLACE FUNCTION lattice.tag(hlc bigint, origin text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lpad(to_hex(hlc), 16, '0') || '/' || origin
+$$;
+
+CREATE OR REPLACE FUNCTION lattice.tag_hlc(tag text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ('x' || substr(tag, 1, 16))::bit(64)::bigint
+$$;
+
+-- The live tags (adds minus removes), sorted bytewise.
+CREATE OR REPLACE FUNCTION lattice.live_tags(adds text[], removes text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(t ORDER BY t COLLATE "C"), '{}')
+    FROM (SELECT unnest(adds) EXCEPT SELECT unnest(removes)) s(t)
+$$;
+
+-- The greatest HLC in a row's metadata (0 if none).
+CREATE OR REPLACE FUNCTION lattice.max_hlc(col_hlc bigint[], adds text[], removes text[]) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(greatest((SELECT max(h) FROM unnest(col_hlc) h),
+                             (SELECT max(lattice.tag_hlc(t)) FROM unnest(adds || removes) t)), 0)
+$$;
+
+-- a extended with NULLs to upper bound n (lower bound 1). a[0] is a NULL of
+-- the element type.
+CREATE OR REPLACE FUNCTION lattice.pad(a anyarray, n int) RETURNS anyarray
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN coalesce(array_upper(a, 1), 0) >= n THEN a
+                WHEN coalesce(cardinality(a), 0) = 0 THEN array_fill(a[0], ARRAY[n])
+                ELSE a || array_fill(a[0], ARRAY[n - array_upper(a, 1)]) END
+$$;
+
+-- The stamping trigger of electrified tables (AFTER INSERT OR UPDATE OR
+-- DELETE, FOR EACH ROW): keeps the shadow row of writes made by plain SQL.
+-- It does nothing when lattice.applying is 'on', or is the OID of the
+-- table written (the sync service sets it so while it writes a table whose
+-- shadow rows it maintains itself; cascaded writes to other tables are
+-- stamped). Cheap on purpose (no SET clauses, not SECURITY DEFINER): the
+-- work is in stamp_row.
+CREATE OR REPLACE FUNCTION lattice.stamp() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    applying text := pg_catalog.current_setting('lattice.applying', true);
+BEGIN
+    IF applying = 'on' OR applying = TG_RELID::text THEN
+        RETURN NULL;
+    END IF;
+    PERFORM lattice.stamp_row(TG_OP, TG_RELID, OLD, NEW);
+    RETURN NULL;
+END
+$$;
+
+-- stamp_one maintains the shadow row of record r (a row of the electrified
+-- table) for a plain SQL write, as merge.Apply would for an op with Stamp
+-- (t, 'pg') and Seen = the row's live tags, t greater than every HLC in the
+-- row and at least the wall clock. mode is 'insert' (every column in nums
+-- stamped), 'update' (the columns whose text differs from record old) or
+-- 'delete' (none stamped, no tag added, tomb = the row's values). An
+-- insert/update adds its tag; the live tags are retired (removes := live:
+-- tags removed by earlier transactions are dropped, see README). Two
+-- statements: lock and read (with the values as text), then write.
+CREATE OR REPLACE FUNCTION lattice.stamp_one(shadow text, shkeys text, keyexpr text, r anyelement, old anyelement,
+                                             mode text, nums int2[], names text[], maxatt int)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    texts1 text := 'NULL::text[]';
+    texts2 text := 'NULL::text[]';
+    h      bigint[];
+    o      text[];
+    ad     text[];
+    rm     text[];
+    t1     text[];
+    t2     text[];
+    live   text[];
+    tomb   text[];
+    t      bigint;
+    cols   int2[] := '{}';
+    c      int2;
+BEGIN
+    IF mode <> 'insert' THEN
+        -- ARRAY[($1)."a"::text, NULL, ...]::text[]: the values as text, by attnum
+        SELECT 'ARRAY[' || string_agg(CASE WHEN p IS NULL THEN 'NULL' ELSE format('($1).%I::text', names[p]) END, ', ' ORDER BY g) || ']::text[]',
+               'ARRAY[' || string_agg(CASE WHEN p IS NULL THEN 'NULL' ELSE format('($2).%I::text', names[p]) END, ', ' ORDER BY g) || ']::text[]'
+          INTO texts1, texts2
+          FROM generate_series(1, maxatt) g, LATERAL array_position(nums, g::int2) p;
+        IF mode = 'delete' THEN
+            texts2 := 'NULL::text[]';
+        END IF;
+    END IF;
+    EXECUTE format('SELECT s.col_hlc, s.col_origin, s.adds, s.removes, %s, %s FROM (SELECT 1) d '
+                   'LEFT JOIN LATERAL (SELECT col_hlc, col_origin, adds, removes FROM %s WHERE (%s) = (%s) FOR UPDATE) s ON true',
+                   texts1, texts2, shadow, shkeys, keyexpr)
+        INTO h, o, ad, rm, t1, t2 USING r, old;
+    live := lattice.live_tags(coalesce(ad, '{}'), coalesce(rm, '{}'));
+    t := greatest(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16, lattice.max_hlc(h, ad, rm) + 1);
+    h := lattice.pad(h, maxatt);
+    o := lattice.pad(o, maxatt);
+    IF mode = 'insert' THEN
+        cols := nums;
+    ELSIF mode = 'update' THEN
+        SELECT coalesce(array_agg(n ORDER BY n), '{}') INTO cols FROM unnest(nums) n WHERE t1[n] IS DISTINCT FROM t2[n];
+    END IF;
+    FOREACH c IN ARRAY cols LOOP
+        h[c] := t;
+        o[c] := 'pg';
+    END LOOP;
+    IF mode = 'delete' THEN
+        ad := live;
+        tomb := t1;
+    ELSE
+        ad := live || lattice.tag(t, 'pg'); -- t exceeds every HLC: stays sorted
+    END IF;
+    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds, removes, tomb) VALUES (%s, $2, $3, $4, $5, $6) '
+                   'ON CONFLICT (%s) DO UPDATE SET col_hlc = excluded.col_hlc, col_origin = excluded.col_origin, '
+                   'adds = excluded.adds, removes = excluded.removes, tomb = excluded.tomb',
+                   shadow, shkeys, keyexpr, shkeys)
+        USING r, h, o, ad, live, tomb;
+END
+$$;
+
+-- stamp_row keeps the shadow row of a plain SQL write to an electrified
+-- table (op: TG_OP; rel: TG_RELID; o, n: OLD, NEW). Values are compared and
+-- kept (tomb) as Postgres text under the service's session settings
+-- (coltype.SessionParams), set below.
+CREATE OR REPLACE FUNCTION lattice.stamp_row(op text, rel oid, o anyelement, n anyelement) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET "DateStyle" = 'ISO, MDY'
+SET "TimeZone" = 'UTC'
+SET "IntervalStyle" = 'iso_8601'
+SET extra_float_digits = 3
+SET bytea_output = 'hex'
+AS $$
+DECLARE
+    applying text := current_setting('lattice.applying', true);
+    root     oid;
+    shadow   text;
+    nums     int2[];
+    names    text[];
+    keyexpr  text;  -- the key of record $1: ($1)."id", ...
+    shkeys   text;  -- pk1, pk2, ...
+    pknames  text[];
+BEGIN
+    -- The electrified table (rel, or the partitioned table rel is a
+    -- partition of), its shadow, its columns by attnum (fields of OLD/NEW
+    -- are read by name) and its primary key, in one query.
+    SELECT e.relid, e.shadow, c.nums, c.names, k.keyexpr, k.shkeys, k.pknames
+      INTO root, shadow, nums, names, keyexpr, shkeys, pknames
+      FROM lattice.electrified e
+     CROSS JOIN LATERAL (SELECT array_agg(a.attnum ORDER BY a.attnum) AS nums, array_agg(a.attname::text ORDER BY a.attnum) AS names
+                           FROM pg_attribute a
+                          WHERE a.attrelid = e.relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') c
+     CROSS JOIN LATERAL (SELECT string_agg(format('($1).%I', a.attname), ', ' ORDER BY k.o) AS keyexpr,
+                                string_agg('pk' || k.o, ', ' ORDER BY k.o) AS shkeys,
+                                array_agg(a.attname::text ORDER BY k.o) AS pknames
+                           FROM pg_index i
+                          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(n, o)
+                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                          WHERE i.indrelid = e.relid AND i.indisprimary) k
+     WHERE e.relid = rel OR (NOT EXISTS (SELECT 1 FROM lattice.electrified x WHERE x.relid = rel)
+                             AND e.relid IN (SELECT a.relid FROM pg_partition_ancestors(rel) a))
+     LIMIT 1;
+    IF shadow IS NULL OR applying = root::text THEN
+        RETURN;
+    END IF;
+    IF op = 'INSERT' THEN
+        PERFORM lattice.stamp_one(shadow, shkeys, keyexpr, n, n, 'insert', nums, names, nums[cardinality(nums)]);
+    ELSIF op = 'DELETE' THEN
+        PERFORM lattice.stamp_one(shadow, shkeys, keyexpr, o, o, 'delete', nums, names, nums[cardinality(nums)]);
+    ELSIF EXISTS (SELECT 1 FROM unnest(pknames) p WHERE to_jsonb(o) -> p IS DISTINCT FROM to_jsonb(n) -> p) THEN
+        -- A key change is a delete of the old key and an insert of the new one.
+        PERFORM lattice.stamp_one(shadow, shkeys, keyexpr, o, o, 'delete', nums, names, nums[cardinality(nums)]);
+        PERFORM lattice.stamp_one(shadow, shkeys, keyexpr, n, n, 'insert', nums, names, nums[cardinality(nums)]);
+    ELSE
+        PERFORM lattice.stamp_one(shadow, shkeys, keyexpr, n, o, 'update', nums, names, nums[cardinality(nums)]);
+    END IF;
+END
+$$;
+
+-- TRUNCATE of an electrified table (not synced) forgets its merge metadata.
+CREATE OR REPLACE FUNCTION lattice.truncate_shadow() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    shadow text;
+BEGIN
+    SELECT e.shadow INTO shadow FROM lattice.electrified e WHERE e.relid = TG_RELID;
+    IF shadow IS NOT NULL AND to_regclass(shadow) IS NOT NULL THEN
+        EXECUTE 'TRUNCATE ' || shadow;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- ensure_shadow creates what the write path needs for an electrified table,
+-- adding only what is missing: the shadow table lattice.shadow_<oid> (keyed
+-- by the primary key, as pk1..pkN; re-created if the key's types changed),
+-- the stamping and truncate triggers, and metadata for rows that have none
+-- (every column stamped, one live tag, as if inserted now by plain SQL).
+CREATE OR REPLACE PROCEDURE lattice.ensure_shadow(tbl regclass)
+LANGUAGE plpgsql AS $$
+DECLARE
+    qshadow  text := format('lattice.%I', 'shadow_' || tbl::oid::text);
+    keydefs  text;
+    shkeys   text;
+    srckeys  text;
+    keytypes text;
+    curtypes text;
+    nums     int2[];
+    maxatt   int;
+    t        bigint;
+    h        bigint[];
+    o        text[];
+    c        int2;
+BEGIN
+    SELECT string_agg(format('pk%s %s%s NOT NULL', k.o, format_type(a.atttypid, a.atttypmod),
+                             CASE WHEN a.attcollation = 0 THEN '' ELSE ' COLLATE ' || a.attcollation::regcollation::text END), ', ' ORDER BY k.o),
+           string_agg('pk' || k.o, ', ' ORDER BY k.o),
+           string_agg(format('%I', a.attname), ', ' ORDER BY k.o),
+           string_agg(format_type(a.atttypid, a.atttypmod), ', ' ORDER BY k.o)
+      INTO keydefs, shkeys, srckeys, keytypes
+      FROM pg_index i
+     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(n, o)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+     WHERE i.indrelid = tbl AND i.indisprimary;
+    IF keydefs IS NULL THEN
+        RAISE EXCEPTION 'cannot electrify %: it has no primary key', tbl;
+    END IF;
+    IF to_regclass(qshadow) IS NOT NULL THEN
+        SELECT string_agg(format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) INTO curtypes
+          FROM pg_attribute a
+         WHERE a.attrelid = to_regclass(qshadow) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname ~ '^pk[0-9]+$';
+        IF curtypes IS DISTINCT FROM keytypes THEN
+            RAISE NOTICE 'primary key of % changed: re-creating %', tbl, qshadow;
+            EXECUTE 'DROP TABLE ' || qshadow;
+        END IF;
+    END IF;
+    IF to_regclass(qshadow) IS NULL THEN
+        EXECUTE format('CREATE TABLE %s (%s, col_hlc bigint[] NOT NULL DEFAULT ''{}'', col_origin text[] NOT NULL DEFAULT ''{}'', '
+                       'adds text[] NOT NULL DEFAULT ''{}'', removes text[] NOT NULL DEFAULT ''{}'', tomb text[], PRIMARY KEY (%s))',
+                       qshadow, keydefs, shkeys);
+        EXECUTE format('COMMENT ON TABLE %s IS %L', qshadow, format('Lattice merge metadata of %s (see server/writes/README.md)', tbl));
+    END IF;
+    UPDATE lattice.electrified SET shadow = qshadow WHERE relid = tbl AND shadow IS DISTINCT FROM qshadow;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'lattice_stamp') THEN
+        EXECUTE format('CREATE TRIGGER lattice_stamp AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION lattice.stamp()', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'lattice_truncate') THEN
+        EXECUTE format('CREATE TRIGGER lattice_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION lattice.truncate_shadow()', tbl);
+    END IF;
+    -- Rows without metadata (the trigger above now blocks concurrent writers).
+    SELECT array_agg(a.attnum ORDER BY a.attnum) INTO nums
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+    maxatt := nums[cardinality(nums)];
+    t := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16;
+    h := array_fill(NULL::bigint, ARRAY[maxatt]);
+    o := array_fill(NULL::text, ARRAY[maxatt]);
+    FOREACH c IN ARRAY nums LOOP
+        h[c] := t;
+        o[c] := 'pg';
+    END LOOP;
+    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds) SELECT %s, $1, $2, $3 FROM %s ON CONFLICT DO NOTHING',
+                   qshadow, shkeys, srckeys, tbl)
+        USING h, o, ARRAY[lattice.tag(t, 'pg')];
+END
+$$;
+
+-- Tables electrified before the write path existed get their metadata now.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT e.relid FROM lattice.electrified e
+             WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = e.relid)
+               AND (e.shadow IS NULL OR to_regclass(e.shadow) IS NULL)
+    LOOP
+        CALL lattice.ensure_shadow(r.relid);
+    END LOOP;
 END
 $$;

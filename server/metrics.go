@@ -18,6 +18,7 @@ type metrics struct {
 	framesSent  prometheus.Counter
 	logBytes    prometheus.Gauge
 	rejected    *prometheus.CounterVec
+	writes      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -43,9 +44,11 @@ func newMetrics() *metrics {
 			Name: "lattice_log_bytes", Help: "Bytes held by the retained change log."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lattice_client_errors_total", Help: "Errors sent to clients, by code."}, []string{"code"}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lattice_client_transactions_total", Help: "Client transactions, by result (applied, rejected)."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.connections, m.shapes, m.lagBytes, m.lagSeconds, m.changes, m.txns,
-		m.bytesSent, m.framesSent, m.logBytes, m.rejected,
+		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

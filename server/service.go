@@ -27,6 +27,7 @@ import (
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
 	"github.com/latticesync/lattice/server/pgrepl"
+	"github.com/latticesync/lattice/server/writes"
 )
 
 // Config configures the service. The zero value of every field but
@@ -94,6 +95,7 @@ type Service struct {
 	pool    *pgxpool.Pool
 	clog    *changelog.Log
 	tables  *catalog.Tables
+	applier *writes.Applier
 	slot    string
 	metrics *metrics
 
@@ -151,6 +153,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	s.tables = catalog.NewTables(s.pool)
+	s.applier = writes.NewApplier(s.pool, s.tables)
 	if err := s.openLog(ctx); err != nil {
 		s.pool.Close()
 		return nil, err

@@ -16,10 +16,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
 	"github.com/latticesync/lattice/server/where"
+	"github.com/latticesync/lattice/server/writes"
 )
 
 const (
@@ -39,6 +41,8 @@ type session struct {
 	cancel context.CancelFunc
 	log    *slog.Logger
 	user   Identity
+	// clientID is Hello.ClientID: the origin of the client's writes.
+	clientID string
 
 	reqs    chan protocol.Up
 	readErr chan error
@@ -255,6 +259,7 @@ func (s *session) hello() error {
 		s.user = id
 	}
 	s.log = s.svc.log.With("user", s.user.UserID, "client", h.ClientID)
+	s.clientID = h.ClientID
 	l := s.svc.clog
 	head := l.Head()
 	w := &protocol.Welcome{LogID: l.ID(), HeadLSN: head}
@@ -524,8 +529,9 @@ func (s *session) process(txn *changelog.Txn) error {
 			}
 		}
 	}
-	if !w.started && len(w.changes) == 0 && len(w.reset) == 0 {
-		return nil
+	own := txn.ClientTxnID != 0 && txn.Origin == s.clientID
+	if !w.started && len(w.changes) == 0 && len(w.reset) == 0 && !own {
+		return nil // nothing for this client (its own writes always come back)
 	}
 	if err := w.finish(0); err != nil {
 		return err
@@ -1049,8 +1055,48 @@ func parseLSN(s string) (uint64, error) {
 	return h<<32 | l, nil
 }
 
-// write applies a client transaction. (Until the write path lands, writes
-// are refused.)
+// write applies a client transaction in Postgres (package writes) and
+// answers Ack, or Reject when Postgres refuses it. Transactions of one
+// client are applied in the order it sends them. A failure that is not the
+// transaction's fault ends the session: the client reconnects and sends it
+// again, and the service applies it at most once.
 func (s *session) write(m *protocol.Write) error {
-	return s.send(&protocol.Reject{TxnID: m.TxnID, Code: "bad_write", Message: "this service does not apply client writes yet"})
+	if s.clientID == "" {
+		return s.send(&protocol.Reject{TxnID: m.TxnID, Code: writes.CodeBadChange, Message: "writes need a client id in Hello"})
+	}
+	txn := &writes.Txn{Origin: s.clientID, ID: m.TxnID, HLC: merge.HLC(m.HLC), Changes: make([]writes.Change, len(m.Changes))}
+	for i, c := range m.Changes {
+		wc := writes.Change{Table: c.Table, Key: c.Key, Values: c.Values, SeenLive: true}
+		switch c.Op {
+		case protocol.OpInsert:
+			wc.Op = writes.Insert
+		case protocol.OpUpdate:
+			wc.Op = writes.Update
+		case protocol.OpDelete:
+			wc.Op = writes.Delete
+		}
+		if len(c.Columns) > 0 {
+			wc.Set = make([]int, len(c.Columns))
+			for j, col := range c.Columns {
+				wc.Set[j] = int(col)
+			}
+		}
+		txn.Changes[i] = wc
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	_, err := s.svc.applier.Apply(ctx, txn)
+	var rej *writes.Rejected
+	switch {
+	case err == nil:
+		s.svc.metrics.writes.WithLabelValues("applied").Inc()
+		return s.send(&protocol.Ack{TxnID: m.TxnID})
+	case errors.As(err, &rej):
+		s.svc.metrics.writes.WithLabelValues("rejected").Inc()
+		s.log.Info("client transaction rejected", "txid", m.TxnID, "code", rej.Code, "reason", rej.Reason)
+		return s.send(&protocol.Reject{TxnID: m.TxnID, Code: rej.Code, Message: rej.Error()})
+	default:
+		s.log.Error("apply client transaction", "txid", m.TxnID, "err", err)
+		return &clientError{protocol.ErrInternal, "could not apply transaction: " + err.Error(), true}
+	}
 }

@@ -271,6 +271,68 @@ BEGIN
 END
 $$;
 
+-- The INSERT side of the stamping trigger, per statement (AFTER INSERT,
+-- REFERENCING NEW TABLE AS lattice_new): bulk inserts get their metadata
+-- in one set-based statement (every column and one tag stamped (t, 'pg'),
+-- t = the wall clock), as ensure_shadow does for existing rows. Keys that
+-- already have metadata (a row inserted again after a delete) are merged
+-- row by row by stamp_row.
+CREATE OR REPLACE FUNCTION lattice.stamp_insert() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    applying text := current_setting('lattice.applying', true);
+    root     oid;
+    shadow   text;
+    nums     int2[];
+    shkeys   text;
+    sqkeys   text;
+    srckeys  text;
+    maxatt   int;
+    t        bigint;
+    h        bigint[];
+    o        text[];
+    c        int2;
+BEGIN
+    IF applying = 'on' OR applying = TG_RELID::text THEN
+        RETURN NULL;
+    END IF;
+    SELECT e.relid, e.shadow INTO root, shadow
+      FROM lattice.electrified e
+     WHERE e.relid = TG_RELID OR (NOT EXISTS (SELECT 1 FROM lattice.electrified x WHERE x.relid = TG_RELID)
+                                  AND e.relid IN (SELECT a.relid FROM pg_partition_ancestors(TG_RELID) a))
+     LIMIT 1;
+    IF shadow IS NULL OR applying = root::text THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(a.attnum ORDER BY a.attnum) INTO nums
+      FROM pg_attribute a
+     WHERE a.attrelid = root AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+    SELECT string_agg('pk' || k.o, ', ' ORDER BY k.o), string_agg('s.pk' || k.o, ', ' ORDER BY k.o),
+           string_agg(format('n.%I', a.attname), ', ' ORDER BY k.o)
+      INTO shkeys, sqkeys, srckeys
+      FROM pg_index i
+     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(n, o)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+     WHERE i.indrelid = root AND i.indisprimary;
+    EXECUTE format('SELECT lattice.stamp_row(''INSERT'', $1, ROW(n.*)::%s, ROW(n.*)::%s) FROM lattice_new n '
+                   'WHERE EXISTS (SELECT 1 FROM %s s WHERE (%s) = (%s))',
+                   root::regclass, root::regclass, shadow, sqkeys, srckeys)
+        USING TG_RELID;
+    maxatt := nums[cardinality(nums)];
+    t := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16;
+    h := array_fill(NULL::bigint, ARRAY[maxatt]);
+    o := array_fill(NULL::text, ARRAY[maxatt]);
+    FOREACH c IN ARRAY nums LOOP
+        h[c] := t;
+        o[c] := 'pg';
+    END LOOP;
+    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds) SELECT %s, $1, $2, $3 FROM lattice_new n ON CONFLICT DO NOTHING',
+                   shadow, shkeys, srckeys)
+        USING h, o, ARRAY[lattice.tag(t, 'pg')];
+    RETURN NULL;
+END
+$$;
+
 -- TRUNCATE of an electrified table (not synced) forgets its merge metadata.
 CREATE OR REPLACE FUNCTION lattice.truncate_shadow() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -335,8 +397,17 @@ BEGIN
         EXECUTE format('COMMENT ON TABLE %s IS %L', qshadow, format('Lattice merge metadata of %s (see server/writes/README.md)', tbl));
     END IF;
     UPDATE lattice.electrified SET shadow = qshadow WHERE relid = tbl AND shadow IS DISTINCT FROM qshadow;
+    -- Inserts are stamped per statement (bulk loads), updates and deletes
+    -- per row. (Earlier versions stamped inserts per row: replace that.)
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'lattice_stamp' AND tgtype & 4 <> 0) THEN
+        EXECUTE format('DROP TRIGGER lattice_stamp ON %s', tbl);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'lattice_stamp') THEN
-        EXECUTE format('CREATE TRIGGER lattice_stamp AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION lattice.stamp()', tbl);
+        EXECUTE format('CREATE TRIGGER lattice_stamp AFTER UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION lattice.stamp()', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'lattice_stamp_insert') THEN
+        EXECUTE format('CREATE TRIGGER lattice_stamp_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS lattice_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION lattice.stamp_insert()', tbl);
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'lattice_truncate') THEN
         EXECUTE format('CREATE TRIGGER lattice_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION lattice.truncate_shadow()', tbl);
@@ -366,7 +437,8 @@ DECLARE
 BEGIN
     FOR r IN SELECT e.relid FROM lattice.electrified e
              WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = e.relid)
-               AND (e.shadow IS NULL OR to_regclass(e.shadow) IS NULL)
+               AND (e.shadow IS NULL OR to_regclass(e.shadow) IS NULL
+                    OR NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = e.relid AND t.tgname = 'lattice_stamp_insert'))
     LOOP
         CALL lattice.ensure_shadow(r.relid);
     END LOOP;

@@ -36,6 +36,9 @@ var (
 	stmtCommit   = newStmt("COMMIT")
 	stmtApplied  = newStmt("INSERT INTO lattice.applied (origin, txid) VALUES ($1, $2) ON CONFLICT DO NOTHING")
 	stmtApplying = newStmt("SELECT set_config('lattice.applying', $1, true)")
+	// stmtOrigin marks the transaction in the replication stream with
+	// "<txid>:<origin>" (see pgrepl.OriginMessagePrefix).
+	stmtOrigin = newStmt("SELECT pg_logical_emit_message(true, 'lattice.origin', $1::text)")
 )
 
 // maxUpdateShapes bounds the UPDATE statements cached per table (one per

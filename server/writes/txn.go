@@ -580,6 +580,9 @@ func (r *run) simulate() *simulation {
 	for i := range r.txn.Changes {
 		op := r.ops[i]
 		sr := s.get(r.rows[r.changeReq[i]])
+		if r.txn.Changes[i].SeenLive {
+			op.Seen = sr.row.Live()
+		}
 		if rej := s.apply(sr, op, i); rej != nil {
 			s.rej = rej
 			return s
@@ -592,6 +595,11 @@ func (r *run) simulate() *simulation {
 	for _, sr := range s.order {
 		s.writes = append(s.writes, item{sr.st.t.updShadow, sr.shadowParams(), -1})
 	}
+	// Name the client transaction in the replication stream, so the client
+	// recognises its own write coming back.
+	origin := strconv.AppendUint(nil, r.txn.ID, 10)
+	origin = append(append(origin, ':'), r.txn.Origin...)
+	s.writes = append(s.writes, item{stmtOrigin, [][]byte{origin}, -1})
 	s.writes = append(s.writes, item{stmtCommit, nil, -1})
 	return s
 }

@@ -61,6 +61,10 @@ type Change struct {
 	// Seen is the set of the row's live tags the client had observed when
 	// it wrote (empty for a row it never saw).
 	Seen []merge.Stamp
+	// SeenLive, instead of Seen, says the client saw the row's current
+	// state: every tag live when the change is applied. (Used until clients
+	// report the row version they saw.)
+	SeenLive bool
 }
 
 // Txn is a client transaction.

@@ -1,0 +1,93 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/latticesync/lattice/client"
+)
+
+const writeSQL = `CREATE TABLE items (id integer PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false, n integer CHECK (n >= 0))`
+
+// TestWriteRoundTrip: a local write reaches Postgres, another client, and
+// comes back to its author, who then holds nothing pending.
+func TestWriteRoundTrip(t *testing.T) {
+	e := newEnv(t, writeSQL, "items")
+	a, _ := e.clientAt(":memory:")
+	b, _ := e.clientAt(":memory:")
+	e.subscribe(a, client.Shape{Table: "items"})
+	e.subscribe(b, client.Shape{Table: "items"})
+	ctx := context.Background()
+	if err := a.Exec(ctx, "INSERT INTO items (id, title, done, n) VALUES (1, 'from a', 0, 5), (2, 'two', 0, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Exec(ctx, "UPDATE items SET done = 1 WHERE id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
+	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	eventually(t, 20*time.Second, "the write in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 2 && rows[1] == "2|two|1|0", fmt.Sprint(rows)
+	})
+	waitEqual(t, e, b, q, lq)
+	waitEqual(t, e, a, q, lq)
+	eventually(t, 20*time.Second, "nothing pending on the author", func() (bool, string) {
+		return a.PendingCount() == 0, fmt.Sprint(a.PendingCount())
+	})
+	if err := b.Exec(ctx, "DELETE FROM items WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitEqual(t, e, a, q, lq)
+}
+
+// TestConcurrentColumnsMerge: two clients update different columns of the
+// same row at the same time, and a plain SQL writer updates a third; all
+// three survive everywhere.
+func TestConcurrentColumnsMerge(t *testing.T) {
+	e := newEnv(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', false, 0)", "items")
+	a, _ := e.clientAt(":memory:")
+	b, _ := e.clientAt(":memory:")
+	e.subscribe(a, client.Shape{Table: "items"})
+	e.subscribe(b, client.Shape{Table: "items"})
+	ctx := context.Background()
+	if err := a.Exec(ctx, "UPDATE items SET title = 'title by a' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Exec(ctx, "UPDATE items SET n = 42 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	e.exec("UPDATE items SET done = true WHERE id = 1")
+	want := "1|title by a|1|42"
+	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
+	eventually(t, 20*time.Second, "merged row in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 1 && rows[0] == want, fmt.Sprint(rows)
+	})
+	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	waitEqual(t, e, a, q, lq)
+	waitEqual(t, e, b, q, lq)
+}
+
+// TestRejectedWriteIsReported: a write that violates a CHECK constraint is
+// rejected with the reason, and nothing of it reaches Postgres.
+func TestRejectedWriteIsReported(t *testing.T) {
+	e := newEnv(t, writeSQL, "items")
+	a, _ := e.clientAt(":memory:")
+	e.subscribe(a, client.Shape{Table: "items"})
+	ctx := context.Background()
+	if err := a.Exec(ctx, "INSERT INTO items (id, title, done, n) VALUES (1, 'ok', 0, 1), (2, 'bad', 0, -1)"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the rejection", func() (bool, string) {
+		var rej *client.RejectedError
+		err := a.Status().LastError
+		return errors.As(err, &rej) && rej.Code == "check_violation", fmt.Sprint(err)
+	})
+	if rows := e.pgRows("SELECT count(*) FROM items"); rows[0] != "0" {
+		t.Fatalf("part of a rejected transaction reached postgres: %v", rows)
+	}
+}

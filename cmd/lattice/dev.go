@@ -111,6 +111,10 @@ Then write to Postgres and watch demo.db follow:
   psql '%s' -c "INSERT INTO issue (project_id, title) VALUES ('p1', 'hello from psql')"
   sqlite3 demo.db 'SELECT title, status FROM issue'
 
-`, dbURL, host, host, host, host, dbURL)
+And write to demo.db with any SQLite program: it syncs to Postgres.
+  sqlite3 demo.db "UPDATE issue SET status = 'done' WHERE title = 'Issue 1'"
+  psql '%s' -c "SELECT title, status FROM issue WHERE title = 'Issue 1'"
+
+`, dbURL, host, host, host, host, dbURL, dbURL)
 	return svc.ListenAndServe(ctx)
 }

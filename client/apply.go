@@ -19,6 +19,7 @@ type relation struct {
 	key    string // lower-case local name, for live-query invalidation
 	ncols  int
 	npk    int
+	pk     []int         // column index of each key column, in key order
 	upsert *sqlite3.Stmt // all columns, in Relation order
 	del    *sqlite3.Stmt // primary key columns, in key order
 	clear  *sqlite3.Stmt // DELETE FROM t
@@ -52,6 +53,11 @@ type txState struct {
 	// noTriggers: trigger execution is disabled on the connection for
 	// this transaction (see disableTriggers).
 	noTriggers bool
+	// rebase: local transactions were not yet returned when it began, so
+	// the rows it changes are recorded for rebasing (rebase.go).
+	rebase bool
+	rows   map[string]struct{} // rowKey of each row changed, when rebase
+	resets map[string]struct{} // local names of the tables reset, when rebase
 }
 
 // localName returns the local table name of a Postgres table: the table
@@ -291,7 +297,7 @@ func (c *Client) prepareRelation(local string, m *protocol.Relation) (*relation,
 	delSQL := "DELETE FROM " + q + " WHERE " + strings.Join(where, " AND ")
 	clearSQL := "DELETE FROM " + q
 
-	r := &relation{id: m.RelID, local: local, key: strings.ToLower(local), ncols: len(m.Columns), npk: len(m.PK)}
+	r := &relation{id: m.RelID, local: local, key: strings.ToLower(local), ncols: len(m.Columns), npk: len(m.PK), pk: append([]int(nil), m.PK...)}
 	var err error
 	for _, p := range []struct {
 		st  **sqlite3.Stmt
@@ -353,6 +359,7 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		c.tx.seq++
 		c.tx.tables = c.tx.tables[:0]
 		c.tx.schema = false
+		c.beginRebase()
 		if c.tx.reset && len(m.Reset) > 0 {
 			if err := c.setApplying(); err != nil {
 				return err
@@ -366,6 +373,9 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 					return fmt.Errorf("reset table %s: %w", r.local, err)
 				}
 				c.touch(r)
+				if c.tx.rebase {
+					c.tx.resets[r.local] = struct{}{}
+				}
 			}
 		}
 	} else if !c.tx.open {
@@ -410,6 +420,9 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		}
 		if err := st.Exec(); err != nil {
 			return fmt.Errorf("apply %s on %s: %w", ch.Op, r.local, err)
+		}
+		if c.tx.rebase {
+			c.recordRow(r, ch)
 		}
 	}
 
@@ -502,6 +515,13 @@ func (c *Client) commitTxn(s *session) error {
 		// Our own transaction came back: its effects are now the service's.
 		if err := c.ownTxnReturned(c.tx.clientTxn); err != nil {
 			return err
+		}
+	}
+	if c.tx.rebase {
+		// Local writes the service has not returned yet stay visible:
+		// re-apply them over the rows this transaction changed.
+		if err := c.rebaseLocal(); err != nil {
+			return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
 		}
 	}
 	var synced []*subState

@@ -326,6 +326,7 @@ func (c *Client) ensureAllCapture() error {
 // captureTable describes how to read the ops of one synced table.
 type captureTable struct {
 	local, schema, name string
+	cols                []string      // relation column names, in relation order
 	pk                  []int         // relation column index of each key column, in key order
 	dataRel             []int         // relation column index of each ops data column, or -1
 	keyData             []int         // ops data column of each key column, in key order
@@ -378,6 +379,7 @@ func (c *Client) captureTableOf(local string) (*captureTable, error) {
 	relIdx := map[string]int{}
 	for i, col := range def.Columns {
 		relIdx[strings.ToLower(col.Name)] = i
+		ct.cols = append(ct.cols, col.Name)
 	}
 	ops := opsTable(local)
 	cols, err := c.tableColumns(ops)

@@ -152,6 +152,7 @@ type internalStmts struct {
 	txnTables    *sqlite3.Stmt // (txid) -> distinct tbl
 	txnState     *sqlite3.Stmt // (txid) -> state
 	setTxnState  *sqlite3.Stmt // (state, error, txid)
+	liveOps      *sqlite3.Stmt // -> seq, tbl of the ops of pending and acked txns, in order (rebase.go)
 }
 
 const schemaSQL = `
@@ -327,6 +328,8 @@ func (c *Client) prepareInternal() error {
 	c.stmts.txnTables = prep(`SELECT DISTINCT tbl FROM _lattice_oplog WHERE txid = ?`)
 	c.stmts.txnState = prep(`SELECT state FROM _lattice_txns WHERE txid = ?`)
 	c.stmts.setTxnState = prep(`UPDATE _lattice_txns SET state = ?, error = ? WHERE txid = ?`)
+	c.stmts.liveOps = prep(`SELECT l.seq, l.tbl FROM _lattice_oplog l JOIN _lattice_txns t ON t.txid = l.txid
+		WHERE t.state IN ('pending', 'acked') ORDER BY l.seq`)
 	if err != nil {
 		return fmt.Errorf("prepare state statements: %w", err)
 	}

@@ -37,6 +37,13 @@ type localState struct {
 	pending   atomic.Int64 // committed txns in state pending; read without db
 	pendDelta int64        // change of pending made by the open transaction
 
+	// unreturned counts the committed local transactions in state pending
+	// or acked (not yet returned by the service, nor rejected): the ones
+	// rebased over incoming service changes (rebase.go). unretDelta is the
+	// change made by the open transaction.
+	unreturned int64
+	unretDelta int64
+
 	stamped     bool  // the open transaction stamped local txns
 	dataVersion int64 // last PRAGMA data_version handled; -1: check again
 	extConsumed bool  // the open transaction consumed a data_version change
@@ -58,12 +65,14 @@ func (c *Client) loadLocal(state map[string]int64) error {
 	c.loc.kick = make(chan struct{}, 1)
 	c.loc.done = make(chan struct{})
 	st, _, err := c.conn.Prepare(`SELECT coalesce(max(txid), 0), coalesce(max(hlc), 0),
-		count(*) FILTER (WHERE state = 'pending') FROM _lattice_txns`)
+		count(*) FILTER (WHERE state = 'pending'),
+		count(*) FILTER (WHERE state IN ('pending', 'acked')) FROM _lattice_txns`)
 	if err != nil {
 		return fmt.Errorf("load local transactions: %w", err)
 	}
 	st.Step()
 	maxTxid, maxHLC, pending := st.ColumnInt64(0), st.ColumnInt64(1), st.ColumnInt64(2)
+	c.loc.unreturned = st.ColumnInt64(3)
 	err = st.Err()
 	st.Close()
 	if err != nil {
@@ -123,6 +132,7 @@ func (c *Client) stamp() ([]string, error) {
 	}
 	c.loc.txid = txid
 	c.loc.pendDelta++
+	c.loc.unretDelta++
 	c.loc.stamped = true
 	return tables, nil
 }
@@ -164,6 +174,8 @@ func (c *Client) afterCommit() {
 	c.loc.savedTxid = c.loc.txid
 	c.loc.pending.Add(c.loc.pendDelta)
 	c.loc.pendDelta = 0
+	c.loc.unreturned += c.loc.unretDelta
+	c.loc.unretDelta = 0
 	c.loc.extConsumed = false
 	if c.loc.stamped {
 		c.loc.stamped = false
@@ -180,6 +192,7 @@ func (c *Client) afterCommit() {
 func (c *Client) afterRollback() {
 	c.loc.txid = c.loc.savedTxid
 	c.loc.pendDelta = 0
+	c.loc.unretDelta = 0
 	c.loc.stamped = false
 	if c.loc.extConsumed {
 		c.loc.extConsumed = false
@@ -744,6 +757,9 @@ func (c *Client) setTxnState(id uint64, state, msg string) error {
 		if old == "pending" {
 			c.loc.pendDelta--
 		}
+		if (old == "pending" || old == "acked") && state == "rejected" {
+			c.loc.unretDelta--
+		}
 		return nil
 	})
 }
@@ -780,6 +796,9 @@ func (c *Client) dropTxn(id uint64) error {
 		}
 		if old == "pending" {
 			c.loc.pendDelta--
+		}
+		if old == "pending" || old == "acked" {
+			c.loc.unretDelta--
 		}
 		return nil
 	})

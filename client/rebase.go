@@ -1,0 +1,242 @@
+package client
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
+)
+
+// Rebasing local writes over the service's changes. A service transaction
+// overwrites the rows it changes; when some local transactions have not
+// come back from the service yet (state pending or acked), the rows they
+// wrote would show the service's values until then. So, inside the SQLite
+// transaction applying the service transaction, just before its commit
+// (applying flag set: nothing is captured), the ops of those local
+// transactions on the rows the service transaction changed are re-applied
+// on top, in oplog order:
+//
+//   - 'I' sets every column it captured, inserting the row if it is gone;
+//   - 'U' sets the columns it changed; if the row is gone it is re-created
+//     only when an earlier re-applied op of ours on the row was an 'I',
+//     otherwise it stays gone (the service deleted a row we only updated);
+//   - 'D' deletes the row.
+//
+// A service transaction returning one of our own transactions drops it
+// first (ownTxnReturned), so its ops are not re-applied. Rebasing costs
+// nothing when no local transaction is outstanding (loc.unreturned): the
+// rows changed are only recorded when some is.
+
+// beginRebase decides, at the first chunk of a service transaction,
+// whether the rows it changes are recorded for rebasing. Caller holds db.
+func (c *Client) beginRebase() {
+	c.tx.rebase = c.loc.unreturned+c.loc.unretDelta > 0
+	if !c.tx.rebase {
+		return
+	}
+	if c.tx.rows == nil || len(c.tx.rows) > 4096 {
+		c.tx.rows = map[string]struct{}{} // do not keep a snapshot's map
+	} else {
+		clear(c.tx.rows)
+	}
+	if c.tx.resets == nil {
+		c.tx.resets = map[string]struct{}{}
+	} else {
+		clear(c.tx.resets)
+	}
+}
+
+// recordRow records the row a change of the service transaction wrote.
+func (c *Client) recordRow(r *relation, ch *protocol.Change) {
+	var buf [4]coltype.Value
+	key := buf[:0]
+	switch ch.Op {
+	case protocol.OpInsert, protocol.OpUpdate:
+		for _, k := range r.pk {
+			key = append(key, ch.Values[k])
+		}
+	default: // the key, in key order
+		key = append(key, ch.Values...)
+	}
+	c.tx.rows[rowKey(r.local, key)] = struct{}{} // rowKey copies the bytes
+}
+
+// rebaseOp is a local op to re-apply.
+type rebaseOp struct {
+	ct  *captureTable
+	key string
+	ch  LocalChange
+}
+
+// rebaseLocal re-applies, in the open service transaction, the ops of the
+// outstanding local transactions on the rows it changed. Caller holds db.
+func (c *Client) rebaseLocal() error {
+	if c.loc.unreturned+c.loc.unretDelta <= 0 || (len(c.tx.rows) == 0 && len(c.tx.resets) == 0) {
+		return nil
+	}
+	touched := make(map[string]bool, len(c.tx.tables))
+	for _, t := range c.tx.tables {
+		touched[t] = true
+	}
+	type ref struct {
+		seq int64
+		tbl string
+	}
+	var refs []ref
+	st := c.stmts.liveOps
+	for st.Step() {
+		tbl := st.ColumnText(1)
+		if touched[strings.ToLower(tbl)] {
+			refs = append(refs, ref{st.ColumnInt64(0), tbl})
+		}
+	}
+	if err := st.Reset(); err != nil {
+		return fmt.Errorf("rebase local writes: %w", err)
+	}
+	var ops []rebaseOp
+	for _, r := range refs {
+		ct, err := c.captureTableOf(r.tbl)
+		if err != nil {
+			return fmt.Errorf("rebase local writes: %w", err)
+		}
+		ch, err := ct.readOp(r.seq)
+		if err != nil {
+			return fmt.Errorf("rebase local writes: %w", err)
+		}
+		k := rowKey(ct.local, ch.Key)
+		_, row := c.tx.rows[k]
+		_, reset := c.tx.resets[ct.local]
+		if row || reset {
+			ops = append(ops, rebaseOp{ct, k, ch})
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	if err := c.setApplying(); err != nil {
+		return err
+	}
+	inserted := map[string]bool{} // rows an 'I' of ours re-created
+	for i := range ops {
+		op := &ops[i]
+		var err error
+		switch op.ch.Op {
+		case 'I':
+			err = c.rebaseUpsert(op.ct, &op.ch)
+			inserted[op.key] = true
+		case 'U':
+			var n int64
+			if n, err = c.rebaseUpdate(op.ct, &op.ch); err == nil && n == 0 && inserted[op.key] {
+				err = c.rebaseUpsert(op.ct, &op.ch)
+			}
+		case 'D':
+			err = c.rebaseDelete(op.ct, &op.ch)
+			delete(inserted, op.key)
+		}
+		if err != nil {
+			if c.conn.GetAutocommit() { // SQLite abandoned the transaction
+				return fmt.Errorf("rebase local write on %s: %w", op.ct.local, err)
+			}
+			// The statement alone failed (a constraint): the service's row
+			// stays as it is.
+			c.log.Warn("lattice: cannot rebase a local write", "table", op.ct.local, "op", string(op.ch.Op), "err", err)
+		}
+	}
+	return nil
+}
+
+// isKey reports whether relation column i is a key column of ct.
+func (ct *captureTable) isKey(i int) bool {
+	for _, k := range ct.pk {
+		if k == i {
+			return true
+		}
+	}
+	return false
+}
+
+func (ct *captureTable) keyWhere() string {
+	var w []string
+	for _, k := range ct.pk {
+		w = append(w, quoteIdent(ct.cols[k])+" = ?")
+	}
+	return strings.Join(w, " AND ")
+}
+
+// rebaseUpsert writes the key and the columns of ch, inserting the row if
+// it is missing.
+func (c *Client) rebaseUpsert(ct *captureTable, ch *LocalChange) error {
+	var names, set, marks []string
+	var vals []coltype.Value
+	var pk []string
+	for i, k := range ct.pk {
+		n := quoteIdent(ct.cols[k])
+		pk = append(pk, n)
+		names = append(names, n)
+		marks = append(marks, "?")
+		vals = append(vals, ch.Key[i])
+	}
+	for j, col := range ch.Columns {
+		if col >= len(ct.cols) || ct.isKey(col) {
+			continue
+		}
+		n := quoteIdent(ct.cols[col])
+		names = append(names, n)
+		marks = append(marks, "?")
+		set = append(set, n+" = excluded."+n)
+		vals = append(vals, ch.Values[j])
+	}
+	sql := "INSERT INTO " + quoteIdent(ct.local) + " (" + strings.Join(names, ", ") + ") VALUES (" +
+		strings.Join(marks, ", ") + ") ON CONFLICT (" + strings.Join(pk, ", ") + ") DO "
+	if len(set) == 0 {
+		sql += "NOTHING"
+	} else {
+		sql += "UPDATE SET " + strings.Join(set, ", ")
+	}
+	_, err := c.execValues(sql, vals)
+	return err
+}
+
+// rebaseUpdate sets the columns of ch on its row, if it exists; it returns
+// the number of rows changed (-1 when ch changed no column).
+func (c *Client) rebaseUpdate(ct *captureTable, ch *LocalChange) (int64, error) {
+	var set []string
+	var vals []coltype.Value
+	for j, col := range ch.Columns {
+		if col >= len(ct.cols) || ct.isKey(col) {
+			continue
+		}
+		set = append(set, quoteIdent(ct.cols[col])+" = ?")
+		vals = append(vals, ch.Values[j])
+	}
+	if len(set) == 0 {
+		return -1, nil
+	}
+	vals = append(vals, ch.Key...)
+	return c.execValues("UPDATE "+quoteIdent(ct.local)+" SET "+strings.Join(set, ", ")+" WHERE "+ct.keyWhere(), vals)
+}
+
+func (c *Client) rebaseDelete(ct *captureTable, ch *LocalChange) error {
+	_, err := c.execValues("DELETE FROM "+quoteIdent(ct.local)+" WHERE "+ct.keyWhere(), ch.Key)
+	return err
+}
+
+// execValues runs one statement with values bound, returning the number
+// of rows it changed.
+func (c *Client) execValues(sql string, vals []coltype.Value) (int64, error) {
+	st, _, err := c.conn.Prepare(sql)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	for i := range vals {
+		if err := bindValue(st, i+1, &vals[i]); err != nil {
+			return 0, err
+		}
+	}
+	if err := st.Exec(); err != nil {
+		return 0, err
+	}
+	return c.conn.Changes(), nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ type env struct {
 	svc   *server.Service
 	http  *httptest.Server
 	url   string // ws://...
+	addr  string // host:port the service listens on (kept across restarts)
 	cfg   server.Config
 }
 
@@ -68,7 +70,24 @@ func (e *env) start() {
 		e.t.Fatalf("start service: %v", err)
 	}
 	e.svc = svc
-	e.http = httptest.NewServer(svc.Handler())
+	// A restarted service listens on the same address, so clients reconnect.
+	e.http = httptest.NewUnstartedServer(svc.Handler())
+	if e.addr != "" {
+		var ln net.Listener
+		for i := 0; ; i++ {
+			if ln, err = net.Listen("tcp", e.addr); err == nil || i == 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			e.t.Fatalf("listen again on %s: %v", e.addr, err)
+		}
+		e.http.Listener.Close()
+		e.http.Listener = ln
+	}
+	e.http.Start()
+	e.addr = e.http.Listener.Addr().String()
 	e.url = "ws" + strings.TrimPrefix(e.http.URL, "http")
 	e.t.Cleanup(e.stop)
 }

@@ -704,7 +704,11 @@ func (s *simulation) emit(sr *simRow, change int) {
 			}
 		}
 		if len(cols) == 0 {
-			return
+			// Nothing changed (the write lost every column to newer ones, or
+			// only asserted the row): still write the row unchanged, so the
+			// row's authoritative values come back through the stream to the
+			// author, whose local values must yield to them.
+			cols = []int{0}
 		}
 		st, cols := t.update(cols)
 		params := make([][]byte, 0, len(t.pk)+len(cols))

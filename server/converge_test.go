@@ -1,0 +1,200 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/client"
+)
+
+// convergeSQL: a parent table and a child table with a foreign key (deletes
+// cascade, so no client write is refused) over a small key space.
+const convergeSQL = `
+CREATE TABLE parent (id int PRIMARY KEY, name text NOT NULL, score int NOT NULL);
+CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent(id) ON DELETE CASCADE,
+                    v int NOT NULL, note text NOT NULL);
+INSERT INTO parent SELECT i, 'p' || i, 0 FROM generate_series(1, 4) i;
+INSERT INTO child SELECT i, 1 + i % 4, 0, 'c' || i FROM generate_series(1, 8) i;`
+
+// TestConvergence runs random concurrent workloads: 5 clients writing
+// random inserts, updates and deletes over a small key space, going
+// offline and restarting at random, a plain-SQL writer in Postgres, and
+// service restarts; offline clients keep writing locally. At quiescence every client's tables equal Postgres,
+// column for column, and no client holds an unacknowledged write.
+//
+// CI runs LATTICE_CONVERGE_SEEDS (default 2) seeds; set it to thousands for
+// the long mode. A failing seed is printed; rerun it with
+// LATTICE_CONVERGE_SEED=<n>.
+func TestConvergence(t *testing.T) {
+	seeds := []int64{1, 2}
+	if s := os.Getenv("LATTICE_CONVERGE_SEED"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = []int64{n}
+	} else if s := os.Getenv("LATTICE_CONVERGE_SEEDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = seeds[:0]
+		for i := 1; i <= n; i++ {
+			seeds = append(seeds, int64(i))
+		}
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			runConvergence(t, seed)
+		})
+	}
+}
+
+type convClient struct {
+	path string
+	c    *client.Client
+	stop func()
+}
+
+func runConvergence(t *testing.T, seed int64) {
+	t.Logf("seed %d (rerun with LATTICE_CONVERGE_SEED=%d)", seed, seed)
+	e := newEnv(t, convergeSQL, "parent", "child")
+	rng := rand.New(rand.NewSource(seed))
+	dir := t.TempDir()
+	clients := make([]*convClient, 5)
+	for i := range clients {
+		cc := &convClient{path: filepath.Join(dir, fmt.Sprintf("c%d.db", i))}
+		cc.c, cc.stop = e.clientAt(cc.path)
+		e.subscribe(cc.c, client.Shape{Table: "parent"})
+		e.subscribe(cc.c, client.Shape{Table: "child"})
+		clients[i] = cc
+	}
+
+	// The plain-SQL writer.
+	ctx, stopSQL := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		conn, err := pgx.Connect(context.Background(), e.dbURL)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		r := rand.New(rand.NewSource(seed * 7919))
+		for ctx.Err() == nil {
+			var q string
+			switch r.Intn(4) {
+			case 0:
+				q = fmt.Sprintf("UPDATE parent SET score = score + 1 WHERE id = %d", 1+r.Intn(6))
+			case 1:
+				q = fmt.Sprintf("UPDATE child SET note = 'sql%d' WHERE id = %d", r.Intn(100), 1+r.Intn(16))
+			case 2:
+				q = fmt.Sprintf("INSERT INTO child VALUES (%d, %d, 0, 'sql') ON CONFLICT (id) DO UPDATE SET v = child.v + 1",
+					1+r.Intn(16), 1+r.Intn(4))
+			case 3:
+				q = fmt.Sprintf("DELETE FROM child WHERE id = %d", 1+r.Intn(16))
+			}
+			// Foreign key errors (a parent deleted meanwhile) are fine here.
+			conn.Exec(context.Background(), q)
+			time.Sleep(time.Duration(2+r.Intn(8)) * time.Millisecond)
+		}
+	}()
+
+	steps := 300
+	for step := 0; step < steps; step++ {
+		cc := clients[rng.Intn(len(clients))]
+		switch p := rng.Intn(100); {
+		case p < 4: // go offline (the client stops), later come back
+			if cc.c != nil {
+				cc.stop()
+				cc.c = nil
+			} else {
+				cc.c, cc.stop = e.clientAt(cc.path)
+			}
+			continue
+		case p < 5 && step > steps/3 && step < 2*steps/3:
+			e.restart()
+			continue
+		}
+		q := randomWrite(rng)
+		if cc.c == nil {
+			// An offline client still writes: open its file without
+			// connecting, write, close; the write waits in its queue.
+			off, err := client.Open(context.Background(), cc.path, &client.Options{Logger: testLogger(t)})
+			if err != nil {
+				t.Fatalf("open offline client: %v", err)
+			}
+			off.Exec(context.Background(), q)
+			off.Close()
+			continue
+		}
+		// Errors (a local key conflict, a row already gone) are part of the game.
+		cc.c.Exec(context.Background(), q)
+		if rng.Intn(4) == 0 {
+			time.Sleep(time.Duration(rng.Intn(5)) * time.Millisecond)
+		}
+	}
+	stopSQL()
+	wg.Wait()
+	for _, cc := range clients {
+		if cc.c == nil {
+			cc.c, cc.stop = e.clientAt(cc.path)
+		}
+	}
+
+	// Quiescence: every client equals Postgres and has nothing pending.
+	pq := map[string]string{
+		"parent": "SELECT id, name, score FROM parent ORDER BY id",
+		"child":  "SELECT id, parent_id, v, note FROM child ORDER BY id",
+	}
+	for i, cc := range clients {
+		eventually(t, 60*time.Second, fmt.Sprintf("client %d to converge (seed %d)", i, seed), func() (bool, string) {
+			var diffs []string
+			for _, tbl := range []string{"parent", "child"} {
+				want := e.pgRows(pq[tbl])
+				got := localRows(t, cc.c, pq[tbl])
+				if !equalStrings(want, got) {
+					diffs = append(diffs, fmt.Sprintf("%s:\n  postgres %v\n  client   %v", tbl, want, got))
+				}
+			}
+			if n := cc.c.PendingCount(); n != 0 {
+				diffs = append(diffs, fmt.Sprintf("%d local transactions pending", n))
+			}
+			return len(diffs) == 0, strings.Join(diffs, "\n")
+		})
+	}
+}
+
+// randomWrite returns a random local write over the small key space.
+func randomWrite(rng *rand.Rand) string {
+	switch rng.Intn(9) {
+	case 0:
+		return fmt.Sprintf("INSERT INTO parent VALUES (%d, 'new%d', 0)", 1+rng.Intn(6), rng.Intn(100))
+	case 1:
+		return fmt.Sprintf("UPDATE parent SET name = 'n%d' WHERE id = %d", rng.Intn(100), 1+rng.Intn(6))
+	case 2:
+		return fmt.Sprintf("UPDATE parent SET score = score + %d WHERE id = %d", 1+rng.Intn(3), 1+rng.Intn(6))
+	case 3:
+		return fmt.Sprintf("DELETE FROM parent WHERE id = %d", 5+rng.Intn(2)) // only parents the SQL writer's children don't use
+	case 4, 5:
+		return fmt.Sprintf("INSERT INTO child VALUES (%d, %d, %d, 'ins')", 1+rng.Intn(16), 1+rng.Intn(4), rng.Intn(10))
+	case 6:
+		return fmt.Sprintf("UPDATE child SET v = v + 1 WHERE id = %d", 1+rng.Intn(16))
+	case 7:
+		return fmt.Sprintf("UPDATE child SET note = 'u%d', v = %d WHERE id = %d", rng.Intn(100), rng.Intn(10), 1+rng.Intn(16))
+	default:
+		return fmt.Sprintf("DELETE FROM child WHERE id = %d", 1+rng.Intn(16))
+	}
+}

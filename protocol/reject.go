@@ -4,8 +4,9 @@ import "encoding/binary"
 
 // Reject tells the client that Postgres refused its transaction TxnID
 // after the merge (a CHECK, NOT NULL, UNIQUE or foreign key violation, a
-// trigger error) or that it was invalid. Nothing of it was applied; the
-// client undoes its local effects and reports the reason. The service goes
+// trigger error) or that it was invalid. Nothing of it was applied. The
+// service follows it with a Txn holding the rows the transaction wrote as
+// Postgres holds them (or MoveOut), which undoes its local effects, and goes
 // on with the client's next transaction.
 type Reject struct {
 	TxnID   uint64

@@ -90,4 +90,24 @@ func TestRejectedWriteIsReported(t *testing.T) {
 	if rows := e.pgRows("SELECT count(*) FROM items"); rows[0] != "0" {
 		t.Fatalf("part of a rejected transaction reached postgres: %v", rows)
 	}
+	// The rejected effects are undone locally, visibly.
+	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
+	waitEqual(t, e, a, q, "SELECT id, title, done, n FROM items ORDER BY id")
+	// A rejected update reverts to the Postgres row; the next write goes on.
+	e.exec("INSERT INTO items VALUES (7, 'seven', false, 7)")
+	waitEqual(t, e, a, q, "SELECT id, title, done, n FROM items ORDER BY id")
+	if err := a.Exec(ctx, "UPDATE items SET n = -7 WHERE id = 7"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Exec(ctx, "UPDATE items SET title = 'still seven' WHERE id = 7"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the next write applied", func() (bool, string) {
+		rows := e.pgRows("SELECT title, n FROM items WHERE id = 7")
+		return len(rows) == 1 && rows[0] == "still seven|7", fmt.Sprint(rows)
+	})
+	waitEqual(t, e, a, q, "SELECT id, title, done, n FROM items ORDER BY id")
+	eventually(t, 20*time.Second, "nothing pending", func() (bool, string) {
+		return a.PendingCount() == 0, fmt.Sprint(a.PendingCount())
+	})
 }

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -18,11 +20,12 @@ import (
 )
 
 // convergeSQL: a parent table and a child table with a foreign key (deletes
-// cascade, so no client write is refused) over a small key space.
+// cascade) over a small key space; the CHECK on child.v makes Postgres
+// refuse some client writes, whose local effects must then be undone.
 const convergeSQL = `
 CREATE TABLE parent (id int PRIMARY KEY, name text NOT NULL, score int NOT NULL);
 CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent(id) ON DELETE CASCADE,
-                    v int NOT NULL, note text NOT NULL);
+                    v int NOT NULL CHECK (v <= 8), note text NOT NULL);
 INSERT INTO parent SELECT i, 'p' || i, 0 FROM generate_series(1, 4) i;
 INSERT INTO child SELECT i, 1 + i % 4, 0, 'c' || i FROM generate_series(1, 8) i;`
 
@@ -174,6 +177,15 @@ func runConvergence(t *testing.T, seed int64) {
 			}
 			return len(diffs) == 0, strings.Join(diffs, "\n")
 		})
+	}
+	if resp, err := http.Get(e.http.URL + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "lattice_client_transactions_total") {
+				t.Log(line) // since the last service restart
+			}
+		}
 	}
 }
 

@@ -43,6 +43,10 @@ type localState struct {
 	// change made by the open transaction.
 	unreturned int64
 	unretDelta int64
+	// opGen changes whenever the set of outstanding local transactions (or
+	// their ops) may have changed; opIdx is valid for one value of it.
+	opGen uint64
+	opIdx opIndex
 
 	stamped     bool  // the open transaction stamped local txns
 	dataVersion int64 // last PRAGMA data_version handled; -1: check again
@@ -133,6 +137,7 @@ func (c *Client) stamp() ([]string, error) {
 	c.loc.txid = txid
 	c.loc.pendDelta++
 	c.loc.unretDelta++
+	c.loc.opGen++
 	c.loc.stamped = true
 	return tables, nil
 }
@@ -193,6 +198,7 @@ func (c *Client) afterRollback() {
 	c.loc.txid = c.loc.savedTxid
 	c.loc.pendDelta = 0
 	c.loc.unretDelta = 0
+	c.loc.opGen++
 	c.loc.stamped = false
 	if c.loc.extConsumed {
 		c.loc.extConsumed = false
@@ -759,6 +765,7 @@ func (c *Client) setTxnState(id uint64, state, msg string) error {
 		}
 		if (old == "pending" || old == "acked") && state == "rejected" {
 			c.loc.unretDelta--
+			c.loc.opGen++
 		}
 		return nil
 	})
@@ -800,6 +807,7 @@ func (c *Client) dropTxn(id uint64) error {
 		if old == "pending" || old == "acked" {
 			c.loc.unretDelta--
 		}
+		c.loc.opGen++
 		return nil
 	})
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/latticesync/lattice/coltype"
@@ -75,41 +76,22 @@ func (c *Client) rebaseLocal() error {
 	if c.loc.unreturned+c.loc.unretDelta <= 0 || (len(c.tx.rows) == 0 && len(c.tx.resets) == 0) {
 		return nil
 	}
-	touched := make(map[string]bool, len(c.tx.tables))
-	for _, t := range c.tx.tables {
-		touched[t] = true
-	}
-	type ref struct {
-		seq int64
-		tbl string
-	}
-	var refs []ref
-	st := c.stmts.liveOps
-	for st.Step() {
-		tbl := st.ColumnText(1)
-		if touched[strings.ToLower(tbl)] {
-			refs = append(refs, ref{st.ColumnInt64(0), tbl})
-		}
-	}
-	if err := st.Reset(); err != nil {
+	ix, err := c.outstandingOps()
+	if err != nil {
 		return fmt.Errorf("rebase local writes: %w", err)
 	}
-	var ops []rebaseOp
-	for _, r := range refs {
-		ct, err := c.captureTableOf(r.tbl)
-		if err != nil {
-			return fmt.Errorf("rebase local writes: %w", err)
-		}
-		ch, err := ct.readOp(r.seq)
-		if err != nil {
-			return fmt.Errorf("rebase local writes: %w", err)
-		}
-		k := rowKey(ct.local, ch.Key)
-		_, row := c.tx.rows[k]
-		_, reset := c.tx.resets[ct.local]
-		if row || reset {
-			ops = append(ops, rebaseOp{ct, k, ch})
-		}
+	var idxs []int
+	for k := range c.tx.rows {
+		idxs = append(idxs, ix.byRow[k]...)
+	}
+	for t := range c.tx.resets {
+		idxs = append(idxs, ix.byTbl[t]...)
+	}
+	slices.Sort(idxs)
+	idxs = slices.Compact(idxs)
+	ops := make([]rebaseOp, len(idxs))
+	for i, j := range idxs {
+		ops[i] = ix.ops[j]
 	}
 	if len(ops) == 0 {
 		return nil
@@ -144,6 +126,58 @@ func (c *Client) rebaseLocal() error {
 		}
 	}
 	return nil
+}
+
+// opIndex holds the ops of the outstanding local transactions (pending or
+// acked), in oplog order, indexed by row and by table, so that rebasing a
+// service transaction reads only what it needs. It is rebuilt when the set
+// of outstanding transactions changed (loc.opGen).
+type opIndex struct {
+	built bool
+	gen   uint64
+	ops   []rebaseOp
+	byRow map[string][]int // rowKey -> indexes into ops
+	byTbl map[string][]int // local table -> indexes into ops
+}
+
+// outstandingOps returns the index, rebuilding it if needed. Caller holds db.
+func (c *Client) outstandingOps() (*opIndex, error) {
+	ix := &c.loc.opIdx
+	if ix.built && ix.gen == c.loc.opGen {
+		return ix, nil
+	}
+	ix.ops = ix.ops[:0]
+	ix.byRow = map[string][]int{}
+	ix.byTbl = map[string][]int{}
+	type ref struct {
+		seq int64
+		tbl string
+	}
+	var refs []ref
+	st := c.stmts.liveOps
+	for st.Step() {
+		refs = append(refs, ref{st.ColumnInt64(0), st.ColumnText(1)})
+	}
+	if err := st.Reset(); err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
+		ct, err := c.captureTableOf(r.tbl)
+		if err != nil {
+			return nil, err
+		}
+		ch, err := ct.readOp(r.seq)
+		if err != nil {
+			return nil, err
+		}
+		k := rowKey(ct.local, ch.Key)
+		i := len(ix.ops)
+		ix.ops = append(ix.ops, rebaseOp{ct, k, ch})
+		ix.byRow[k] = append(ix.byRow[k], i)
+		ix.byTbl[ct.local] = append(ix.byTbl[ct.local], i)
+	}
+	ix.built, ix.gen = true, c.loc.opGen
+	return ix, nil
 }
 
 // isKey reports whether relation column i is a key column of ct.

@@ -1,0 +1,186 @@
+package server_test
+
+// Write-path benchmark: a write on one client to a live query on another
+// (figures in BENCHMARKS.md). Needs Postgres (the pgtest harness starts one);
+// only runs with -bench, e.g.
+//
+//	go test ./server -run '^$' -bench BenchmarkWriteToPeerLiveQuery -benchtime 1x -count 1
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latticesync/lattice/client"
+)
+
+const (
+	peerWriteInterval = 100 * time.Millisecond // 10 transactions/s per writer
+	peerWriteDuration = 10 * time.Second
+)
+
+// BenchmarkWriteToPeerLiveQuery: n native clients (":memory:" databases)
+// all subscribe to the whole marks table, so every write fans out to all of
+// them; each writes one single-row transaction (an UPDATE of its own row,
+// id = writer number) every 100 ms, with a jittered start, for 10 s. A
+// separate observer client, also subscribed, has a live query on the table;
+// for every row whose seq advanced in a callback, the latency is the
+// callback's time minus the row's sent_ns (stamped just before the writer's
+// Exec; one process, one clock). Rows whose seq advanced by more than one
+// in a callback give one sample (the newest write).
+//
+// Metrics: p50-ms/p99-ms/max-ms of those samples, samples, txn/s achieved
+// by the writers, exec-p50-ms/exec-p99-ms the local Exec (commit on the
+// writer's SQLite), catchup-ms how long after the last write the observer
+// had seen every writer's last seq.
+func BenchmarkWriteToPeerLiveQuery(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchWriteToPeer(b, n) })
+	}
+}
+
+func benchWriteToPeer(b *testing.B, n int) {
+	setup := `CREATE TABLE marks (id int PRIMARY KEY, writer int NOT NULL, seq bigint NOT NULL, sent_ns bigint NOT NULL);
+INSERT INTO marks SELECT i, i, 0, 0 FROM generate_series(1, ` + fmt.Sprint(n) + `) i`
+	e := newEnv(b, setup, "marks")
+	shape := client.Shape{Table: "marks"}
+
+	writers := make([]*client.Client, n)
+	stops := make([]func(), 0, n+1)
+	defer func() { // stop every client before the service goes
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for i := range writers {
+		c, stop := e.clientAt(":memory:")
+		stops = append(stops, stop)
+		e.subscribe(c, shape)
+		writers[i] = c
+	}
+	obs, stop := e.clientAt(":memory:")
+	stops = append(stops, stop)
+	e.subscribe(obs, shape)
+
+	var (
+		mu      sync.Mutex
+		lastSeq = map[int64]int64{}
+		samples []time.Duration
+		lqErr   error
+		record  atomic.Bool
+	)
+	cancel, err := obs.LiveQuery("SELECT id, seq, sent_ns FROM marks", nil, func(rows *client.Rows, err error) {
+		now := time.Now().UnixNano()
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			lqErr = err
+			return
+		}
+		for _, r := range rows.Values {
+			id, _ := r[0].(int64)
+			seq, _ := r[1].(int64)
+			sent, _ := r[2].(int64)
+			if seq > lastSeq[id] {
+				lastSeq[id] = seq
+				if record.Load() && sent > 0 {
+					samples = append(samples, time.Duration(now-sent))
+				}
+			}
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cancel()
+
+	var (
+		all      []time.Duration
+		execAll  []time.Duration
+		txns     int64
+		elapsed  time.Duration
+		catchup  []time.Duration
+		finalSeq = make([]int64, n)
+	)
+	for b.Loop() {
+		mu.Lock()
+		samples = samples[:0]
+		mu.Unlock()
+		record.Store(true)
+
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		execTimes := make([][]time.Duration, n)
+		start := time.Now()
+		end := start.Add(peerWriteDuration)
+		for i, c := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := int64(i + 1)
+				next := start.Add(time.Duration(rand.Int64N(int64(peerWriteInterval))))
+				for next.Before(end) {
+					if d := time.Until(next); d > 0 {
+						time.Sleep(d)
+					}
+					seq := finalSeq[i] + 1
+					t0 := time.Now()
+					if err := c.Exec(ctx, "UPDATE marks SET seq = ?, sent_ns = ? WHERE id = ?", seq, t0.UnixNano(), id); err != nil {
+						failed.Store(err)
+						return
+					}
+					execTimes[i] = append(execTimes[i], time.Since(t0))
+					finalSeq[i] = seq
+					next = next.Add(peerWriteInterval) // fall behind rather than skip
+				}
+			}()
+		}
+		wg.Wait()
+		last := time.Now()
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatalf("write: %v", err)
+		}
+		elapsed += last.Sub(start)
+		for _, ts := range execTimes {
+			txns += int64(len(ts))
+			execAll = append(execAll, ts...)
+		}
+		eventually(b, 120*time.Second, "the observer to see every write", func() (bool, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if lqErr != nil {
+				b.Fatalf("live query: %v", lqErr)
+			}
+			behind := 0
+			for i, s := range finalSeq {
+				if lastSeq[int64(i+1)] < s {
+					behind++
+				}
+			}
+			return behind == 0, fmt.Sprintf("%d writers behind", behind)
+		})
+		catchup = append(catchup, time.Since(last))
+		record.Store(false)
+		mu.Lock()
+		all = append(all, samples...)
+		mu.Unlock()
+	}
+
+	slices.Sort(all)
+	slices.Sort(execAll)
+	slices.Sort(catchup)
+	b.ReportMetric(ms(pct(all, 0.50)), "p50-ms")
+	b.ReportMetric(ms(pct(all, 0.99)), "p99-ms")
+	b.ReportMetric(ms(pct(all, 1)), "max-ms")
+	b.ReportMetric(float64(len(all)), "samples")
+	b.ReportMetric(float64(txns)/elapsed.Seconds(), "txn/s")
+	b.ReportMetric(ms(pct(execAll, 0.50)), "exec-p50-ms")
+	b.ReportMetric(ms(pct(execAll, 0.99)), "exec-p99-ms")
+	b.ReportMetric(ms(pct(catchup, 1)), "catchup-ms")
+}

@@ -1,0 +1,141 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/merge"
+	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/catalog"
+	"github.com/latticesync/lattice/server/writes"
+)
+
+// write applies a client transaction in Postgres (package writes) and
+// answers Ack, or Reject when Postgres refuses it. Transactions of one
+// client are applied in the order it sends them. A failure that is not the
+// transaction's fault ends the session: the client reconnects and sends it
+// again, and the service applies it at most once.
+func (s *session) write(m *protocol.Write) error {
+	if s.clientID == "" {
+		return s.send(&protocol.Reject{TxnID: m.TxnID, Code: writes.CodeBadChange, Message: "writes need a client id in Hello"})
+	}
+	txn := &writes.Txn{Origin: s.clientID, ID: m.TxnID, HLC: merge.HLC(m.HLC), Changes: make([]writes.Change, len(m.Changes))}
+	for i, c := range m.Changes {
+		wc := writes.Change{Table: c.Table, Key: c.Key, Values: c.Values, SeenLive: true}
+		switch c.Op {
+		case protocol.OpInsert:
+			wc.Op = writes.Insert
+		case protocol.OpUpdate:
+			wc.Op = writes.Update
+		case protocol.OpDelete:
+			wc.Op = writes.Delete
+		}
+		if len(c.Columns) > 0 {
+			wc.Set = make([]int, len(c.Columns))
+			for j, col := range c.Columns {
+				wc.Set[j] = int(col)
+			}
+		}
+		txn.Changes[i] = wc
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	_, err := s.svc.applier.Apply(ctx, txn)
+	var rej *writes.Rejected
+	switch {
+	case err == nil:
+		s.svc.metrics.writes.WithLabelValues("applied").Inc()
+		return s.send(&protocol.Ack{TxnID: m.TxnID})
+	case errors.As(err, &rej):
+		s.svc.metrics.writes.WithLabelValues("rejected").Inc()
+		s.log.Info("client transaction rejected", "txid", m.TxnID, "code", rej.Code, "reason", rej.Reason)
+		if err := s.send(&protocol.Reject{TxnID: m.TxnID, Code: rej.Code, Message: rej.Error()}); err != nil {
+			return err
+		}
+		return s.restoreRows(m)
+	default:
+		s.log.Error("apply client transaction", "txid", m.TxnID, "err", err)
+		return &clientError{protocol.ErrInternal, "could not apply transaction: " + err.Error(), true}
+	}
+}
+
+// restoreRows follows a Reject with the rows the rejected transaction wrote,
+// as Postgres holds them now, in one transaction at the session's position:
+// the client replaces its local (rejected) versions with them, so the
+// rejected effects are undone visibly. A row Postgres does not hold, or
+// that none of the client's shapes holds, moves out.
+func (s *session) restoreRows(m *protocol.Write) error {
+	w := txnWriter{s: s, lsn: s.cursor, changes: s.changes[:0]}
+	defer func() { s.changes = w.changes[:0] }()
+	for _, c := range m.Changes {
+		tb, err := s.svc.tables.Lookup(s.ctx, c.Table)
+		if err != nil || len(c.Key) != len(tb.Rel.PK) {
+			continue // nothing of it can be local
+		}
+		rel := tb.Rel
+		conds := make([]string, len(rel.PK))
+		args := []any{pgx.QueryExecModeSimpleProtocol}
+		ok := true
+		for i, k := range rel.PK {
+			txt, notNull, err := coltype.ToPGText(rel.Columns[k].Type, c.Key[i])
+			if err != nil || !notNull {
+				ok = false
+				break
+			}
+			conds[i] = fmt.Sprintf("%s = $%d", catalog.QuoteIdent(rel.Columns[k].Name), i+1)
+			args = append(args, txt)
+		}
+		if !ok {
+			continue
+		}
+		var vals []coltype.Value
+		rows, err := s.svc.pool.Query(s.ctx, "SELECT "+catalog.ColumnList(rel)+" FROM "+tb.QualifiedSQL+
+			" WHERE "+strings.Join(conds, " AND "), args...)
+		if err != nil {
+			return fmt.Errorf("read rows of a rejected transaction: %w", err)
+		}
+		for rows.Next() {
+			raw := rows.RawValues()
+			vals = make([]coltype.Value, len(raw))
+			for i, b := range raw {
+				if b != nil {
+					if vals[i], err = coltype.FromPGText(rel.Columns[i].Type, b); err != nil {
+						rows.Close()
+						return fmt.Errorf("read rows of a rejected transaction: %w", err)
+					}
+				}
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read rows of a rejected transaction: %w", err)
+		}
+		held := false
+		if vals != nil {
+			for _, sh := range s.byTable[relKey(rel.Schema, rel.Table)] {
+				if err := s.follow(sh, rel); err == nil && sh.match(vals) {
+					held = true
+					break
+				}
+			}
+		}
+		if held {
+			err = w.add(protocol.OpUpdate, rel, vals)
+		} else {
+			err = w.add(protocol.OpMoveOut, rel, c.Key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(w.changes) == 0 && !w.started {
+		return nil
+	}
+	return w.finish()
+}

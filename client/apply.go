@@ -86,7 +86,8 @@ type columnDef struct {
 	Base    uint8  `json:"base"`
 	Array   bool   `json:"array,omitempty"`
 	NotNull bool   `json:"not_null,omitempty"`
-	Decl    string `json:"decl"` // SQLite declared type
+	Decl    string `json:"decl"`              // SQLite declared type
+	Default string `json:"default,omitempty"` // SQLite default expression
 }
 
 // handleRelation creates or extends the local table of m and prepares its
@@ -164,6 +165,7 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 		def.Columns = append(def.Columns, columnDef{
 			Name: col.Name, Type: col.Type.Name, Base: uint8(col.Type.Base),
 			Array: col.Type.Array, NotNull: col.NotNull, Decl: col.Type.SQLiteDecl(),
+			Default: col.Default,
 		})
 	}
 	for _, k := range m.PK {
@@ -186,6 +188,9 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 			}
 			if col.NotNull {
 				b.WriteString(" NOT NULL")
+			}
+			if col.Default != "" {
+				b.WriteString(" DEFAULT (" + col.Default + ")")
 			}
 		}
 		b.WriteString(", PRIMARY KEY (")

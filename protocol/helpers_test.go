@@ -114,7 +114,7 @@ var golden = []struct {
 		Columns: []Column{
 			{Name: "id", Type: typ(coltype.UUID, "uuid"), NotNull: true},
 			{Name: "n", Type: typ(coltype.Int8, "bigint"), NotNull: true},
-			{Name: "title", Type: typ(coltype.TextType, "character varying(80)")},
+			{Name: "title", Type: typ(coltype.TextType, "character varying(80)"), Default: "'untitled'"},
 			{Name: "price", Type: typ(coltype.Numeric, "numeric(10,2)")},
 			{Name: "tags", Type: coltype.Type{Base: coltype.TextType, Array: true, Name: "text[]"}},
 			{Name: "mood", Type: typ(coltype.Enum, "public.mood")},

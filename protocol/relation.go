@@ -11,6 +11,10 @@ type Column struct {
 	Name    string
 	Type    coltype.Type
 	NotNull bool
+	// Default is the column's default as a SQLite expression, for local
+	// inserts that leave the column out ("" when Postgres' default has no
+	// local equivalent, e.g. a sequence, or there is none).
+	Default string
 }
 
 // Relation describes a table before the first Txn that references it.
@@ -36,6 +40,7 @@ func (m *Relation) Encode(dst []byte) []byte {
 		dst = appendString(dst, c.Name)
 		dst = AppendType(dst, c.Type)
 		dst = appendBool(dst, c.NotNull)
+		dst = appendString(dst, c.Default)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(m.PK)))
 	for _, k := range m.PK {
@@ -55,7 +60,7 @@ func AppendType(dst []byte, t coltype.Type) []byte {
 // maxBase is the highest coltype.Base that protocol v1 knows.
 const maxBase = coltype.Enum
 
-const minColumn = 5 // Name length, Base, Array, type Name length, NotNull
+const minColumn = 6 // Name length, Base, Array, type Name length, NotNull, Default length
 
 func (d *decoder) relation() *Relation {
 	m := new(Relation)
@@ -70,6 +75,7 @@ func (d *decoder) relation() *Relation {
 		c.Name = d.string()
 		c.Type = d.colType()
 		c.NotNull = d.bool()
+		c.Default = d.string()
 	}
 	if n := d.count(1); n > 0 {
 		m.PK = make([]int, n)

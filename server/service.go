@@ -308,6 +308,7 @@ func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationM
 		i, ok := byName[mc.Name]
 		if ok {
 			col.NotNull = cat.Columns[i].NotNull
+			col.Default = cat.Columns[i].Default
 		}
 		if typ, ok := coltype.BuiltinByOID(mc.DataType); ok {
 			col.Type = typ

@@ -111,3 +111,23 @@ func TestRejectedWriteIsReported(t *testing.T) {
 		return a.PendingCount() == 0, fmt.Sprint(a.PendingCount())
 	})
 }
+
+// TestLocalDefaults: Postgres defaults with a local equivalent apply to
+// local inserts (constants, now(), gen_random_uuid()).
+func TestLocalDefaults(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), body text NOT NULL,
+		status text NOT NULL DEFAULT 'open', prio int NOT NULL DEFAULT 3, done boolean NOT NULL DEFAULT false,
+		tags text[] NOT NULL DEFAULT '{}', at timestamptz NOT NULL DEFAULT now(), seq serial)`, "notes")
+	a, _ := e.clientAt(":memory:")
+	e.subscribe(a, client.Shape{Table: "notes"})
+	ctx := context.Background()
+	if err := a.Exec(ctx, "INSERT INTO notes (body, seq) VALUES ('hello', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	q := "SELECT body, status, prio, CASE WHEN done THEN 1 ELSE 0 END, array_length(tags, 1) IS NULL, at > now() - interval '1 minute', length(id::text) FROM notes"
+	eventually(t, 20*time.Second, "the insert with defaults in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 1 && rows[0] == "hello|open|3|0|t|t|36", fmt.Sprint(rows)
+	})
+	waitEqual(t, e, a, "SELECT id::text, body, status, prio FROM notes", "SELECT id, body, status, prio FROM notes")
+}

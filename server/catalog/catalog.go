@@ -264,10 +264,11 @@ func describe(ctx context.Context, q Querier, oid uint32) (*Table, error) {
 		return nil, fmt.Errorf("describe relation %d: %w", oid, err)
 	}
 	rows, err := q.Query(ctx, `SELECT a.attnum, a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-			t.typtype::text, coalesce(e.typtype::text, ''), t.typcategory::text
+			t.typtype::text, coalesce(e.typtype::text, ''), t.typcategory::text, coalesce(pg_get_expr(d.adbin, d.adrelid), '')
 		FROM pg_attribute a
 		JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		ORDER BY a.attnum`, oid)
 	if err != nil {
@@ -275,12 +276,13 @@ func describe(ctx context.Context, q Querier, oid uint32) (*Table, error) {
 	}
 	rel := &changelog.Rel{Schema: schema, Table: name}
 	attnums := map[int16]int{}
+	var defaults []string
 	for rows.Next() {
 		var attnum int16
 		var col protocol.Column
 		var typOID uint32
-		var typName, typType, elemType, category string
-		if err := rows.Scan(&attnum, &col.Name, &typOID, &typName, &col.NotNull, &typType, &elemType, &category); err != nil {
+		var typName, typType, elemType, category, defExpr string
+		if err := rows.Scan(&attnum, &col.Name, &typOID, &typName, &col.NotNull, &typType, &elemType, &category, &defExpr); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("describe %s.%s: %w", schema, name, err)
 		}
@@ -299,10 +301,14 @@ func describe(ctx context.Context, q Querier, oid uint32) (*Table, error) {
 		col.Type = typ
 		attnums[attnum] = len(rel.Columns)
 		rel.Columns = append(rel.Columns, col)
+		defaults = append(defaults, defExpr)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("describe %s.%s: %w", schema, name, err)
+	}
+	for i, expr := range defaults {
+		rel.Columns[i].Default = localDefault(ctx, q, expr, rel.Columns[i].Type)
 	}
 	var key []int16
 	err = q.QueryRow(ctx, `SELECT indkey::int2[] FROM pg_index WHERE indrelid = $1 AND indisprimary`, oid).Scan(&key)

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/latticesync/lattice/client"
+	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server"
 )
@@ -246,4 +247,58 @@ func TestBadInput(t *testing.T) {
 func (e *env) pgRowsErr() error {
 	e.pgRows("SELECT count(*) FROM items")
 	return nil
+}
+
+func TestBadWrites(t *testing.T) {
+	e := newEnv(t, itemsSQL, "items")
+	r := e.dialRaw(t)
+	r.send(&protocol.Hello{Version: protocol.Version, Token: e.token("w"), ClientID: "raw-writer"})
+	if _, err := r.next(); err != nil {
+		t.Fatal(err)
+	}
+	i32 := func(i int64) coltype.Value { return coltype.Value{Kind: coltype.Integer, I: i} }
+	txt := func(s string) coltype.Value { return coltype.Value{Kind: coltype.Text, B: []byte(s)} }
+	cases := []protocol.WriteChange{
+		{Table: "nope", Op: protocol.OpInsert, Key: []coltype.Value{i32(1)}},
+		{Table: "items", Op: protocol.OpInsert, Key: []coltype.Value{i32(1), i32(2)}},
+		{Table: "items", Op: protocol.OpUpdate, Key: []coltype.Value{i32(1)}, Columns: []uint32{99}, Values: []coltype.Value{i32(1)}},
+		{Table: "items", Op: protocol.OpUpdate, Key: []coltype.Value{i32(1)}, Columns: []uint32{3}, Values: []coltype.Value{txt("not a number")}},
+		{Table: "items", Op: protocol.OpInsert, Key: []coltype.Value{i32(1)}, Columns: []uint32{0, 1, 2, 3}, Values: []coltype.Value{i32(1), {}, i32(0), i32(0)}}, // NOT NULL
+		{Table: "items", Op: protocol.OpUpdate, Key: []coltype.Value{txt("x")}, Columns: []uint32{1}, Values: []coltype.Value{txt("t")}},
+	}
+	for i, c := range cases {
+		id := uint64(i + 1)
+		r.send(&protocol.Write{TxnID: id, HLC: 1 << 32, Changes: []protocol.WriteChange{c}})
+		for {
+			m, err := r.next()
+			if err != nil {
+				t.Fatalf("case %d: connection ended: %v", i, err)
+			}
+			if rej, ok := m.(*protocol.Reject); ok {
+				if rej.TxnID != id || rej.Code == "" || rej.Message == "" {
+					t.Fatalf("case %d: reject %+v", i, rej)
+				}
+				t.Logf("case %d: %s: %s", i, rej.Code, rej.Message)
+				break
+			}
+			if ack, ok := m.(*protocol.Ack); ok {
+				t.Fatalf("case %d: bad write acknowledged: %+v", i, ack)
+			}
+		}
+	}
+	// A good write still goes through on the same connection.
+	r.send(&protocol.Write{TxnID: 100, HLC: 1 << 32, Changes: []protocol.WriteChange{{Table: "items", Op: protocol.OpInsert,
+		Key: []coltype.Value{i32(7)}, Columns: []uint32{0, 1, 2, 3}, Values: []coltype.Value{i32(7), txt("ok"), i32(0), i32(1)}}}})
+	for {
+		m, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack, ok := m.(*protocol.Ack); ok && ack.TxnID == 100 {
+			break
+		}
+	}
+	if rows := e.pgRows("SELECT id, title FROM items"); len(rows) != 1 || rows[0] != "7|ok" {
+		t.Fatalf("items: %v", rows)
+	}
 }

@@ -113,7 +113,8 @@ Then write to Postgres and watch demo.db follow:
 
 And write to demo.db with any SQLite program: it syncs to Postgres.
   sqlite3 demo.db "UPDATE issue SET status = 'done' WHERE title = 'Issue 1'"
-  psql '%s' -c "SELECT title, status FROM issue WHERE title = 'Issue 1'"
+  sqlite3 demo.db "INSERT INTO issue (project_id, title) VALUES ('p1', 'from sqlite3')"
+  psql '%s' -c "SELECT title, status FROM issue WHERE title IN ('Issue 1', 'from sqlite3')"
 
 `, dbURL, host, host, host, host, dbURL, dbURL)
 	return svc.ListenAndServe(ctx)

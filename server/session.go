@@ -127,7 +127,7 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &ce):
 		s.metrics.rejected.WithLabelValues(ce.code).Inc()
 		sess.send(&protocol.Error{Code: ce.code, Message: ce.msg, Fatal: true})
-		conn.Close(websocket.StatusPolicyViolation, truncate(ce.code+": "+ce.msg, 120))
+		conn.Close(websocket.StatusPolicyViolation, clip(ce.code+": "+ce.msg, 120))
 	case err == nil || errors.Is(err, context.Canceled):
 		conn.Close(websocket.StatusGoingAway, "service shutting down")
 	default:
@@ -138,7 +138,8 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func truncate(s string, n int) string {
+// clip shortens s to at most n bytes (a WebSocket close reason is limited).
+func clip(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
 	}

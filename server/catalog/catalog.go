@@ -73,7 +73,7 @@ func Check(ctx context.Context, q Querier) error {
 	if !repl && !super {
 		return &ConfigError{
 			Problem: fmt.Sprintf("role %q cannot use logical replication", role),
-			Fix:     fmt.Sprintf("run ALTER ROLE %s WITH REPLICATION as a superuser", quoteIdent(role)),
+			Fix:     fmt.Sprintf("run ALTER ROLE %s WITH REPLICATION as a superuser", QuoteIdent(role)),
 		}
 	}
 	var pubExists bool
@@ -83,7 +83,7 @@ func Check(ctx context.Context, q Querier) error {
 	if (!schemaExists || !pubExists) && !canCreate && !super {
 		return &ConfigError{
 			Problem: fmt.Sprintf("role %q may not create the lattice schema and publication in database %q", role, db),
-			Fix:     fmt.Sprintf("run GRANT CREATE ON DATABASE %s TO %s", quoteIdent(db), quoteIdent(role)),
+			Fix:     fmt.Sprintf("run GRANT CREATE ON DATABASE %s TO %s", QuoteIdent(db), QuoteIdent(role)),
 		}
 	}
 	return nil
@@ -248,7 +248,7 @@ func (t *Tables) Describe(ctx context.Context, oid uint32, refresh bool) (*Table
 		return nil, err
 	}
 	t.mu.Lock()
-	if old := t.rels[oid]; old != nil && sameRel(old.Rel, tb.Rel) {
+	if old := t.rels[oid]; old != nil && SameRel(old.Rel, tb.Rel) {
 		tb = old
 	} else {
 		t.rels[oid] = tb
@@ -325,10 +325,11 @@ func describe(ctx context.Context, q Querier, oid uint32) (*Table, error) {
 		}
 		rel.PK = append(rel.PK, i)
 	}
-	return &Table{OID: oid, Rel: rel, QualifiedSQL: quoteIdent(schema) + "." + quoteIdent(name)}, nil
+	return &Table{OID: oid, Rel: rel, QualifiedSQL: QuoteIdent(schema) + "." + QuoteIdent(name)}, nil
 }
 
-func sameRel(a, b *changelog.Rel) bool {
+// SameRel reports whether two relation descriptions are identical.
+func SameRel(a, b *changelog.Rel) bool {
 	if a.Schema != b.Schema || a.Table != b.Table || len(a.Columns) != len(b.Columns) || len(a.PK) != len(b.PK) {
 		return false
 	}
@@ -345,8 +346,6 @@ func sameRel(a, b *changelog.Rel) bool {
 	return true
 }
 
-// SameRel reports whether two relation descriptions are identical.
-func SameRel(a, b *changelog.Rel) bool { return sameRel(a, b) }
 
 // ColumnList is the quoted, comma-separated column list of rel.
 func ColumnList(rel *changelog.Rel) string {
@@ -355,14 +354,12 @@ func ColumnList(rel *changelog.Rel) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(quoteIdent(c.Name))
+		b.WriteString(QuoteIdent(c.Name))
 	}
 	return b.String()
 }
 
-func quoteIdent(s string) string {
+// QuoteIdent quotes an SQL identifier.
+func QuoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
-
-// QuoteIdent quotes an SQL identifier.
-func QuoteIdent(s string) string { return quoteIdent(s) }

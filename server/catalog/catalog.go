@@ -346,7 +346,6 @@ func SameRel(a, b *changelog.Rel) bool {
 	return true
 }
 
-
 // ColumnList is the quoted, comma-separated column list of rel.
 func ColumnList(rel *changelog.Rel) string {
 	var b strings.Builder

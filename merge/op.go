@@ -132,28 +132,36 @@ func (o *Op) deltaWidth(w int) int {
 //   - Delete: no column written; Adds empty; Removes = Seen.
 func (o Op) Delta(width int) Row {
 	var d Row
-	w := o.deltaWidth(max(width, 0))
-	if w > 0 {
+	if w := o.deltaWidth(max(width, 0)); w > 0 {
 		d.Values = make([]coltype.Value, w)
 		d.Cols = make([]Stamp, w)
 	}
-	var tag []Stamp
-	switch o.Kind {
-	case Upsert:
-		for k, i := range o.Set {
-			if setIndex(i) {
-				d.Values[i], d.Cols[i] = pick(d.Values[i], d.Cols[i], o.value(k), o.Stamp)
-			}
-		}
-		tag = []Stamp{o.Stamp}
-	case Touch:
-		tag = []Stamp{o.Stamp}
-	case Delete:
-	default:
+	tag, ok := o.write(d.Values, d.Cols)
+	if !ok {
 		return d
 	}
 	d.Adds, d.Removes = unions(tag, nil, o.removed(), nil)
 	return d
+}
+
+// write merges the columns an Upsert sets into values and cols (by LWW) and
+// returns the tag the op adds. ok is false for an unknown Kind, which
+// contributes nothing.
+func (o *Op) write(values []coltype.Value, cols []Stamp) (tag []Stamp, ok bool) {
+	switch o.Kind {
+	case Upsert:
+		for k, i := range o.Set {
+			if setIndex(i) {
+				values[i], cols[i] = pick(values[i], cols[i], o.value(k), o.Stamp)
+			}
+		}
+		return []Stamp{o.Stamp}, true
+	case Touch:
+		return []Stamp{o.Stamp}, true
+	case Delete:
+		return nil, true
+	}
+	return nil, false
 }
 
 // removed returns the tags o removes: Seen, as a set, without the op's own
@@ -182,19 +190,8 @@ func Apply(r Row, o Op) Row {
 		copy(out.Values, r.Values)
 		copy(out.Cols, r.Cols)
 	}
-	var tag []Stamp
-	switch o.Kind {
-	case Upsert:
-		for k, i := range o.Set {
-			if setIndex(i) {
-				out.Values[i], out.Cols[i] = pick(out.Values[i], out.Cols[i], o.value(k), o.Stamp)
-			}
-		}
-		tag = []Stamp{o.Stamp}
-	case Touch:
-		tag = []Stamp{o.Stamp}
-	case Delete:
-	default:
+	tag, ok := o.write(out.Values, out.Cols)
+	if !ok {
 		out.Adds, out.Removes = unions(asSet(r.Adds), nil, asSet(r.Removes), nil)
 		return out
 	}

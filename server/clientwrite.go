@@ -101,15 +101,9 @@ func (s *session) restoreRows(m *protocol.Write) error {
 			return fmt.Errorf("read rows of a rejected transaction: %w", err)
 		}
 		for rows.Next() {
-			raw := rows.RawValues()
-			vals = make([]coltype.Value, len(raw))
-			for i, b := range raw {
-				if b != nil {
-					if vals[i], err = coltype.FromPGText(rel.Columns[i].Type, b); err != nil {
-						rows.Close()
-						return fmt.Errorf("read rows of a rejected transaction: %w", err)
-					}
-				}
+			if vals, err = rowValues(rel, rows.RawValues()); err != nil {
+				rows.Close()
+				return fmt.Errorf("read rows of a rejected transaction: %w", err)
 			}
 		}
 		rows.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/catalog"
+	"github.com/latticesync/lattice/server/changelog"
 	"github.com/latticesync/lattice/server/where"
 )
 
@@ -240,17 +241,9 @@ func (s *session) snapshotShape(tx pgx.Tx, w *txnWriter, sh *shape) error {
 	defer rows.Close()
 	n := 0
 	for rows.Next() {
-		raw := rows.RawValues()
-		vals := make([]coltype.Value, len(raw))
-		for i, b := range raw {
-			if b == nil {
-				continue
-			}
-			v, err := coltype.FromPGText(rel.Columns[i].Type, b)
-			if err != nil {
-				return fmt.Errorf("snapshot %s column %s: %w", sh.key, rel.Columns[i].Name, err)
-			}
-			vals[i] = v
+		vals, err := rowValues(rel, rows.RawValues())
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %w", sh.key, err)
 		}
 		if err := w.add(protocol.OpInsert, rel, vals); err != nil {
 			return err
@@ -290,4 +283,21 @@ func parseLSN(s string) (uint64, error) {
 		return 0, fmt.Errorf("parse lsn %q", s)
 	}
 	return h<<32 | l, nil
+}
+
+// rowValues converts a row read in text format (a query of rel's columns
+// under coltype.SessionParams) to values.
+func rowValues(rel *changelog.Rel, raw [][]byte) ([]coltype.Value, error) {
+	vals := make([]coltype.Value, len(raw))
+	for i, b := range raw {
+		if b == nil {
+			continue
+		}
+		v, err := coltype.FromPGText(rel.Columns[i].Type, b)
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", rel.Columns[i].Name, err)
+		}
+		vals[i] = v
+	}
+	return vals, nil
 }

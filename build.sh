@@ -5,7 +5,7 @@
 #
 #   ./build.sh test     run every test (what CI runs)
 #   ./build.sh demo     run the demo: a throwaway Postgres + lattice serve
-#   ./build.sh build    build bin/lattice
+#   ./build.sh build    build bin/lattice and the browser worker (web/dist)
 #   ./build.sh bench    run the benchmarks (figures go in BENCHMARKS.md)
 #   ./build.sh fuzz     run the protocol fuzzers (FUZZTIME, default 30s each)
 #   ./build.sh lint     gofmt, go vet (native and GOOS=js), go mod tidy check
@@ -64,10 +64,37 @@ build() {
 	mkdir -p bin
 	log "building bin/lattice"
 	go build -o bin/lattice ./cmd/lattice
+	build_wasm
 }
 
 # Packages that must build for the browser (GOOS=js GOARCH=wasm).
-WASM_PKGS="./coltype ./protocol ./merge ./client"
+WASM_PKGS="./coltype ./protocol ./merge ./client ./jsbridge ./wasm"
+
+# build_wasm: the browser worker, into web/dist: lattice.wasm (stripped),
+# wasm_exec.js (from this Go) and worker.js (web/src/worker, TypeScript);
+# prints the wasm's raw, gzip and brotli sizes.
+build_wasm() {
+	need_go
+	mkdir -p web/dist
+	log "building web/dist/lattice.wasm (GOOS=js GOARCH=wasm)"
+	GOOS=js GOARCH=wasm go build -trimpath -ldflags="-s -w" -o web/dist/lattice.wasm ./wasm
+	local goroot wasmexec
+	goroot=$(go env GOROOT)
+	wasmexec="$goroot/lib/wasm/wasm_exec.js"
+	[ -f "$wasmexec" ] || wasmexec="$goroot/misc/wasm/wasm_exec.js"
+	[ -f "$wasmexec" ] || die "wasm_exec.js not found in $goroot"
+	cp "$wasmexec" web/dist/wasm_exec.js
+	[ -x web/node_modules/.bin/tsc ] || (cd web && npm ci --no-audit --no-fund >&2) || die "npm ci in web/ failed"
+	web/node_modules/.bin/tsc -p web/src/worker/tsconfig.json || die "compiling web/src/worker failed"
+	node -e '
+		const fs = require("fs"), zlib = require("zlib");
+		const b = fs.readFileSync("web/dist/lattice.wasm");
+		const gz = zlib.gzipSync(b, { level: 9 }).length;
+		const br = zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: b.length } }).length;
+		const mb = n => (n / 1048576).toFixed(2) + " MiB";
+		console.error(`lattice.wasm: ${mb(b.length)} raw, ${mb(gz)} gzip -9, ${mb(br)} brotli -11`);
+	'
+}
 
 lint() {
 	need_go

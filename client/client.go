@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
+
+	"github.com/latticesync/lattice/protocol"
 )
 
 // Options configure a Client. The zero value (or a nil *Options) gives a
@@ -62,6 +64,11 @@ type Options struct {
 	// LSN, LastError), from the goroutine running Run, in order. It must
 	// not block for long: it delays the apply of incoming transactions.
 	OnStatus func(Status)
+	// Schema, when set, creates the local tables it describes that do not
+	// exist yet, when the database opens, so that an app can query and
+	// write them before its first sync (see ParseSchema). The service's
+	// definitions replace them on sync.
+	Schema []protocol.Relation
 }
 
 // Connection states reported in Status.State.
@@ -261,6 +268,9 @@ func (c *Client) init() error {
 	err := c.prepareInternal()
 	if err == nil {
 		err = c.loadState()
+	}
+	if err == nil {
+		err = c.createSchema()
 	}
 	if err == nil {
 		err = c.ensureAllCapture()

@@ -458,8 +458,26 @@ func (tx *Tx) authorize(action sqlite3.AuthorizerActionCode, name3rd, name4th, _
 // statement's effects are undone; the transaction stays open unless
 // SQLite abandoned it (then the commit fails).
 func (tx *Tx) Exec(sql string, args ...any) error {
+	_, err := tx.ExecResult(sql, args...)
+	return err
+}
+
+// Result tells what the statements of an ExecResult call did.
+type Result struct {
+	// Changes is the number of rows inserted, updated or deleted by the
+	// statements themselves (not by triggers).
+	Changes int64
+	// LastInsertID is the rowid of the most recent successful INSERT on
+	// the connection (0 if there was none).
+	LastInsertID int64
+}
+
+// ExecResult is Exec, also telling how many rows the statements changed
+// and the last inserted rowid.
+func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
+	var res Result
 	if tx.done {
-		return errTxDone
+		return res, errTxDone
 	}
 	c := tx.c
 	for n := 0; ; n++ {
@@ -467,28 +485,33 @@ func (tx *Tx) Exec(sql string, args ...any) error {
 		st, tail, err := c.conn.Prepare(sql)
 		c.authHook = nil
 		if err != nil {
-			return fmt.Errorf("prepare statement: %w", err)
+			return res, fmt.Errorf("prepare statement: %w", err)
 		}
 		if st == nil {
 			if n == 0 && len(args) > 0 {
-				return errors.New("exec statement: arguments without a statement")
+				return res, errors.New("exec statement: arguments without a statement")
 			}
-			return nil
+			res.LastInsertID = c.conn.LastInsertRowID()
+			return res, nil
 		}
 		if n == 0 && len(args) > 0 {
 			if !onlySpace(tail) {
 				st.Close()
-				return errors.New("exec statement: arguments need a single statement")
+				return res, errors.New("exec statement: arguments need a single statement")
 			}
 			if err := bindArgs(st, args); err != nil {
 				st.Close()
-				return fmt.Errorf("bind exec arguments: %w", err)
+				return res, fmt.Errorf("bind exec arguments: %w", err)
 			}
 		}
+		readOnly := st.ReadOnly()
 		err = st.Exec()
 		st.Close()
 		if err != nil {
-			return fmt.Errorf("exec statement: %w", err)
+			return res, fmt.Errorf("exec statement: %w", err)
+		}
+		if !readOnly {
+			res.Changes += c.conn.Changes()
 		}
 		sql = tail
 	}

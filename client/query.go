@@ -136,6 +136,18 @@ func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
 	return c.Transaction(ctx, func(tx *Tx) error { return tx.Exec(sql, args...) })
 }
 
+// ExecResult is Exec, also telling how many rows the statements changed
+// and the last inserted rowid.
+func (c *Client) ExecResult(ctx context.Context, sql string, args ...any) (Result, error) {
+	var res Result
+	err := c.Transaction(ctx, func(tx *Tx) error {
+		var err error
+		res, err = tx.ExecResult(sql, args...)
+		return err
+	})
+	return res, err
+}
+
 // isInternal reports whether a table is one of the client's state tables.
 func isInternal(table string) bool {
 	return len(table) >= 9 && strings.EqualFold(table[:9], "_lattice_")

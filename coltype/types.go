@@ -109,6 +109,16 @@ func (v Value) Equal(w Value) bool {
 	return true
 }
 
+// BaseByName returns the Base whose String is name.
+func BaseByName(name string) (Base, bool) {
+	for b, n := range baseNames {
+		if n == name {
+			return Base(b), true
+		}
+	}
+	return Unsupported, false
+}
+
 // BuiltinByOID returns the Type of a built-in Postgres type OID, for the
 // supported scalar types and their array types. Name is the type's plain
 // Postgres name as format_type(oid, NULL) prints it, e.g. "integer",

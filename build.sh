@@ -10,6 +10,7 @@
 #   ./build.sh fuzz     run the protocol fuzzers (FUZZTIME, default 30s each)
 #   ./build.sh lint     gofmt, go vet (native and GOOS=js), go mod tidy check
 #   ./build.sh deps     install prerequisites only
+#   ./build.sh web      build and test web/ (the npm package) only
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -56,6 +57,45 @@ deps() {
 	need_postgres
 	log "downloading Go modules"
 	go mod download || die "go mod download failed (is the Go module proxy reachable?)"
+	web_deps
+}
+
+# --- web/: the npm package @latticesync/web (TypeScript + React hooks) ---
+
+need_node() {
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+		die "Node.js >= 20 with npm is needed for web/: see https://nodejs.org/"
+	local major
+	major=$(node -p 'process.versions.node.split(".")[0]')
+	[ "$major" -ge 20 ] || die "Node.js >= 20 is needed for web/ (found $(node --version))"
+}
+
+need_chromium() {
+	# The browser tests drive the Debian chromium with playwright-core.
+	[ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ] && return 0
+	command -v chromium >/dev/null 2>&1 && return 0
+	apt_install chromium
+}
+
+web_deps() {
+	need_node
+	log "npm ci (web/)"
+	(cd web && npm ci --no-audit --no-fund) >&2 || die "npm ci in web/ failed (is the npm registry reachable?)"
+}
+
+web_build() {
+	need_node
+	[ -d web/node_modules ] || web_deps
+	log "building web/ (tsc)"
+	(cd web && npm run --silent build) || die "web/ build failed"
+}
+
+web_test() {
+	web_build
+	log "web/ typecheck"
+	(cd web && npm run --silent typecheck) || die "web/ typecheck failed"
+	log "web/ unit tests (vitest)"
+	(cd web && npx vitest run) || die "web/ unit tests failed"
 }
 
 build() {
@@ -113,6 +153,7 @@ lint() {
 test_() {
 	deps
 	lint
+	web_test
 	log "go test"
 	# -p 2: each test package starts its own throwaway Postgres.
 	go test -count=1 -p 2 -timeout 30m ./...
@@ -151,8 +192,9 @@ bench) bench ;;
 fuzz) fuzz ;;
 lint) lint ;;
 deps) deps ;;
+web) web_test ;;
 *)
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 	[ -z "$cmd" ] && exit 0 || die "unknown subcommand: $cmd"
 	;;
 esac

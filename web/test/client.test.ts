@@ -1,0 +1,122 @@
+// The page side of the contract over a scripted link: transactions, live
+// query routing, and what happens when the worker behind the link changes.
+import { describe, expect, it } from 'vitest';
+import { createLattice, LatticeError } from '../src/index.js';
+import type { LinkHandlers, RequestMessage, Row } from '../src/index.js';
+
+// A link whose "worker" is a function of the request; every request is logged.
+function scripted(answer: (m: RequestMessage) => unknown) {
+  const log: RequestMessage[] = [];
+  let handlers!: LinkHandlers;
+  const factory = (_tab: string, h: LinkHandlers) => {
+    handlers = h;
+    return {
+      send(m: RequestMessage) {
+        log.push(m);
+        queueMicrotask(() => {
+          try {
+            handlers.message({ id: m.id, ok: true, result: answer(m) });
+          } catch (e) {
+            const err = e as LatticeError;
+            handlers.message({ id: m.id, ok: false, error: { code: err.code, message: err.message } });
+          }
+        });
+      },
+      close() {},
+    };
+  };
+  return { log, factory, h: () => handlers };
+}
+
+const config = { url: 'ws://x', dbName: 'unit' };
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+describe('createLattice over a link', () => {
+  it('opens with the config and tab, and reports the status', async () => {
+    const s = scripted((m) => (m.op === 'open' ? { clientId: 'c1', status: { state: 'online', pending: 0 } } : {}));
+    const db = await createLattice({ ...config, token: 't1' }, s.factory);
+    const open = s.log[0]!;
+    expect(open.op).toBe('open');
+    expect((open['config'] as Record<string, unknown>)['token']).toBe('t1');
+    expect(typeof open['tab']).toBe('string');
+    expect(String((open['config'] as Record<string, unknown>)['wasmUrl'])).toMatch(/lattice\.wasm$/);
+    expect(db.status.state).toBe('online');
+  });
+
+  it('rolls a transaction back when the function throws, commits otherwise', async () => {
+    const s = scripted((m) => {
+      if (m.op === 'begin') return { tx: 7 };
+      if (m.op === 'exec') return { changes: 1, lastInsertRowid: 3 };
+      if (m.op === 'open') return { clientId: 'c', status: { state: 'online', pending: 0 } };
+      return {};
+    });
+    const db = await createLattice(config, s.factory);
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.exec('insert into t values (?)', [1]);
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    expect(s.log.slice(1).map((m) => [m.op, m['tx']])).toEqual([
+      ['begin', undefined],
+      ['exec', 7],
+      ['rollback', 7],
+    ]);
+    s.log.length = 0;
+    const r = await db.transaction(async (tx) => (await tx.exec('insert into t values (?)', [2])).lastInsertRowid);
+    expect(r).toBe(3);
+    expect(s.log.map((m) => m.op)).toEqual(['begin', 'exec', 'commit']);
+  });
+
+  it('turns error replies into LatticeError with the code', async () => {
+    const s = scripted((m) => {
+      if (m.op === 'open') return { clientId: 'c', status: { state: 'online', pending: 0 } };
+      throw new LatticeError('SQL_ERROR', 'no such table: nope');
+    });
+    const db = await createLattice(config, s.factory);
+    const err = await db.query('select * from nope').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LatticeError);
+    expect((err as LatticeError).code).toBe('SQL_ERROR');
+  });
+
+  it('routes rows events, and after a reset opens again and re-issues live queries and shapes', async () => {
+    let nextLive = 1;
+    const s = scripted((m) => {
+      if (m.op === 'open') return { clientId: 'c', status: { state: 'online', pending: 0 } };
+      if (m.op === 'live') return { live: nextLive++ };
+      if (m.op === 'sync') return { shapeId: 'sh' + nextLive };
+      return {};
+    });
+    const db = await createLattice(config, s.factory);
+    const got: Row[][] = [];
+    const stop = db.liveQuery('select 1', [], (rows) => got.push(rows));
+    const shape = await db.sync({ table: 'issues' });
+    await tick();
+    s.h().message({ event: 'rows', live: 1, columns: ['a'], rows: [{ a: 1 }] });
+    expect(got).toEqual([[{ a: 1 }]]);
+    s.log.length = 0;
+    s.h().reset();
+    await tick();
+    expect(s.log.map((m) => m.op).sort()).toEqual(['live', 'open', 'sync']);
+    expect(shape.shapeId).toBe('sh3'); // the new worker's id (live 2 was asked first)
+    // The old worker's live id means nothing now; the new one is routed.
+    s.h().message({ event: 'rows', live: 1, columns: ['a'], rows: [{ a: 9 }] });
+    s.h().message({ event: 'rows', live: 2, columns: ['a'], rows: [{ a: 2 }] });
+    expect(got).toEqual([[{ a: 1 }], [{ a: 2 }]]);
+    s.log.length = 0;
+    stop();
+    await shape.unsubscribe();
+    expect(s.log.map((m) => [m.op, m['live'] ?? m['shapeId']])).toEqual([
+      ['unlive', 2],
+      ['unsync', 'sh3'],
+    ]);
+  });
+
+  it('rejects everything with CLOSED after close', async () => {
+    const s = scripted((m) => (m.op === 'open' ? { clientId: 'c', status: { state: 'online', pending: 0 } } : {}));
+    const db = await createLattice(config, s.factory);
+    await db.close();
+    const err = await db.exec('delete from t').catch((e: unknown) => e);
+    expect((err as LatticeError).code).toBe('CLOSED');
+  });
+});

@@ -440,12 +440,19 @@ func (b *Bridge) sync(ctx context.Context, db *openDB, req Request) (any, error)
 
 func (b *Bridge) statusChanged(db *openDB, st client.Status) {
 	b.mu.Lock()
+	prev := db.status.LastError
 	db.status = st
-	ev := Event{"event": "status", "status": statusValue(st, db.pending)}
+	evs := []Event{{"event": "status", "status": statusValue(st, db.pending)}}
+	var rej *client.RejectedError
+	if st.LastError != nil && st.LastError != prev && errors.As(st.LastError, &rej) {
+		evs = append(evs, Event{"event": "rejected", "txnId": rej.TxnID, "error": errorValue(rej)})
+	}
 	ports := b.portIDs()
 	b.mu.Unlock()
 	for _, id := range ports {
-		b.opts.Emit(id, ev)
+		for _, ev := range evs {
+			b.opts.Emit(id, ev)
+		}
 	}
 }
 

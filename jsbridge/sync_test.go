@@ -1,0 +1,120 @@
+package jsbridge
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/internal/pgtest"
+	"github.com/latticesync/lattice/server"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// startService starts lattice serve (insecure) on a fresh database with
+// an electrified table item, and returns the database URL and ws URL.
+func startService(t *testing.T) (string, string) {
+	t.Helper()
+	dbURL := pgtest.DB(t)
+	pgtest.Exec(t, dbURL, `CREATE TABLE item (id text PRIMARY KEY, title text NOT NULL CHECK (title <> 'bad'), n bigint)`,
+		`INSERT INTO item VALUES ('a', 'first', 1), ('b', 'second', 9007199254740993)`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := server.Start(ctx, server.Config{DatabaseURL: dbURL, Insecure: true, DataDir: filepath.Join(t.TempDir(), "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(svc.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		svc.Close()
+	})
+	pgtest.Exec(t, dbURL, `CALL lattice.electrify('item')`)
+	return dbURL, "ws" + strings.TrimPrefix(hs.URL, "http")
+}
+
+func TestSyncLiveAndWriteBack(t *testing.T) {
+	dbURL, wsURL := startService(t)
+	b, ev := newBridge(t)
+	ok(t, call(t, b, 1, `{"id":1,"op":"open","config":{"dbName":"app","url":"`+wsURL+`"},"tab":"t1"}`))
+	ev.wait(t, 1, func(e Event) bool {
+		st, _ := e["status"].(map[string]any)
+		return e["event"] == "status" && st["state"] == "online"
+	})
+	res := ok(t, call(t, b, 1, `{"id":2,"op":"sync","shape":{"table":"item"}}`))
+	if res["shapeId"] == "" {
+		t.Fatalf("sync: %v", res)
+	}
+	rows := ok(t, call(t, b, 1, `{"id":3,"op":"query","sql":"SELECT id, title, n FROM item ORDER BY id"}`))
+	if s, _ := json.Marshal(rows["rows"]); string(s) != `[["a","first",1],["b","second",{"$i":"9007199254740993"}]]` {
+		t.Fatalf("synced rows: %s", s)
+	}
+	live := ok(t, call(t, b, 1, `{"id":4,"op":"live","sql":"SELECT title FROM item WHERE id = 'a'"}`))["live"].(float64)
+	liveRows := func(want string) func(Event) bool {
+		return func(e Event) bool {
+			s, _ := json.Marshal(e["rows"])
+			return e["event"] == "rows" && e["live"] == int(live) && string(s) == want
+		}
+	}
+	ev.wait(t, 1, liveRows(`[["first"]]`))
+	// A change in Postgres reaches the live query.
+	pgtest.Exec(t, dbURL, `UPDATE item SET title = 'from pg' WHERE id = 'a'`)
+	ev.wait(t, 1, liveRows(`[["from pg"]]`))
+	// A local write reaches Postgres, and the pending count goes up and
+	// back to zero.
+	ok(t, call(t, b, 1, `{"id":5,"op":"exec","sql":"UPDATE item SET title = 'from page' WHERE id = 'a'"}`))
+	ev.wait(t, 1, liveRows(`[["from page"]]`))
+	waitPG(t, dbURL, `SELECT count(*) FROM item WHERE id = 'a' AND title = 'from page'`)
+	ev.wait(t, 1, func(e Event) bool {
+		st, _ := e["status"].(map[string]any)
+		return e["event"] == "status" && st["pending"] == 0
+	})
+	// A write Postgres refuses is undone locally and reported.
+	ok(t, call(t, b, 1, `{"id":6,"op":"exec","sql":"UPDATE item SET title = 'bad' WHERE id = 'b'"}`))
+	rej := ev.wait(t, 1, func(e Event) bool { return e["event"] == "rejected" })
+	if e := rej["error"].(map[string]any); e["code"] != CodeConstraint || !strings.Contains(e["message"].(string), "check") {
+		t.Fatalf("rejected event: %v", rej)
+	}
+	waitQuery(t, b, `SELECT title FROM item WHERE id = 'b'`, `[["second"]]`)
+}
+
+func waitPG(t *testing.T, dbURL, sql string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for i := 0; i < 200; i++ {
+		var n int
+		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for Postgres: %s", sql)
+}
+
+func waitQuery(t *testing.T, b *Bridge, sql, want string) {
+	t.Helper()
+	var got []byte
+	for i := 0; i < 200; i++ {
+		req, _ := json.Marshal(map[string]any{"id": 1, "op": "query", "sql": sql})
+		res := ok(t, call(t, b, 1, string(req)))
+		if got, _ = json.Marshal(res["rows"]); string(got) == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: got %s, want %s", sql, got, want)
+}

@@ -593,14 +593,16 @@ func (c *Client) abortTxn() {
 // markSnapshotShapes marks, inside the open transaction, the shapes of the
 // oldest pending non-resume Subscribe as synced.
 func (c *Client) markSnapshotShapes(s *session) ([]*subState, error) {
+	// Requests are answered in order: the oldest pending one is the one
+	// this snapshot answers (a resume or an unsubscribe marks nothing).
 	var reqID uint32
 	found := false
-	for id, req := range s.pending {
-		if !req.resume && !req.unsub && (!found || id < reqID) {
+	for id := range s.pending {
+		if !found || id < reqID {
 			reqID, found = id, true
 		}
 	}
-	if !found {
+	if !found || s.pending[reqID].resume || s.pending[reqID].unsub {
 		return nil, nil
 	}
 	var out []*subState

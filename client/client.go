@@ -117,6 +117,7 @@ type Client struct {
 	lsn      uint64
 	subs     map[string]*subState // also guarded by subMu for writes
 	subList  []*subState          // subscription order; as subs
+	unsubs   []*subState          // unsubscribed, not confirmed by the service; guarded by db
 	subMu    sync.Mutex           // lets Shapes read subList without db
 	sess     *session             // the current connection, if any
 	tx       txState              // the service transaction being applied
@@ -168,6 +169,13 @@ CREATE TABLE IF NOT EXISTS _lattice_shapes(
 	id TEXT PRIMARY KEY,
 	def TEXT NOT NULL, -- JSON of the shape
 	synced INTEGER NOT NULL DEFAULT 0
+);
+-- Shapes unsubscribed while the service had not confirmed it yet: sent
+-- again (subscribe, then unsubscribe) on the next connection so that the
+-- service moves their rows out.
+CREATE TABLE IF NOT EXISTS _lattice_unsubscribed(
+	id TEXT PRIMARY KEY,
+	def TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS _lattice_relations(
 	local_name TEXT PRIMARY KEY,

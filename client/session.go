@@ -284,6 +284,21 @@ func (s *session) subscribe(resume bool, shapes []*subState) {
 	s.send(m)
 }
 
+// unsubscribe sends an Unsubscribe for shapes already removed from the
+// client's shapes. Caller holds db.
+func (s *session) unsubscribe(shapes []*subState) {
+	if len(shapes) == 0 {
+		return
+	}
+	s.nextReq++
+	ids := make([]string, len(shapes))
+	for i, st := range shapes {
+		ids[i] = st.id
+	}
+	s.pending[s.nextReq] = request{ids: ids, unsub: true}
+	s.send(&protocol.Unsubscribe{ReqID: s.nextReq, ShapeIDs: ids})
+}
+
 // writer sends queued frames until the session ends.
 func (s *session) writer() error {
 	for {
@@ -535,10 +550,13 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 	s.online = time.Now()
 	s.logID = m.LogID
 	c.log.Info("lattice: welcome", "log_id", m.LogID, "resync", m.Resync, "head_lsn", m.HeadLSN, "lsn", c.lsn)
+	// Shapes unsubscribed since the service last confirmed it are
+	// subscribed again on this connection, then unsubscribed, so that the
+	// service moves out their rows.
 	if m.Resync {
 		// One Subscribe for everything: its snapshot carries FlagReset and
 		// replaces the rows of the listed tables in one transaction.
-		s.subscribe(false, c.subList)
+		s.subscribe(false, append(c.subList[:len(c.subList):len(c.subList)], c.unsubs...))
 	} else {
 		var resume, fresh []*subState
 		for _, st := range c.subList {
@@ -548,9 +566,10 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 				fresh = append(fresh, st)
 			}
 		}
-		s.subscribe(true, resume)
+		s.subscribe(true, append(resume, c.unsubs...))
 		s.subscribe(false, fresh)
 	}
+	s.unsubscribe(c.unsubs)
 	s.ready = true
 	s.wakePusher()
 	s.post = append(s.post, func(st *Status) { st.State = StateOnline })
@@ -560,10 +579,22 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 // handleSubscribed marks the shapes synced, in a transaction of their own.
 func (c *Client) handleSubscribed(s *session, m *protocol.Subscribed) error {
 	ids := m.ShapeIDs
+	req := s.pending[m.ReqID]
 	if len(ids) == 0 {
-		ids = s.pending[m.ReqID].ids
+		ids = req.ids
 	}
 	delete(s.pending, m.ReqID)
+	if req.unsub {
+		// The service confirmed an Unsubscribe: its move-outs are applied.
+		for _, id := range req.ids {
+			if c.subs[id] == nil {
+				if err := c.dropUnsub(id); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	var todo []*subState
 	for _, id := range ids {
 		if st := c.subs[id]; st != nil {
@@ -615,7 +646,15 @@ func (c *Client) handleError(s *session, m *protocol.Error) error {
 	if req, ok := s.pending[m.ReqID]; ok && m.ReqID != 0 {
 		delete(s.pending, m.ReqID)
 		switch {
-		case req.unsub: // reserved in protocol v1: the service may refuse it
+		case req.unsub:
+			// An older service refuses Unsubscribe: the rows stay.
+			for _, id := range req.ids {
+				if c.subs[id] == nil {
+					if err := c.dropUnsub(id); err != nil {
+						return err
+					}
+				}
+			}
 		case len(req.ids) > 1:
 			for _, id := range req.ids {
 				if st := c.subs[id]; st != nil {

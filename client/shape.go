@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,13 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"time"
 
 	"github.com/latticesync/lattice/protocol"
 )
 
-// Shape is a subscription: the rows of Table matching Where.
+// Shape is a subscription: the rows of Table matching Where, and the rows
+// related to them that Include names. Rows that a held row references by a
+// foreign key are always synced too (referential closure), so local
+// foreign keys hold.
 type Shape struct {
 	// ID names the shape; it must be unique per client. When empty,
 	// Subscribe derives it from the definition (a hash of Table, Where and
@@ -32,6 +37,116 @@ type Shape struct {
 	// fmt.Stringer. []byte and other types are rejected. Shapes returned
 	// by Client.Shapes hold the text form: string or nil.
 	Params []any
+	// Include maps a related table ("issue" or "schema.issue") to what of
+	// it to sync: the rows that reference a row of this level by a
+	// foreign key (a project's issues), or that a row of this level
+	// references (an issue's assignee).
+	Include map[string]Include
+}
+
+// Include is one related table of a shape level.
+type Include struct {
+	// Via names the foreign key column when several foreign keys relate
+	// the two tables.
+	Via string
+	// Where and Params filter the related rows, as in Shape.
+	Where  string
+	Params []any
+	// Include goes on to the tables related to these rows.
+	Include map[string]Include
+}
+
+// ParseShape decodes a shape from its JSON form, the one `lattice
+// replicate --shape` and the JavaScript API take:
+//
+//	{"table": "project", "where": "id = $1", "params": ["p1"],
+//	 "include": {"issue": {"where": "status <> $1", "params": ["done"],
+//	                       "include": {"comment": {}, "users": {"via": "assignee_id"}}}}}
+//
+// "id" is optional. Params may be strings, numbers, booleans or null.
+// Unknown fields are errors.
+func ParseShape(data []byte) (Shape, error) {
+	var j jsonShape
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&j); err != nil {
+		return Shape{}, fmt.Errorf("parse shape: %w", err)
+	}
+	if dec.More() {
+		return Shape{}, errors.New("parse shape: trailing data after the JSON object")
+	}
+	if j.Table == "" {
+		return Shape{}, errors.New(`parse shape: "table" is missing`)
+	}
+	s := Shape{ID: j.ID, Table: j.Table, Where: j.Where}
+	var err error
+	if s.Params, err = jsonParams(j.Params, "params"); err != nil {
+		return Shape{}, err
+	}
+	if s.Include, err = jsonIncludes(j.Include, j.Table, 1); err != nil {
+		return Shape{}, err
+	}
+	return s, nil
+}
+
+type jsonShape struct {
+	ID      string                 `json:"id"`
+	Table   string                 `json:"table"`
+	Where   string                 `json:"where"`
+	Params  []any                  `json:"params"`
+	Include map[string]jsonInclude `json:"include"`
+}
+
+type jsonInclude struct {
+	Via     string                 `json:"via"`
+	Where   string                 `json:"where"`
+	Params  []any                  `json:"params"`
+	Include map[string]jsonInclude `json:"include"`
+}
+
+func jsonParams(ps []any, where string) ([]any, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	out := make([]any, len(ps))
+	for i, p := range ps {
+		switch v := p.(type) {
+		case nil, string, bool:
+			out[i] = v
+		case json.Number:
+			out[i] = v.String()
+		default:
+			return nil, fmt.Errorf("parse shape: %s[%d]: a parameter must be a string, number, boolean or null", where, i)
+		}
+	}
+	return out, nil
+}
+
+func jsonIncludes(m map[string]jsonInclude, path string, depth int) (map[string]Include, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if depth > protocol.MaxIncludeDepth {
+		return nil, fmt.Errorf("parse shape: includes nested deeper than %d at %s", protocol.MaxIncludeDepth, path)
+	}
+	out := make(map[string]Include, len(m))
+	for table, j := range m {
+		p := path + ".include." + table
+		if table == "" {
+			return nil, fmt.Errorf("parse shape: empty table name in %s.include", path)
+		}
+		params, err := jsonParams(j.Params, p+".params")
+		if err != nil {
+			return nil, err
+		}
+		sub, err := jsonIncludes(j.Include, p, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out[table] = Include{Via: j.Via, Where: j.Where, Params: params, Include: sub}
+	}
+	return out, nil
 }
 
 // ShapeError is returned by Subscription.Synced when the service rejects
@@ -84,14 +199,15 @@ func (s *Subscription) Synced(ctx context.Context) error {
 // by the client's db lock, except done and err (err is written before done
 // is closed).
 type subState struct {
-	id     string
-	table  string
-	where  string
-	params []*string
-	def    string // JSON, as persisted
-	synced bool
-	done   chan struct{} // closed when synced or failed
-	err    error         // *ShapeError when failed
+	id      string
+	table   string
+	where   string
+	params  []*string
+	include map[string]includeDef
+	def     string // JSON, as persisted
+	synced  bool
+	done    chan struct{} // closed when synced or failed
+	err     error         // *ShapeError when failed
 	// sess and reqID identify the Subscribe in flight for the shape, if
 	// any, so that it is not sent twice on one connection.
 	sess  *session
@@ -99,7 +215,7 @@ type subState struct {
 }
 
 func newSubState(id string, d *shapeDef, def string, synced bool) *subState {
-	st := &subState{id: id, table: d.Table, where: d.Where, params: d.Params, def: def, synced: synced, done: make(chan struct{})}
+	st := &subState{id: id, table: d.Table, where: d.Where, params: d.Params, include: d.Include, def: def, synced: synced, done: make(chan struct{})}
 	if synced {
 		close(st.done)
 	}
@@ -107,20 +223,11 @@ func newSubState(id string, d *shapeDef, def string, synced bool) *subState {
 }
 
 func (st *subState) wire() protocol.Shape {
-	return protocol.Shape{ID: st.id, Table: st.table, Where: st.where, Params: st.params}
+	return protocol.Shape{ID: st.id, Table: st.table, Where: st.where, Params: st.params, Include: wireIncludes(st.include)}
 }
 
 func (st *subState) shape() Shape {
-	s := Shape{ID: st.id, Table: st.table, Where: st.where}
-	if st.params != nil {
-		s.Params = make([]any, len(st.params))
-		for i, p := range st.params {
-			if p != nil {
-				s.Params[i] = *p
-			}
-		}
-	}
-	return s
+	return Shape{ID: st.id, Table: st.table, Where: st.where, Params: apiParams(st.params), Include: apiIncludes(st.include)}
 }
 
 // markSynced records that the shape's initial data is local.
@@ -133,9 +240,102 @@ func (st *subState) markSynced() {
 
 // shapeDef is the persisted (JSON) form of a shape's definition.
 type shapeDef struct {
-	Table  string    `json:"table"`
-	Where  string    `json:"where,omitempty"`
-	Params []*string `json:"params,omitempty"`
+	Table   string                `json:"table"`
+	Where   string                `json:"where,omitempty"`
+	Params  []*string             `json:"params,omitempty"`
+	Include map[string]includeDef `json:"include,omitempty"`
+}
+
+type includeDef struct {
+	Via     string                `json:"via,omitempty"`
+	Where   string                `json:"where,omitempty"`
+	Params  []*string             `json:"params,omitempty"`
+	Include map[string]includeDef `json:"include,omitempty"`
+}
+
+func textParams(ps []any, what string) ([]*string, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	out := make([]*string, len(ps))
+	for i, p := range ps {
+		t, ok, err := paramText(p)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe shape: %sparameter $%d: %w", what, i+1, err)
+		}
+		if ok {
+			out[i] = &t
+		}
+	}
+	return out, nil
+}
+
+func includeDefs(m map[string]Include, path string, depth int) (map[string]includeDef, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if depth > protocol.MaxIncludeDepth {
+		return nil, fmt.Errorf("subscribe shape: includes nested deeper than %d at %s", protocol.MaxIncludeDepth, path)
+	}
+	out := make(map[string]includeDef, len(m))
+	for table, in := range m {
+		p := path + " -> " + table
+		if table == "" {
+			return nil, fmt.Errorf("subscribe shape: include with an empty table name under %s", path)
+		}
+		params, err := textParams(in.Params, "include "+p+": ")
+		if err != nil {
+			return nil, err
+		}
+		sub, err := includeDefs(in.Include, p, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out[table] = includeDef{Via: in.Via, Where: in.Where, Params: params, Include: sub}
+	}
+	return out, nil
+}
+
+// wireIncludes converts includes to the wire form, ordered by table name.
+func wireIncludes(m map[string]includeDef) []protocol.Include {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]protocol.Include, len(keys))
+	for i, k := range keys {
+		d := m[k]
+		out[i] = protocol.Include{Table: k, Via: d.Via, Where: d.Where, Params: d.Params, Include: wireIncludes(d.Include)}
+	}
+	return out
+}
+
+func apiIncludes(m map[string]includeDef) map[string]Include {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]Include, len(m))
+	for k, d := range m {
+		out[k] = Include{Via: d.Via, Where: d.Where, Params: apiParams(d.Params), Include: apiIncludes(d.Include)}
+	}
+	return out
+}
+
+func apiParams(ps []*string) []any {
+	if ps == nil {
+		return nil
+	}
+	out := make([]any, len(ps))
+	for i, p := range ps {
+		if p != nil {
+			out[i] = *p
+		}
+	}
+	return out
 }
 
 // normalize checks s and returns its ID, definition and JSON.
@@ -144,17 +344,11 @@ func normalizeShape(s Shape) (id string, d *shapeDef, def string, err error) {
 		return "", nil, "", fmt.Errorf("subscribe shape: empty table name")
 	}
 	d = &shapeDef{Table: s.Table, Where: s.Where}
-	if len(s.Params) > 0 {
-		d.Params = make([]*string, len(s.Params))
-		for i, p := range s.Params {
-			t, ok, err := paramText(p)
-			if err != nil {
-				return "", nil, "", fmt.Errorf("subscribe shape: parameter $%d: %w", i+1, err)
-			}
-			if ok {
-				d.Params[i] = &t
-			}
-		}
+	if d.Params, err = textParams(s.Params, ""); err != nil {
+		return "", nil, "", err
+	}
+	if d.Include, err = includeDefs(s.Include, s.Table, 1); err != nil {
+		return "", nil, "", err
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -258,6 +452,9 @@ func (c *Client) Subscribe(ctx context.Context, s Shape) (*Subscription, error) 
 	if err := c.execArgs(`INSERT INTO _lattice_shapes(id, def, synced) VALUES(?, ?, 0)`, id, def); err != nil {
 		return nil, fmt.Errorf("store shape: %w", err)
 	}
+	if err := c.dropUnsub(id); err != nil {
+		return nil, err
+	}
 	st := newSubState(id, d, def, false)
 	c.addSub(st)
 	if s := c.sess; s != nil && s.ready {
@@ -270,14 +467,10 @@ func (c *Client) Subscribe(ctx context.Context, s Shape) (*Subscription, error) 
 // synced.
 var ErrUnsubscribed = errors.New("client: shape unsubscribed")
 
-// Unsubscribe removes a shape from the persisted shapes, so that later
-// connections no longer request it. It is a no-op for an unknown id.
-//
-// The shape's rows stay in the local tables: protocol v1 reserves row
-// removal for later. On the current connection the client also sends
-// Unsubscribe (which a v1 service may refuse; the answer is ignored), and
-// the service may keep streaming the shape's changes until the next
-// reconnect.
+// Unsubscribe removes a shape. The service moves out the rows that no
+// remaining shape holds (they are removed locally, not deleted in
+// Postgres). It works offline too: the removal is persisted and sent to
+// the service on the next connection. It is a no-op for an unknown id.
 func (c *Client) Unsubscribe(ctx context.Context, id string) error {
 	if err := c.lockOpen(ctx); err != nil {
 		return fmt.Errorf("unsubscribe shape: %w", err)
@@ -287,8 +480,19 @@ func (c *Client) Unsubscribe(ctx context.Context, id string) error {
 	if st == nil {
 		return nil
 	}
-	if err := c.execArgs(`DELETE FROM _lattice_shapes WHERE id = ?`, id); err != nil {
-		return fmt.Errorf("delete shape: %w", err)
+	if err := c.execArgs(`BEGIN`); err != nil {
+		return fmt.Errorf("unsubscribe shape: %w", err)
+	}
+	err := c.execArgs(`DELETE FROM _lattice_shapes WHERE id = ?`, id)
+	if err == nil {
+		err = c.execArgs(`INSERT OR REPLACE INTO _lattice_unsubscribed(id, def) VALUES(?, ?)`, id, st.def)
+	}
+	if err == nil {
+		err = c.execArgs(`COMMIT`)
+	}
+	if err != nil {
+		c.execArgs(`ROLLBACK`)
+		return fmt.Errorf("unsubscribe shape: %w", err)
 	}
 	c.removeSub(st)
 	if !st.synced {
@@ -296,10 +500,24 @@ func (c *Client) Unsubscribe(ctx context.Context, id string) error {
 		st.synced = true
 		close(st.done)
 	}
+	gone := &subState{id: id, table: st.table, where: st.where, params: st.params, include: st.include, def: st.def, synced: true}
+	c.unsubs = append(c.unsubs, gone)
 	if s := c.sess; s != nil && s.ready {
-		s.nextReq++
-		s.pending[s.nextReq] = request{ids: []string{id}, unsub: true}
-		s.send(&protocol.Unsubscribe{ReqID: s.nextReq, ShapeIDs: []string{id}})
+		s.unsubscribe([]*subState{gone})
+	}
+	return nil
+}
+
+// dropUnsub forgets a pending unsubscription. Caller holds db.
+func (c *Client) dropUnsub(id string) error {
+	for i, u := range c.unsubs {
+		if u.id == id {
+			if err := c.execArgs(`DELETE FROM _lattice_unsubscribed WHERE id = ?`, id); err != nil {
+				return fmt.Errorf("forget unsubscribed shape: %w", err)
+			}
+			c.unsubs = append(c.unsubs[:i:i], c.unsubs[i+1:]...)
+			return nil
+		}
 	}
 	return nil
 }
@@ -354,6 +572,22 @@ func (c *Client) loadShapes() error {
 		c.subList = append(c.subList, s)
 	}
 	if err := st.Err(); err != nil {
+		return fmt.Errorf("load shapes: %w", err)
+	}
+	st2, _, err := c.conn.Prepare(`SELECT id, def FROM _lattice_unsubscribed ORDER BY rowid`)
+	if err != nil {
+		return fmt.Errorf("load shapes: %w", err)
+	}
+	defer st2.Close()
+	for st2.Step() {
+		id, def := st2.ColumnText(0), st2.ColumnText(1)
+		var d shapeDef
+		if err := json.Unmarshal([]byte(def), &d); err != nil {
+			return fmt.Errorf("load unsubscribed shape %q: %w", id, err)
+		}
+		c.unsubs = append(c.unsubs, newSubState(id, &d, def, true))
+	}
+	if err := st2.Err(); err != nil {
 		return fmt.Errorf("load shapes: %w", err)
 	}
 	return nil

@@ -154,11 +154,25 @@ func TestDecodeValue(t *testing.T) {
 }
 
 // TestTruncated checks that every strict prefix of every valid frame is
-// rejected.
+// rejected, except a Subscribe cut exactly before its include trailer,
+// which is the same Subscribe without includes.
 func TestTruncated(t *testing.T) {
 	for _, m := range allUp() {
 		frame := m.Encode(nil)
+		trailer := len(frame)
+		if s, ok := m.(*Subscribe); ok {
+			c := *s
+			c.Shapes = make([]Shape, len(s.Shapes))
+			for i := range s.Shapes {
+				c.Shapes[i] = s.Shapes[i]
+				c.Shapes[i].Include = nil
+			}
+			trailer = len(c.Encode(nil))
+		}
 		for n := range len(frame) {
+			if n == trailer {
+				continue
+			}
 			if got, err := DecodeUp(frame[:n]); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("DecodeUp(% x) (%d of %d bytes of %T) = %v, %v; want ErrMalformed", frame[:n], n, len(frame), m, show(got), err)
 			}

@@ -105,6 +105,18 @@ var golden = []struct {
 			{ID: "s2", Table: "public.tags"},
 		},
 	}},
+	{"subscribe_include", &Subscribe{
+		ReqID: 9,
+		Shapes: []Shape{
+			{ID: "p1", Table: "project", Where: "id = $1", Params: []*string{str("p1")}, Include: []Include{
+				{Table: "issue", Where: "status <> $1", Params: []*string{str("done")}, Include: []Include{
+					{Table: "comment"},
+					{Table: "users", Via: "assignee_id"},
+				}},
+			}},
+			{ID: "t", Table: "tags"},
+		},
+	}},
 	{"unsubscribe", &Unsubscribe{ReqID: 8, ShapeIDs: []string{"s1", "s2"}}},
 	{"welcome", &Welcome{LogID: "log-01", Resync: true, HeadLSN: 0x16B3800}},
 	{"relation", &Relation{
@@ -164,6 +176,7 @@ var upCases = []Up{
 	&Subscribe{ReqID: math.MaxUint32, Resume: true, Shapes: []Shape{}},
 	&Subscribe{Shapes: []Shape{{}}},
 	&Subscribe{ReqID: 1, Shapes: []Shape{{ID: "a", Table: "t", Params: []*string{nil, nil, str(""), str("x")}}}},
+	&Subscribe{ReqID: 2, Shapes: []Shape{{ID: "a", Table: "t"}, {ID: "b", Table: "u", Include: []Include{{Table: "v", Params: []*string{nil}, Include: []Include{{Table: "w", Via: "x"}}}}}}},
 	&Unsubscribe{},
 	&Unsubscribe{ReqID: 1, ShapeIDs: []string{""}},
 	&Unsubscribe{ReqID: 1, ShapeIDs: []string{}},

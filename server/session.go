@@ -51,6 +51,12 @@ type session struct {
 	byTable map[string][]*shape // by "schema.table"
 	relIDs  map[*changelog.Rel]uint32
 	nextRel uint32
+	// graph is the state of relational shapes; nil while every shape is
+	// a single table without foreign keys (those need no state).
+	graph *graph
+	// pending holds the foreign keys read while preparing shapes of a
+	// session without graph.
+	pending *graph
 
 	buf     []byte
 	changes []protocol.Change
@@ -73,6 +79,10 @@ type shape struct {
 	snapKeys map[string]struct{}
 	// rel is the table layout pred is bound to.
 	rel *changelog.Rel
+	// root is the shape's tree of nodes (relational sessions), flat that
+	// the shape is one table without includes or foreign keys.
+	root *node
+	flat bool
 }
 
 // clientError is an error to report to the client.
@@ -313,7 +323,7 @@ func (s *session) handle(m protocol.Up) error {
 	case *protocol.Write:
 		return s.write(m)
 	case *protocol.Unsubscribe:
-		return s.sendErr(m.ReqID, protocol.ErrBadShape, "unsubscribe is not supported yet: reconnect without the shape", false)
+		return s.unsubscribe(m)
 	default:
 		return &clientError{protocol.ErrBadFrame, fmt.Sprintf("unexpected message %T", m), true}
 	}

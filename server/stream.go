@@ -18,6 +18,9 @@ func relKey(schema, table string) string { return schema + "." + table }
 // process filters one transaction through the session's shapes and sends
 // what the client must apply.
 func (s *session) process(txn *changelog.Txn) error {
+	if s.graph != nil {
+		return s.processGraph(txn)
+	}
 	s.cursor = txn.LSN
 	if len(s.byTable) == 0 {
 		return nil

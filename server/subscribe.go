@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +64,9 @@ func (s *session) prepare(reqs []protocol.Shape) ([]*shape, error) {
 		} else if len(r.Params) > 0 {
 			return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q has params but no where clause", r.ID), false}
 		}
+		if err := s.shapeTree(sh); err != nil {
+			return nil, err
+		}
 		if old, ok := s.shapes[r.ID]; ok && !sameShape(old.def, sh.def) {
 			return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q is already subscribed with another definition", r.ID), false}
 		}
@@ -71,12 +75,61 @@ func (s *session) prepare(reqs []protocol.Shape) ([]*shape, error) {
 	return out, nil
 }
 
+// shapeTree builds the nodes of a shape's includes and finds out whether
+// the shape is flat (one table without includes or foreign keys).
+func (s *session) shapeTree(sh *shape) error {
+	g := s.graph
+	if g == nil {
+		g = s.pending
+		if g == nil {
+			g = newGraph(s)
+			s.pending = g
+		}
+	}
+	if err := s.buildTree(g, sh); err != nil {
+		return err
+	}
+	if len(sh.def.Include) == 0 {
+		fks, err := s.foreignKeys(s.ctx, sh.table.OID)
+		if err != nil {
+			return err
+		}
+		sh.flat = true
+		for _, d := range fks {
+			if d.child == sh.table.OID {
+				sh.flat = false
+			}
+		}
+	}
+	return nil
+}
+
 func sameShape(a, b protocol.Shape) bool {
-	if a.Table != b.Table || a.Where != b.Where || len(a.Params) != len(b.Params) {
+	if a.Table != b.Table || a.Where != b.Where || !sameParams(a.Params, b.Params) {
 		return false
 	}
-	for i := range a.Params {
-		if (a.Params[i] == nil) != (b.Params[i] == nil) || (a.Params[i] != nil && *a.Params[i] != *b.Params[i]) {
+	return sameIncludes(a.Include, b.Include)
+}
+
+func sameParams(a, b []*string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if (a[i] == nil) != (b[i] == nil) || (a[i] != nil && *a[i] != *b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameIncludes(a, b []protocol.Include) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if x.Table != y.Table || x.Via != y.Via || x.Where != y.Where || !sameParams(x.Params, y.Params) || !sameIncludes(x.Include, y.Include) {
 			return false
 		}
 	}
@@ -94,6 +147,10 @@ func (s *session) addShape(sh *shape) {
 
 func (s *session) subscribe(m *protocol.Subscribe) error {
 	shapes, err := s.prepare(m.Shapes)
+	s.pending = nil
+	if err == nil && (s.graph != nil || !allFlat(shapes)) {
+		return s.subscribeGraph(m, shapes)
+	}
 	if err != nil {
 		var ce *clientError
 		if errors.As(err, &ce) {
@@ -126,7 +183,7 @@ func (s *session) subscribe(m *protocol.Subscribe) error {
 	s.resync = false
 	// Every non-resume Subscribe gets exactly one snapshot transaction (empty
 	// when its shapes are already live), so clients can tie it to the request.
-	if err := s.snapshot(fresh, reset); err != nil {
+	if err := s.snapshot(fresh, reset, nil); err != nil {
 		var ce *clientError
 		if errors.As(err, &ce) && !ce.fatal {
 			return s.sendErr(m.ReqID, ce.code, ce.msg, false)
@@ -142,7 +199,7 @@ func (s *session) subscribe(m *protocol.Subscribe) error {
 // log head H read before the snapshot; the snapshot's rows are then sent as
 // a transaction at H; later transactions that the snapshot already saw
 // (by xid) are not applied again for these shapes.
-func (s *session) snapshot(shapes []*shape, reset bool) error {
+func (s *session) snapshot(shapes []*shape, reset bool, extraReset []*changelog.Rel) error {
 	l := s.svc.clog
 	h := l.Head()
 	if s.reader == nil || len(s.shapes) == 0 {
@@ -183,6 +240,15 @@ func (s *session) snapshot(shapes []*shape, reset bool) error {
 				w.reset = append(w.reset, id)
 			}
 		}
+		for _, rel := range extraReset {
+			id, err := s.relID(rel)
+			if err != nil {
+				return err
+			}
+			if !containsU32(w.reset, id) {
+				w.reset = append(w.reset, id)
+			}
+		}
 	}
 	for _, sh := range shapes {
 		if len(s.byTable[sh.key]) > 0 {
@@ -209,6 +275,188 @@ func (s *session) snapshot(shapes []*shape, reset bool) error {
 		s.addShape(sh)
 	}
 	return nil
+}
+
+func allFlat(shapes []*shape) bool {
+	for _, sh := range shapes {
+		if !sh.flat {
+			return false
+		}
+	}
+	return true
+}
+
+// subscribeGraph serves a Subscribe on a session with relational shapes.
+// A session turns relational with its first shape that has includes or
+// foreign keys; its single-table shapes then join the graph, and the
+// client's rows are replaced by one snapshot of all its shapes. A resume
+// is also served with such a snapshot: the service keeps no state between
+// connections, and what a client holds of a relational shape depends on
+// rows the stream does not show.
+func (s *session) subscribeGraph(m *protocol.Subscribe, shapes []*shape) error {
+	ids := make([]string, len(shapes))
+	var fresh []*shape
+	for i, sh := range shapes {
+		ids[i] = sh.id
+		if _, ok := s.shapes[sh.id]; !ok {
+			fresh = append(fresh, sh)
+		}
+	}
+	reset := s.resync || m.Resume || (s.graph == nil && len(s.shapes) > 0)
+	if m.Resume && !s.resync && s.reader == nil {
+		// The snapshot replaces the client's rows, but the transactions
+		// the client wrote itself since its position must still come
+		// back to it (as empty transactions naming their origin), or it
+		// would wait for them forever.
+		s.reader = s.svc.clog.Reader(s.cursor)
+		if s.graph == nil {
+			s.graph = newGraph(s)
+		}
+		if err := s.catchUp(s.svc.clog.Head()); err != nil {
+			return err
+		}
+	}
+	s.resync = false
+	for _, sh := range fresh {
+		s.addShape(sh)
+	}
+	todo, err := s.attachGraph(fresh, reset)
+	if err == nil {
+		err = s.snapshotGraph(todo, reset, nil)
+	}
+	if err != nil {
+		var ce *clientError
+		if !errors.As(err, &ce) || ce.fatal {
+			return err
+		}
+		// Nothing was sent: take the fresh shapes back out.
+		for _, sh := range fresh {
+			if s.graph != nil && sh.root != nil && sh.root.members != nil {
+				if err := s.graph.detach(sh); err != nil {
+					return err
+				}
+			}
+			s.removeShape(sh)
+		}
+		if reset && len(s.shapes) > 0 {
+			todo, err := s.attachGraph(nil, true)
+			if err == nil {
+				err = s.snapshotGraph(todo, true, nil)
+			}
+			if err != nil {
+				if errors.As(err, &ce) {
+					ce.fatal = true
+				}
+				return err
+			}
+		}
+		return s.sendErr(m.ReqID, ce.code, ce.msg, false)
+	}
+	return s.send(&protocol.Subscribed{ReqID: m.ReqID, ShapeIDs: ids})
+}
+
+// attachGraph adds fresh shapes (already in s.shapes) to the graph and
+// returns the shapes to snapshot. With reset, or when the session has no
+// graph yet, the graph is built anew from all shapes and all are returned.
+func (s *session) attachGraph(fresh []*shape, reset bool) ([]*shape, error) {
+	if s.graph != nil && !reset {
+		for _, sh := range fresh {
+			if err := s.graph.attach(sh); err != nil {
+				return nil, err
+			}
+		}
+		return fresh, nil
+	}
+	all := make([]*shape, 0, len(s.shapes))
+	for _, sh := range s.shapes {
+		all = append(all, sh)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+	g := newGraph(s)
+	s.graph = g
+	for _, sh := range all {
+		if err := s.buildTree(g, sh); err != nil {
+			return nil, err
+		}
+		if err := g.attach(sh); err != nil {
+			return nil, err
+		}
+	}
+	return all, nil
+}
+
+func (s *session) removeShape(sh *shape) {
+	if _, ok := s.shapes[sh.id]; !ok {
+		return
+	}
+	delete(s.shapes, sh.id)
+	list := s.byTable[sh.key]
+	for i, x := range list {
+		if x == sh {
+			s.byTable[sh.key] = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(s.byTable[sh.key]) == 0 {
+		delete(s.byTable, sh.key)
+	}
+	s.svc.metrics.shapes.Dec()
+}
+
+// unsubscribe drops shapes. The rows no remaining shape holds move out, in
+// one transaction at the current stream position, followed by Subscribed
+// with the request's id and the dropped shape ids. Unknown ids are ignored.
+func (s *session) unsubscribe(m *protocol.Unsubscribe) error {
+	var gone []*shape
+	for _, id := range m.ShapeIDs {
+		if sh := s.shapes[id]; sh != nil {
+			gone = append(gone, sh)
+		}
+	}
+	switch {
+	case len(gone) == 0:
+	case s.graph != nil:
+		w := txnWriter{s: s, lsn: s.cursor, flags: protocol.FlagSnapshot}
+		s.graph.w = &w
+		for _, sh := range gone {
+			if err := s.graph.detach(sh); err != nil {
+				return err
+			}
+			s.removeShape(sh)
+		}
+		if err := w.finish(); err != nil {
+			return err
+		}
+		s.sentLSN = s.cursor
+		s.lastPos = time.Now()
+	default:
+		// Single-table shapes keep no state: the client clears their
+		// tables and gets the rows of the remaining shapes on them again.
+		var rels []*changelog.Rel
+		tables := map[string]bool{}
+		for _, sh := range gone {
+			s.removeShape(sh)
+			if !tables[sh.key] {
+				tables[sh.key] = true
+				rels = append(rels, sh.rel)
+			}
+		}
+		var again []*shape
+		for _, sh := range s.shapes {
+			if tables[sh.key] {
+				again = append(again, sh)
+			}
+		}
+		sort.Slice(again, func(i, j int) bool { return again[i].id < again[j].id })
+		if err := s.snapshot(again, true, rels); err != nil {
+			return err
+		}
+	}
+	ids := make([]string, len(gone))
+	for i, sh := range gone {
+		ids[i] = sh.id
+	}
+	return s.send(&protocol.Subscribed{ReqID: m.ReqID, ShapeIDs: ids})
 }
 
 func containsU32(xs []uint32, x uint32) bool {

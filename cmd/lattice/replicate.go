@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/latticesync/lattice/client"
 )
@@ -17,12 +18,13 @@ func replicateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	db := fs.String("db", "", "SQLite file to keep in sync (created if missing)")
 	token := fs.String("token", envOr("LATTICE_TOKEN", ""), "JWT (env LATTICE_TOKEN)")
 	var shapes shapeFlags
-	fs.Var(shapeFlag{&shapes, "shape"}, "shape", "table to sync (repeatable; each --where and --param applies to the --shape before it)")
-	fs.Var(shapeFlag{&shapes, "where"}, "where", "where clause of the preceding --shape, with $1..$n parameters")
-	fs.Var(shapeFlag{&shapes, "param"}, "param", "next parameter ($1, $2, ...) of the preceding --shape's where clause")
+	jsonShapes := map[int]bool{}
+	fs.Var(shapeFlag{&shapes, "shape", jsonShapes}, "shape", "table to sync, or a JSON shape {\"table\":...,\"where\":...,\"params\":[...],\"include\":{...}} (repeatable; each --where and --param applies to the table-name --shape before it)")
+	fs.Var(shapeFlag{&shapes, "where", jsonShapes}, "where", "where clause of the preceding --shape, with $1..$n parameters")
+	fs.Var(shapeFlag{&shapes, "param", jsonShapes}, "param", "next parameter ($1, $2, ...) of the preceding --shape's where clause")
 	level := fs.String("log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: lattice replicate --url ws://HOST:5133 --db FILE --shape TABLE [--where EXPR [--param V]...] [--shape ...] [--token JWT]")
+		fmt.Fprintln(stderr, "Usage: lattice replicate --url ws://HOST:5133 --db FILE --shape TABLE|JSON [--where EXPR [--param V]...] [--shape ...] [--token JWT]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -93,6 +95,7 @@ type shapeFlags []client.Shape
 type shapeFlag struct {
 	shapes *shapeFlags
 	kind   string
+	json   map[int]bool // shapes given as JSON
 }
 
 func (f shapeFlag) String() string { return "" }
@@ -103,11 +106,23 @@ func (f shapeFlag) Set(v string) error {
 		if v == "" {
 			return errors.New("empty table name")
 		}
+		if strings.HasPrefix(strings.TrimSpace(v), "{") {
+			sh, err := client.ParseShape([]byte(v))
+			if err != nil {
+				return err
+			}
+			*s = append(*s, sh)
+			f.json[len(*s)-1] = true
+			return nil
+		}
 		*s = append(*s, client.Shape{Table: v})
 		return nil
 	}
 	if len(*s) == 0 {
 		return fmt.Errorf("--%s must follow a --shape", f.kind)
+	}
+	if f.json[len(*s)-1] {
+		return fmt.Errorf("--%s cannot follow a JSON --shape: put \"where\" and \"params\" in the JSON", f.kind)
 	}
 	last := &(*s)[len(*s)-1]
 	switch f.kind {

@@ -1,0 +1,1270 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/catalog"
+	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/where"
+)
+
+// Relational shapes.
+//
+// A shape with includes is a tree of nodes, one per level: the root node
+// holds the rows of its table matching its where clause; an include node
+// holds the rows of its table that match its own where clause and are
+// related, by a foreign key, to a row its parent node holds. The relation
+// goes either way: "children" nodes hold rows that reference a row of the
+// parent node (a project's issues), "parents" nodes hold rows that a row of
+// the parent node references (an issue's assignee).
+//
+// Besides the shapes' nodes, a session has one "closure" node per table
+// that a held row may reference: a row held for any reason makes the rows
+// it references held too (referential closure), transitively.
+//
+// The session keeps, per node, which rows it holds (by primary key), and
+// per table, how many nodes hold each row (hrow.n) and the foreign key
+// values of the row (hrow.fks). The client holds exactly the rows with
+// n > 0: a row moves in when n becomes positive and moves out when it drops
+// to zero. Live changes are evaluated against this state; a row that
+// starts to be held brings the rows below it, which the service reads from
+// Postgres (fetch), in one REPEATABLE READ snapshot per transaction. Rows
+// read that way are newer than the stream position: later streamed changes
+// to them that the snapshot already saw are skipped (snapFilter).
+//
+// Memory: per session, one map entry per held row (key bytes plus about
+// 100 bytes, plus 16 bytes a foreign key) and one per row per node that
+// holds it (key bytes plus about 80 bytes). It is bounded by the rows the
+// client holds; --max-shape-rows bounds the initial data of a shape.
+
+type nodeKind uint8
+
+const (
+	kindRoot     nodeKind = iota
+	kindChildren          // rows referencing a row of the up node
+	kindParents           // rows a row of the up node references
+	kindClosure           // rows referenced by any held row
+)
+
+// fkey is a foreign key between electrified tables, referencing the
+// parent's primary key. Cols are the child's columns in the order of the
+// parent's primary key.
+type fkey struct {
+	name   string
+	child  string // relKey
+	parent string // relKey
+	cols   []string
+	i      int // index in graph.out[child]
+	// idx caches the column indexes of cols in a layout of the child.
+	idxRel *changelog.Rel
+	idx    []int
+}
+
+func (f *fkey) colIdx(rel *changelog.Rel) []int {
+	if f.idxRel == rel {
+		return f.idx
+	}
+	f.idx = f.idx[:0]
+	for _, c := range f.cols {
+		j := -1
+		for k := range rel.Columns {
+			if rel.Columns[k].Name == c {
+				j = k
+				break
+			}
+		}
+		f.idx = append(f.idx, j)
+	}
+	f.idxRel = rel
+	return f.idx
+}
+
+// keyOf encodes the referenced key of row ("" when a column is NULL).
+func (f *fkey) keyOf(rel *changelog.Rel, row []coltype.Value) string {
+	var b []byte
+	for _, j := range f.colIdx(rel) {
+		if j < 0 || row[j].Kind == coltype.Null {
+			return ""
+		}
+		b = protocol.AppendValue(b, row[j])
+	}
+	return string(b)
+}
+
+type node struct {
+	sh    *shape // nil for closure nodes
+	kind  nodeKind
+	table *catalog.Table
+	key   string
+	pred  *where.Pred
+	where string
+	param []*string
+	rel   *changelog.Rel // layout pred is bound to
+	up    *node
+	fk    *fkey // the edge to up (children, parents)
+	kids  []*node
+
+	members map[string]*member
+	byUp    map[string]map[string]struct{} // children: up key -> member keys
+	refs    map[string]int                 // parents, closure: key -> referencing rows
+}
+
+type member struct{ up string }
+
+func (n *node) match(row []coltype.Value) bool { return n.pred == nil || n.pred.Match(row) }
+
+type hrow struct {
+	n   int
+	fks []string // per graph.out[table]
+}
+
+// graph is the relational state of a session.
+type graph struct {
+	s       *session
+	byTable map[string][]*node
+	closure map[string]*node
+	out     map[string][]*fkey // foreign keys by child table
+	tables  map[string]*catalog.Table
+	held    map[string]map[string]*hrow
+
+	// per transaction
+	w       *txnWriter
+	fetches []fetchReq
+	cur     string // table + "\x00" + key of the row a change is being applied to
+	snaps   []*snapFilter
+	tx      pgx.Tx
+	txSnap  *snapFilter
+	rows    int // rows read by fetches of the current snapshot
+	limit   int // 0: none
+	limitID string
+}
+
+type fetchReq struct {
+	n    *node
+	keys []string // nil: every row (a root)
+}
+
+// snapFilter names rows read from a Postgres snapshot: streamed changes
+// to them in transactions the snapshot saw are skipped.
+type snapFilter struct {
+	snap *xidSnapshot
+	keys map[string]map[string]struct{}
+}
+
+func newGraph(s *session) *graph {
+	return &graph{s: s, byTable: map[string][]*node{}, closure: map[string]*node{},
+		out: map[string][]*fkey{}, tables: map[string]*catalog.Table{}, held: map[string]map[string]*hrow{}}
+}
+
+// ---- shape definition -----------------------------------------------------
+
+// foreignKeys reads the foreign keys from or to table oid between
+// electrified tables that reference a primary key.
+func (s *session) foreignKeys(ctx context.Context, oid uint32) ([]fkDesc, error) {
+	rows, err := s.svc.pool.Query(ctx, `
+SELECT con.conname, con.conrelid::oid::int8, con.confrelid::oid::int8,
+  ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
+        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
+  ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
+        JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_constraint con
+WHERE con.contype = 'f' AND (con.conrelid = $1 OR con.confrelid = $1)
+  AND EXISTS (SELECT 1 FROM lattice.electrified e WHERE e.relid = con.conrelid)
+  AND EXISTS (SELECT 1 FROM lattice.electrified e WHERE e.relid = con.confrelid)
+ORDER BY con.conname`, int64(oid))
+	if err != nil {
+		return nil, fmt.Errorf("read foreign keys: %w", err)
+	}
+	defer rows.Close()
+	var out []fkDesc
+	for rows.Next() {
+		var d fkDesc
+		var c, p int64
+		if err := rows.Scan(&d.name, &c, &p, &d.cols, &d.refCols); err != nil {
+			return nil, fmt.Errorf("read foreign keys: %w", err)
+		}
+		d.child, d.parent = uint32(c), uint32(p)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+type fkDesc struct {
+	name          string
+	child, parent uint32
+	cols, refCols []string
+}
+
+// fkFor returns the canonical fkey of a foreign key description, nil when
+// it does not reference the parent's primary key.
+func (g *graph) fkFor(d fkDesc, child, parent *catalog.Table) *fkey {
+	ck := relKey(child.Rel.Schema, child.Rel.Table)
+	for _, f := range g.out[ck] {
+		if f.name == d.name {
+			return f
+		}
+	}
+	prel := parent.Rel
+	if len(d.refCols) != len(prel.PK) {
+		return nil
+	}
+	cols := make([]string, len(prel.PK))
+	for i, k := range prel.PK {
+		found := false
+		for j, rc := range d.refCols {
+			if rc == prel.Columns[k].Name {
+				cols[i] = d.cols[j]
+				found = true
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	f := &fkey{name: d.name, child: ck, parent: relKey(prel.Schema, prel.Table), cols: cols, i: len(g.out[ck])}
+	g.out[ck] = append(g.out[ck], f)
+	return f
+}
+
+// buildTree makes the nodes of a shape; sh.table, pred and def are set.
+func (s *session) buildTree(g *graph, sh *shape) error {
+	root := &node{sh: sh, kind: kindRoot, table: sh.table, key: sh.key, pred: sh.pred, where: sh.def.Where, param: sh.def.Params, rel: sh.table.Rel}
+	if err := s.buildIncludes(g, sh, root, sh.def.Include, 1); err != nil {
+		return err
+	}
+	sh.root = root
+	return nil
+}
+
+func (s *session) buildIncludes(g *graph, sh *shape, up *node, incs []protocol.Include, depth int) error {
+	if len(incs) > 0 && depth > protocol.MaxIncludeDepth {
+		return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: includes nested deeper than %d (a cycle of includes needs a bound)", sh.id, protocol.MaxIncludeDepth), false}
+	}
+	if len(incs) == 0 {
+		return nil
+	}
+	fks, err := s.foreignKeys(s.ctx, up.table.OID)
+	if err != nil {
+		return err
+	}
+	for i := range incs {
+		in := &incs[i]
+		path := up.table.Rel.Table + " -> " + in.Table
+		tb, err := s.svc.tables.Lookup(s.ctx, in.Table)
+		if err != nil {
+			if errors.Is(err, catalog.ErrUnknownTable) || errors.Is(err, catalog.ErrNotElectrified) {
+				return &clientError{protocol.ErrUnknownTable, fmt.Sprintf("shape %q: include %s: %v", sh.id, path, err), false}
+			}
+			return fmt.Errorf("look up %s: %w", in.Table, err)
+		}
+		// Candidate relations: up's table references tb (parents), or tb
+		// references up's table (children).
+		type cand struct {
+			d    fkDesc
+			kind nodeKind
+		}
+		var cands []cand
+		for _, d := range fks {
+			if d.child == tb.OID && d.parent == up.table.OID {
+				cands = append(cands, cand{d, kindChildren})
+			} else if d.child == up.table.OID && d.parent == tb.OID {
+				cands = append(cands, cand{d, kindParents})
+			}
+		}
+		if in.Via != "" {
+			var keep []cand
+			for _, c := range cands {
+				if containsStr(c.d.cols, in.Via) {
+					keep = append(keep, c)
+				}
+			}
+			if len(keep) == 0 {
+				return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s: no foreign key between them uses column %q", sh.id, path, in.Via), false}
+			}
+			cands = keep
+		}
+		// A self-referencing key means the rows that reference this one
+		// (children); the referenced rows come with the closure anyway.
+		if len(cands) == 2 && cands[0].d.name == cands[1].d.name {
+			if cands[0].kind != kindChildren {
+				cands[0] = cands[1]
+			}
+			cands = cands[:1]
+		}
+		switch {
+		case len(cands) == 0:
+			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s: unknown relation: no foreign key relates %s and %s", sh.id, path, up.table.Rel.Table, tb.Rel.Table), false}
+		case len(cands) > 1:
+			var names []string
+			for _, c := range cands {
+				names = append(names, strings.Join(c.d.cols, ","))
+			}
+			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s: several foreign keys relate them (columns %s): set \"via\"", sh.id, path, strings.Join(names, "; ")), false}
+		}
+		c := cands[0]
+		child, parent := tb, up.table
+		if c.kind == kindParents {
+			child, parent = up.table, tb
+		}
+		f := g.fkFor(c.d, child, parent)
+		if f == nil {
+			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s: foreign key %s does not reference a primary key", sh.id, path, c.d.name), false}
+		}
+		n := &node{sh: sh, kind: c.kind, table: tb, key: relKey(tb.Rel.Schema, tb.Rel.Table), up: up, fk: f, rel: tb.Rel, param: in.Params}
+		if strings.TrimSpace(in.Where) != "" {
+			expr, err := where.ParseTable(in.Where, tb.Rel.Schema, tb.Rel.Table, tb.Rel.Columns, len(in.Params))
+			if err != nil {
+				return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s: where: %v", sh.id, path, err), false}
+			}
+			pred, err := expr.Bind(s.ctx, in.Params, where.PGCoerce(s.svc.pool))
+			if err != nil {
+				var we *where.Error
+				if errors.As(err, &we) {
+					return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s: where: %v", sh.id, path, err), false}
+				}
+				return fmt.Errorf("bind shape %q: %w", sh.id, err)
+			}
+			n.pred, n.where = pred, expr.SQL()
+		} else if len(in.Params) > 0 {
+			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s has params but no where clause", sh.id, path), false}
+		}
+		up.kids = append(up.kids, n)
+		if err := s.buildIncludes(g, sh, n, in.Include, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func containsStr(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// addTable registers a table and, transitively, the tables its rows
+// reference (closure nodes).
+func (s *session) addTable(g *graph, tb *catalog.Table) error {
+	k := relKey(tb.Rel.Schema, tb.Rel.Table)
+	if _, ok := g.tables[k]; ok {
+		return nil
+	}
+	g.tables[k] = tb
+	if _, ok := g.held[k]; !ok {
+		g.held[k] = map[string]*hrow{}
+	}
+	c := &node{kind: kindClosure, table: tb, key: k, rel: tb.Rel, members: map[string]*member{}, refs: map[string]int{}}
+	g.closure[k] = c
+	g.byTable[k] = append(g.byTable[k], c)
+	fks, err := s.foreignKeys(s.ctx, tb.OID)
+	if err != nil {
+		return err
+	}
+	for _, d := range fks {
+		if d.child != tb.OID {
+			continue
+		}
+		ptb, err := s.svc.tables.Describe(s.ctx, d.parent, false)
+		if err != nil {
+			return fmt.Errorf("describe referenced table: %w", err)
+		}
+		if g.fkFor(d, tb, ptb) == nil {
+			continue // references a unique key, not the primary key: not followed
+		}
+		if err := s.addTable(g, ptb); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attach registers a shape's nodes with the graph (empty: no rows yet).
+func (g *graph) attach(sh *shape) error {
+	var walk func(n *node) error
+	walk = func(n *node) error {
+		if err := g.s.addTable(g, n.table); err != nil {
+			return err
+		}
+		n.members = map[string]*member{}
+		switch n.kind {
+		case kindChildren:
+			n.byUp = map[string]map[string]struct{}{}
+		case kindParents:
+			n.refs = map[string]int{}
+		}
+		g.byTable[n.key] = append(g.byTable[n.key], n)
+		for _, k := range n.kids {
+			if err := walk(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(sh.root)
+}
+
+// ---- membership -------------------------------------------------------------
+
+func (g *graph) rowFKs(table string, rel *changelog.Rel, row []coltype.Value) []string {
+	fks := g.out[table]
+	if len(fks) == 0 {
+		return nil
+	}
+	out := make([]string, len(fks))
+	for i, f := range fks {
+		out[i] = f.keyOf(rel, row)
+	}
+	return out
+}
+
+// hold counts one more node holding the row; rel and row may be nil when
+// the row is already held.
+func (g *graph) hold(table, key string, rel *changelog.Rel, row []coltype.Value) error {
+	h := g.held[table][key]
+	if h != nil {
+		h.n++
+		return nil
+	}
+	h = &hrow{n: 1, fks: g.rowFKs(table, rel, row)}
+	g.held[table][key] = h
+	for i, k := range h.fks {
+		if k != "" {
+			if err := g.cref(g.out[table][i].parent, k); err != nil {
+				return err
+			}
+		}
+	}
+	if g.cur != table+"\x00"+key {
+		return g.w.addVersion(protocol.OpInsert, rel, row, 0)
+	}
+	return nil
+}
+
+// release counts one node less holding the row; at zero it moves out.
+func (g *graph) release(table, key string) error {
+	h := g.held[table][key]
+	if h == nil {
+		return nil
+	}
+	h.n--
+	if h.n > 0 {
+		return nil
+	}
+	delete(g.held[table], key)
+	if g.cur != table+"\x00"+key {
+		if err := g.moveOut(table, key); err != nil {
+			return err
+		}
+	}
+	for i, k := range h.fks {
+		if k != "" {
+			if err := g.cunref(g.out[table][i].parent, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (g *graph) moveOut(table, key string) error {
+	rel := g.tables[table].Rel
+	vals, err := decodeKey(key, len(rel.PK))
+	if err != nil {
+		return err
+	}
+	return g.w.add(protocol.OpMoveOut, rel, vals)
+}
+
+func decodeKey(key string, n int) ([]coltype.Value, error) {
+	b := []byte(key)
+	vals := make([]coltype.Value, 0, n)
+	for len(b) > 0 {
+		v, m, err := protocol.DecodeValue(b)
+		if err != nil {
+			return nil, fmt.Errorf("decode row key: %w", err)
+		}
+		vals = append(vals, v)
+		b = b[m:]
+	}
+	if len(vals) != n {
+		return nil, fmt.Errorf("decode row key: %d values for %d columns", len(vals), n)
+	}
+	return vals, nil
+}
+
+// cref and cunref count references to a row from held rows (closure).
+func (g *graph) cref(table, key string) error {
+	c := g.closure[table]
+	c.refs[key]++
+	if c.refs[key] > 1 {
+		return nil
+	}
+	if g.held[table][key] != nil {
+		c.members[key] = &member{}
+		return g.hold(table, key, nil, nil)
+	}
+	g.fetch(c, key)
+	return nil
+}
+
+func (g *graph) cunref(table, key string) error {
+	c := g.closure[table]
+	c.refs[key]--
+	if c.refs[key] > 0 {
+		return nil
+	}
+	delete(c.refs, key)
+	if c.members[key] != nil {
+		delete(c.members, key)
+		return g.release(table, key)
+	}
+	return nil
+}
+
+// ref and unref count references to a row of a parents node.
+func (g *graph) ref(n *node, key string) error {
+	n.refs[key]++
+	if n.refs[key] > 1 {
+		return nil
+	}
+	if n.pred == nil && g.held[n.key][key] != nil {
+		n.members[key] = &member{}
+		if err := g.hold(n.key, key, nil, nil); err != nil {
+			return err
+		}
+		return g.enter(n, key, false)
+	}
+	g.fetch(n, key)
+	return nil
+}
+
+func (g *graph) unref(n *node, key string) error {
+	n.refs[key]--
+	if n.refs[key] > 0 {
+		return nil
+	}
+	delete(n.refs, key)
+	if m := n.members[key]; m != nil {
+		return g.leave(n, key, m)
+	}
+	return nil
+}
+
+func (g *graph) fetch(n *node, key string) {
+	if k := len(g.fetches); k > 0 && g.fetches[k-1].n == n {
+		g.fetches[k-1].keys = append(g.fetches[k-1].keys, key)
+		return
+	}
+	g.fetches = append(g.fetches, fetchReq{n: n, keys: []string{key}})
+}
+
+// enter makes the node's kids follow a row that joined it. A row inserted
+// by the transaction being applied has no children yet.
+func (g *graph) enter(n *node, key string, inserted bool) error {
+	for _, k := range n.kids {
+		switch k.kind {
+		case kindChildren:
+			if !inserted {
+				g.fetch(k, key)
+			}
+		case kindParents:
+			if fk := g.held[n.key][key].fks[k.fk.i]; fk != "" {
+				if err := g.ref(k, fk); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// leave removes a row from a node, with what only it held below.
+func (g *graph) leave(n *node, key string, m *member) error {
+	delete(n.members, key)
+	if n.kind == kindChildren {
+		if set := n.byUp[m.up]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(n.byUp, m.up)
+			}
+		}
+	}
+	h := g.held[n.key][key]
+	for _, k := range n.kids {
+		switch k.kind {
+		case kindChildren:
+			set := k.byUp[key]
+			keys := make([]string, 0, len(set))
+			for ck := range set {
+				keys = append(keys, ck)
+			}
+			sort.Strings(keys)
+			for _, ck := range keys {
+				if cm := k.members[ck]; cm != nil {
+					if err := g.leave(k, ck, cm); err != nil {
+						return err
+					}
+				}
+			}
+		case kindParents:
+			if h != nil && h.fks[k.fk.i] != "" {
+				if err := g.unref(k, h.fks[k.fk.i]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return g.release(n.key, key)
+}
+
+// nodeRel makes the node's predicate evaluate rows of rel (after ALTER
+// TABLE the stream's rows have another layout).
+func (g *graph) nodeRel(n *node, rel *changelog.Rel) error {
+	if rel == n.rel {
+		return nil
+	}
+	if catalog.SameRel(rel, n.rel) {
+		n.rel = rel
+		return nil
+	}
+	if n.pred != nil {
+		expr, err := where.ParseTable(n.where, rel.Schema, rel.Table, rel.Columns, len(n.param))
+		if err == nil {
+			n.pred, err = expr.Bind(g.s.ctx, n.param, where.PGCoerce(g.s.svc.pool))
+		}
+		if err != nil {
+			id := ""
+			if n.sh != nil {
+				id = n.sh.id
+			}
+			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q no longer fits table %s after a schema change: %v", id, n.key, err), true}
+		}
+	}
+	n.rel = rel
+	return nil
+}
+
+// apply evaluates a row's new version (nil: it is gone) at every node of
+// its table and updates what it holds. It does not emit the row itself.
+func (g *graph) apply(table, key string, rel *changelog.Rel, row []coltype.Value, inserted bool) error {
+	g.cur = table + "\x00" + key
+	defer func() { g.cur = "" }()
+	before := g.held[table][key]
+	for _, n := range g.byTable[table] {
+		if err := g.nodeRel(n, rel); err != nil {
+			return err
+		}
+		m := n.members[key]
+		now := row != nil
+		up := ""
+		if now {
+			switch n.kind {
+			case kindRoot:
+				now = n.match(row)
+			case kindChildren:
+				up = n.fk.keyOf(rel, row)
+				now = up != "" && n.up.members[up] != nil && n.match(row)
+			case kindParents:
+				now = n.refs[key] > 0 && n.match(row)
+			case kindClosure:
+				now = n.refs[key] > 0
+			}
+		}
+		switch {
+		case m == nil && now:
+			m = &member{up: up}
+			n.members[key] = m
+			if n.kind == kindChildren {
+				set := n.byUp[up]
+				if set == nil {
+					set = map[string]struct{}{}
+					n.byUp[up] = set
+				}
+				set[key] = struct{}{}
+			}
+			if err := g.hold(table, key, rel, row); err != nil {
+				return err
+			}
+			if err := g.enter(n, key, inserted); err != nil {
+				return err
+			}
+		case m != nil && !now:
+			if err := g.leave(n, key, m); err != nil {
+				return err
+			}
+		case m != nil && n.kind == kindChildren && m.up != up:
+			if set := n.byUp[m.up]; set != nil {
+				delete(set, key)
+				if len(set) == 0 {
+					delete(n.byUp, m.up)
+				}
+			}
+			m.up = up
+			set := n.byUp[up]
+			if set == nil {
+				set = map[string]struct{}{}
+				n.byUp[up] = set
+			}
+			set[key] = struct{}{}
+		}
+	}
+	// A row still held follows its new foreign key values.
+	if h := g.held[table][key]; h != nil && h == before && row != nil {
+		nfks := g.rowFKs(table, rel, row)
+		for i := range nfks {
+			if nfks[i] == h.fks[i] {
+				continue
+			}
+			old := h.fks[i]
+			h.fks[i] = nfks[i]
+			f := g.out[table][i]
+			if nfks[i] != "" {
+				if err := g.cref(f.parent, nfks[i]); err != nil {
+					return err
+				}
+			}
+			for _, n := range g.byTable[table] {
+				if n.members[key] == nil {
+					continue
+				}
+				for _, k := range n.kids {
+					if k.kind != kindParents || k.fk != f {
+						continue
+					}
+					if nfks[i] != "" {
+						if err := g.ref(k, nfks[i]); err != nil {
+							return err
+						}
+					}
+					if old != "" {
+						if err := g.unref(k, old); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			if old != "" {
+				if err := g.cunref(f.parent, old); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// refresh applies a row read from Postgres and emits what changed.
+func (g *graph) refresh(table string, rel *changelog.Rel, row []coltype.Value) error {
+	key := pkKey(rel, row)
+	before := g.held[table][key] != nil
+	if err := g.apply(table, key, rel, row, false); err != nil {
+		return err
+	}
+	after := g.held[table][key] != nil
+	switch {
+	case after:
+		op := protocol.OpUpdate
+		if !before {
+			op = protocol.OpInsert
+		}
+		return g.w.addVersion(op, rel, row, 0)
+	case before:
+		return g.moveOut(table, key)
+	}
+	return nil
+}
+
+// ---- fetching from Postgres -------------------------------------------------
+
+// begin opens the snapshot that fetches read, when not open yet.
+func (g *graph) begin() error {
+	if g.tx != nil {
+		return nil
+	}
+	s := g.s
+	tx, err := s.svc.pool.BeginTx(s.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin snapshot: %w", err)
+	}
+	var snapText, insertLSN string
+	if err := tx.QueryRow(s.ctx, "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text").Scan(&snapText, &insertLSN); err != nil {
+		tx.Rollback(context.Background())
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	snap, err := parseSnapshot(snapText)
+	if err != nil {
+		tx.Rollback(context.Background())
+		return err
+	}
+	if lsn, err := parseLSN(insertLSN); err == nil {
+		snap.until = lsn
+	}
+	g.tx = tx
+	g.txSnap = &snapFilter{snap: snap, keys: map[string]map[string]struct{}{}}
+	g.rows = 0
+	return nil
+}
+
+// end closes the fetch snapshot and keeps its filter.
+func (g *graph) end() {
+	if g.tx == nil {
+		return
+	}
+	g.tx.Rollback(context.Background())
+	g.tx = nil
+	if len(g.txSnap.keys) > 0 {
+		g.snaps = append(g.snaps, g.txSnap)
+	}
+	g.txSnap = nil
+}
+
+// drain runs the pending fetches, breadth first, until none is left.
+func (g *graph) drain() error {
+	for len(g.fetches) > 0 {
+		if err := g.begin(); err != nil {
+			return err
+		}
+		batch := g.fetches
+		g.fetches = nil
+		// One query per node.
+		order := []*node{}
+		keys := map[*node][]string{}
+		all := map[*node]bool{}
+		for _, f := range batch {
+			if _, ok := keys[f.n]; !ok && !all[f.n] {
+				order = append(order, f.n)
+			}
+			if f.keys == nil {
+				all[f.n] = true
+			}
+			keys[f.n] = append(keys[f.n], f.keys...)
+		}
+		for _, n := range order {
+			if err := g.query(n, keys[n], all[n]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (g *graph) query(n *node, keys []string, all bool) error {
+	if n.members == nil {
+		return nil // detached meanwhile
+	}
+	tb := g.tables[n.key]
+	rel := tb.Rel
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, c := range rel.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("t.")
+		b.WriteString(catalog.QuoteIdent(c.Name))
+	}
+	b.WriteString(" FROM ")
+	b.WriteString(tb.QualifiedSQL)
+	b.WriteString(" t WHERE ")
+	args := []any{pgx.QueryExecModeSimpleProtocol}
+	for _, p := range n.param {
+		if p == nil {
+			args = append(args, nil)
+		} else {
+			args = append(args, *p)
+		}
+	}
+	if !all {
+		// The key columns: the foreign key for children, else the primary key.
+		var cols []string
+		var types []string
+		var prel *changelog.Rel
+		if n.kind == kindChildren {
+			cols = n.fk.cols
+			prel = g.tables[n.fk.parent].Rel
+		} else {
+			prel = rel
+			for _, k := range rel.PK {
+				cols = append(cols, rel.Columns[k].Name)
+			}
+		}
+		for _, k := range prel.PK {
+			types = append(types, prel.Columns[k].Type.Name)
+		}
+		js, err := keysJSON(prel, keys)
+		if err != nil {
+			return err
+		}
+		args = append(args, js)
+		b.WriteString("(")
+		for i, c := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("t.")
+			b.WriteString(catalog.QuoteIdent(c))
+		}
+		b.WriteString(") IN (SELECT ")
+		for i := range cols {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "(k->>%d)::%s", i, types[i])
+		}
+		fmt.Fprintf(&b, " FROM json_array_elements($%d::json) k)", len(n.param)+1)
+	} else {
+		b.WriteString("true")
+	}
+	if n.pred != nil {
+		b.WriteString(" AND (")
+		b.WriteString(n.where)
+		b.WriteString(")")
+	}
+	rows, err := g.tx.Query(g.s.ctx, b.String(), args...)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", n.key, err)
+	}
+	var got [][]coltype.Value
+	for rows.Next() {
+		vals, err := rowValues(rel, rows.RawValues())
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("fetch %s: %w", n.key, err)
+		}
+		got = append(got, vals)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("fetch %s: %w", n.key, err)
+	}
+	g.rows += len(got)
+	if g.limit > 0 && g.rows > g.limit {
+		return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q is too large: more than %d rows (the service's --max-shape-rows)", g.limitID, g.limit), g.w.started}
+	}
+	set := g.txSnap.keys[n.key]
+	if set == nil {
+		set = map[string]struct{}{}
+		g.txSnap.keys[n.key] = set
+	}
+	for _, row := range got {
+		set[pkKey(rel, row)] = struct{}{}
+		if err := g.refresh(n.key, rel, row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keysJSON renders encoded keys as a JSON array of arrays of Postgres text.
+func keysJSON(prel *changelog.Rel, keys []string) (string, error) {
+	var b []byte
+	b = append(b, '[')
+	for i, k := range keys {
+		vals, err := decodeKey(k, len(prel.PK))
+		if err != nil {
+			return "", err
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, v := range vals {
+			t, _, err := coltype.ToPGText(prel.Columns[prel.PK[j]].Type, v)
+			if err != nil {
+				return "", fmt.Errorf("key of %s: %w", prel.Table, err)
+			}
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, t)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, ']')
+	return string(b), nil
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// ---- the stream -------------------------------------------------------------
+
+// skipped reports whether a fetch snapshot already holds the change's row
+// in a newer version.
+func (g *graph) skipped(xid uint32, table string, rel *changelog.Rel, ch *changelog.Change) bool {
+	for _, f := range g.snaps {
+		if !f.snap.visible(xid) {
+			continue
+		}
+		set := f.keys[table]
+		if set == nil {
+			continue
+		}
+		for _, row := range [][]coltype.Value{ch.Old, ch.New} {
+			if row != nil {
+				if _, ok := set[pkKey(rel, row)]; ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// processGraph is process for a session with relational shapes.
+func (s *session) processGraph(txn *changelog.Txn) error {
+	g := s.graph
+	s.cursor = txn.LSN
+	// Forget filters of snapshots that this transaction is past.
+	k := 0
+	for _, f := range g.snaps {
+		if txn.LSN <= f.snap.until {
+			g.snaps[k] = f
+			k++
+		}
+	}
+	clear(g.snaps[k:])
+	g.snaps = g.snaps[:k]
+
+	w := txnWriter{s: s, lsn: txn.LSN, commitTime: txn.CommitTime, changes: s.changes[:0],
+		origin: txn.Origin, clientTxnID: txn.ClientTxnID}
+	defer func() { s.changes = w.changes[:0] }()
+	g.w = &w
+	defer g.end()
+	for i := range txn.Changes {
+		ch := &txn.Changes[i]
+		table := relKey(ch.Rel.Schema, ch.Rel.Table)
+		if len(g.byTable[table]) == 0 {
+			continue
+		}
+		if ch.Op == changelog.OpTruncate {
+			if err := g.truncate(table); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(g.snaps) > 0 && g.skipped(txn.Xid, table, ch.Rel, ch) {
+			continue
+		}
+		if err := g.change(table, ch); err != nil {
+			return err
+		}
+	}
+	if err := g.drain(); err != nil {
+		return err
+	}
+	own := txn.ClientTxnID != 0 && txn.Origin == s.clientID
+	if !w.started && len(w.changes) == 0 && !own {
+		return nil
+	}
+	if err := w.finish(); err != nil {
+		return err
+	}
+	s.sentLSN = txn.LSN
+	s.lastPos = time.Now()
+	return nil
+}
+
+func (g *graph) change(table string, ch *changelog.Change) error {
+	rel := ch.Rel
+	if ch.Old != nil && ch.New != nil && !samePK(rel, ch.Old, ch.New) {
+		// A new primary key: the old row is gone, a new one appears.
+		if err := g.change(table, &changelog.Change{Op: protocol.OpDelete, Rel: rel, Old: ch.Old}); err != nil {
+			return err
+		}
+		return g.change(table, &changelog.Change{Op: protocol.OpInsert, Rel: rel, New: ch.New, Version: ch.Version})
+	}
+	row := ch.New
+	src := ch.New
+	if src == nil {
+		src = ch.Old
+	}
+	if src == nil {
+		return nil
+	}
+	key := pkKey(rel, src)
+	before := g.held[table][key] != nil
+	if err := g.apply(table, key, rel, row, ch.Op == protocol.OpInsert); err != nil {
+		return err
+	}
+	after := g.held[table][key] != nil
+	switch {
+	case row == nil && before:
+		return g.w.add(protocol.OpDelete, rel, pkOf(rel, src))
+	case row != nil && after:
+		op := protocol.OpUpdate
+		if !before {
+			op = protocol.OpInsert
+		}
+		return g.w.addVersion(op, rel, row, ch.Version)
+	case before:
+		return g.w.add(protocol.OpMoveOut, rel, pkOf(rel, src))
+	}
+	return nil
+}
+
+// truncate deletes every held row of a table.
+func (g *graph) truncate(table string) error {
+	keys := make([]string, 0, len(g.held[table]))
+	for k := range g.held[table] {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	rel := g.tables[table].Rel
+	for _, k := range keys {
+		if g.held[table][k] == nil {
+			continue
+		}
+		vals, err := decodeKey(k, len(rel.PK))
+		if err != nil {
+			return err
+		}
+		if err := g.apply(table, k, rel, nil, false); err != nil {
+			return err
+		}
+		if err := g.w.add(protocol.OpDelete, rel, vals); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- subscribe and unsubscribe ----------------------------------------------
+
+// snapshotGraph sends the initial data of shapes (attached to the graph by
+// the caller) from one snapshot, at the stream position of the log head.
+// With reset the client first deletes the rows of every table the graph
+// covers.
+func (s *session) snapshotGraph(shapes []*shape, reset bool, extraReset []*catalog.Table) error {
+	g := s.graph
+	l := s.svc.clog
+	h := l.Head()
+	if s.reader == nil {
+		s.reader = l.Reader(h)
+		s.cursor = h
+	} else if err := s.catchUp(h); err != nil {
+		return err
+	}
+	w := txnWriter{s: s, lsn: s.cursor, flags: protocol.FlagSnapshot}
+	g.w = &w
+	defer g.end()
+	if reset {
+		keys := make([]string, 0, len(g.tables))
+		for k := range g.tables {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var tbs []*catalog.Table
+		for _, k := range keys {
+			tbs = append(tbs, g.tables[k])
+		}
+		tbs = append(tbs, extraReset...)
+		for _, tb := range tbs {
+			id, err := s.relID(tb.Rel)
+			if err != nil {
+				return err
+			}
+			if !containsU32(w.reset, id) {
+				w.reset = append(w.reset, id)
+			}
+		}
+	}
+	for _, sh := range shapes {
+		var walk func(n *node) error
+		walk = func(n *node) error {
+			if _, err := s.relID(n.table.Rel); err != nil {
+				return err
+			}
+			for _, k := range n.kids {
+				if err := walk(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := walk(sh.root); err != nil {
+			return err
+		}
+	}
+	if err := g.begin(); err != nil {
+		return err
+	}
+	for _, sh := range shapes {
+		g.limit, g.limitID = s.svc.cfg.MaxSnapshotRows, sh.id
+		g.fetches = append(g.fetches, fetchReq{n: sh.root})
+		if err := g.drain(); err != nil {
+			g.limit = 0
+			return err
+		}
+		g.rows = 0
+	}
+	g.limit = 0
+	if err := w.finish(); err != nil {
+		return err
+	}
+	s.sentLSN = s.cursor
+	s.lastPos = time.Now()
+	return nil
+}
+
+// detach removes a shape's nodes; the rows only it held move out.
+func (g *graph) detach(sh *shape) error {
+	for _, m := range sortedKeys(sh.root.members) {
+		if mm := sh.root.members[m]; mm != nil {
+			if err := g.leave(sh.root, m, mm); err != nil {
+				return err
+			}
+		}
+	}
+	var walk func(n *node)
+	walk = func(n *node) {
+		list := g.byTable[n.key]
+		for i, x := range list {
+			if x == n {
+				g.byTable[n.key] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+		n.members = nil
+		for _, k := range n.kids {
+			walk(k)
+		}
+	}
+	walk(sh.root)
+	return nil
+}
+
+func sortedKeys(m map[string]*member) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -58,6 +58,7 @@ deps() {
 	log "downloading Go modules"
 	go mod download || die "go mod download failed (is the Go module proxy reachable?)"
 	web_deps
+	codegen_deps
 }
 
 # --- web/: the npm package @latticesync/web (TypeScript + React hooks) ---
@@ -96,6 +97,38 @@ web_test() {
 	(cd web && npm run --silent typecheck) || die "web/ typecheck failed"
 	log "web/ unit tests (vitest)"
 	(cd web && npx vitest run) || die "web/ unit tests failed"
+}
+
+# ---- lattice generate: the TypeScript fixture project of codegen's tests
+# (tsc type checks, and a runtime check of the generated helpers on SQLite
+# through better-sqlite3). Used by codegen's Go tests.
+CODEGEN_TS=codegen/testdata/tscheck
+
+codegen_deps() {
+	need_node
+	local stamp="$CODEGEN_TS/node_modules/.lattice-lock" want
+	want=$(cat "$CODEGEN_TS/package-lock.json" "$CODEGEN_TS/package.json" | sha256sum | cut -d' ' -f1)
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+	# better-sqlite3 is compiled when no prebuilt binary can be downloaded:
+	# it needs a C++ toolchain, and node-gyp finds Node's headers next to
+	# node when they are installed there (Debian's nodejs) instead of
+	# downloading them.
+	command -v g++ >/dev/null 2>&1 || apt_install g++
+	command -v make >/dev/null 2>&1 || apt_install make
+	command -v python3 >/dev/null 2>&1 || apt_install python3
+	local prefix
+	prefix=$(dirname "$(dirname "$(command -v node)")")
+	if [ -z "${npm_config_nodedir:-}" ] && [ -f "$prefix/include/node/node.h" ]; then
+		export npm_config_nodedir="$prefix"
+	fi
+	log "npm ci in $CODEGEN_TS"
+	(cd "$CODEGEN_TS" && npm ci --no-audit --no-fund >&2) || die "npm ci in $CODEGEN_TS failed"
+	echo "$want" >"$stamp"
+}
+
+codegen_test() {
+	log "tsc --noEmit on the generated client fixture ($CODEGEN_TS)"
+	node "$CODEGEN_TS/node_modules/typescript/bin/tsc" --noEmit -p "$CODEGEN_TS" || die "the generated TypeScript does not type-check"
 }
 
 build() {
@@ -154,6 +187,7 @@ test_() {
 	deps
 	lint
 	web_test
+	codegen_test
 	log "go test"
 	# -p 2: each test package starts its own throwaway Postgres.
 	go test -count=1 -p 2 -timeout 30m ./...

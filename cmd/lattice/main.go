@@ -4,6 +4,7 @@
 //	lattice electrify TABLE...         opt tables in to sync
 //	lattice replicate --db FILE ...    keep a SQLite file in sync with shapes
 //	lattice token --sub USER           mint a development JWT
+//	lattice generate --out DIR         write the typed TypeScript client
 package main
 
 import (
@@ -27,6 +28,7 @@ Usage:
   lattice replicate [flags]           keep a SQLite file in sync with shapes
   lattice token [flags]               print a JWT for development
   lattice dev [flags]                 the demo: throwaway Postgres + service
+  lattice generate --out DIR          write the typed TypeScript client of the electrified tables
 
 Run 'lattice COMMAND -h' for the flags of a command.
 `
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return devCmd(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCmd(args[1:], stdout, stderr)
+	case "generate":
+		return generateCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

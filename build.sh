@@ -129,6 +129,8 @@ codegen_deps() {
 codegen_test() {
 	log "tsc --noEmit on the generated client fixture ($CODEGEN_TS)"
 	node "$CODEGEN_TS/node_modules/typescript/bin/tsc" --noEmit -p "$CODEGEN_TS" || die "the generated TypeScript does not type-check"
+	node "$CODEGEN_TS/node_modules/typescript/bin/tsc" -p "$CODEGEN_TS/tsconfig.web.json" ||
+		die "the generated helpers do not accept @latticesync/web's database type"
 }
 
 build() {

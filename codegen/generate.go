@@ -186,7 +186,7 @@ func (g *gen) table(tn tableNames) {
 	}
 
 	g.p("\n// ---- %s (local table %s)\n", comment(t.qualified()), comment(jsString(t.LocalName())))
-	g.p("\n/** A row of %s. */\nexport interface %s {\n", comment(t.qualified()), tn.typ)
+	g.p("\n/** A row of %s. */\nexport type %s = {\n", comment(t.qualified()), tn.typ)
 	for _, c := range t.Columns {
 		doc := c.Type.String()
 		if c.NotNull {
@@ -200,9 +200,9 @@ func (g *gen) table(tn tableNames) {
 		}
 		g.p("  /** %s */\n  %s: %s;\n", comment(doc), propName(c.Name), nullable(g.rowType(c), !c.NotNull))
 	}
-	g.p("}\n")
+	g.p("};\n")
 
-	g.p("\n/** What create() takes for %s: columns with a local default, and nullable columns, may be left out. */\nexport interface %sInsert {\n", comment(t.qualified()), tn.typ)
+	g.p("\n/** What create() takes for %s: columns with a local default, and nullable columns, may be left out. */\nexport type %sInsert = {\n", comment(t.qualified()), tn.typ)
 	for _, c := range t.Columns {
 		opt := !c.NotNull || c.Default != ""
 		switch {
@@ -213,7 +213,7 @@ func (g *gen) table(tn tableNames) {
 		}
 		g.p("  %s%s: %s;\n", propName(c.Name), optMark(opt), nullable(g.valueType(c), !c.NotNull))
 	}
-	g.p("}\n")
+	g.p("};\n")
 
 	var upd []Column
 	for _, c := range t.Columns {
@@ -225,20 +225,20 @@ func (g *gen) table(tn tableNames) {
 	if len(upd) == 0 {
 		g.p("export type %sUpdate = Record<string, never>;\n", tn.typ)
 	} else {
-		g.p("export interface %sUpdate {\n", tn.typ)
+		g.p("export type %sUpdate = {\n", tn.typ)
 		for _, c := range upd {
 			g.p("  %s?: %s;\n", propName(c.Name), nullable(g.valueType(c), !c.NotNull))
 		}
-		g.p("}\n")
+		g.p("};\n")
 	}
 
-	g.p("\n/** The values a where clause on %s compares each column with. */\nexport interface %sValues {\n", comment(t.qualified()), tn.typ)
+	g.p("\n/** The values a where clause on %s compares each column with. */\nexport type %sValues = {\n", comment(t.qualified()), tn.typ)
 	for _, c := range t.Columns {
 		g.p("  %s: %s;\n", propName(c.Name), g.valueType(c))
 	}
-	g.p("}\n")
+	g.p("};\n")
 
-	g.p("\n/** The primary key of %s, for findUnique. */\nexport interface %sKey {\n", comment(t.qualified()), tn.typ)
+	g.p("\n/** The primary key of %s, for findUnique. */\nexport type %sKey = {\n", comment(t.qualified()), tn.typ)
 	for _, k := range t.PK {
 		for _, c := range t.Columns {
 			if c.Name == k {
@@ -246,7 +246,7 @@ func (g *gen) table(tn tableNames) {
 			}
 		}
 	}
-	g.p("}\n")
+	g.p("};\n")
 }
 
 // rowType is the TypeScript type of a column's non-NULL value in rows.

@@ -113,6 +113,19 @@ func TestRuntime(t *testing.T) {
 		}
 	}
 
+	// The schema object alone (the first load in a browser, before any
+	// network) creates the same tables as the service's descriptions did.
+	index, err := os.ReadFile(filepath.Join(tscheckDir, "lattice", "index.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced, offline := tableSQL(t, dbFile), offlineTables(t, index)
+	for name, s := range synced {
+		if offline[name] != s {
+			t.Errorf("table %s from the schema object:\n%s\nfrom the service:\n%s", name, offline[name], s)
+		}
+	}
+
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(dist, "runtime_check.js"), dbFile)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

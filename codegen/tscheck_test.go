@@ -40,6 +40,10 @@ func TestTypeErrors(t *testing.T) {
 	if out, err := tsc(t, tscheckDir, "--noEmit", "-p", "."); err != nil {
 		t.Fatalf("tsc --noEmit on the fixture failed: %v\n%s", err, out)
 	}
+	// And against the real @latticesync/web types (web/src in this repository).
+	if out, err := tsc(t, tscheckDir, "-p", "tsconfig.web.json"); err != nil {
+		t.Fatalf("tsc -p tsconfig.web.json (the helpers with @latticesync/web's Lattice) failed: %v\n%s", err, out)
+	}
 
 	src, err := os.ReadFile(filepath.Join(tscheckDir, "usage.ts"))
 	if err != nil {

@@ -36,7 +36,7 @@ func TestGenerateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"export interface TodoItem {\n  /** bigint NOT NULL, primary key */\n  id: number | bigint;\n",
+		"export type TodoItem = {\n  /** bigint NOT NULL, primary key */\n  id: number | bigint;\n",
 		"  done?: boolean | 0 | 1;\n",
 		"  todoItem: rt.TableHelpers<TodoItem, TodoItemInsert, TodoItemUpdate, TodoItemValues, TodoItemKey>;\n",
 		`{"name":"done","type":"boolean","array":false,"enum":null,"notNull":true,"default":"0"}`,

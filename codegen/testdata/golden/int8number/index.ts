@@ -69,7 +69,7 @@ export type Status =
 // ---- app.user_role (local table "app.user_role")
 
 /** A row of app.user_role. */
-export interface AppUserRole {
+export type AppUserRole = {
   /** text NOT NULL, primary key */
   user_id: string;
   /** app.role NOT NULL */
@@ -78,10 +78,10 @@ export interface AppUserRole {
   roles: string;
   /** date NOT NULL */
   since: string;
-}
+};
 
 /** What create() takes for app.user_role: columns with a local default, and nullable columns, may be left out. */
-export interface AppUserRoleInsert {
+export type AppUserRoleInsert = {
   user_id: string;
   /** default: 'member' */
   role?: AppRole;
@@ -89,71 +89,71 @@ export interface AppUserRoleInsert {
   roles?: string;
   /** default: '2024-01-01' */
   since?: string;
-}
+};
 
 /** What update() sets for app.user_role: any columns but the primary key. */
-export interface AppUserRoleUpdate {
+export type AppUserRoleUpdate = {
   role?: AppRole;
   roles?: string;
   since?: string;
-}
+};
 
 /** The values a where clause on app.user_role compares each column with. */
-export interface AppUserRoleValues {
+export type AppUserRoleValues = {
   user_id: string;
   role: AppRole;
   roles: string;
   since: string;
-}
+};
 
 /** The primary key of app.user_role, for findUnique. */
-export interface AppUserRoleKey {
+export type AppUserRoleKey = {
   user_id: string;
-}
+};
 
 // ---- public.project (local table "project")
 
 /** A row of public.project. */
-export interface Project {
+export type Project = {
   /** uuid NOT NULL, primary key */
   id: string;
   /** text NOT NULL */
   name: string;
   /** timestamp with time zone NOT NULL */
   created_at: string;
-}
+};
 
 /** What create() takes for public.project: columns with a local default, and nullable columns, may be left out. */
-export interface ProjectInsert {
+export type ProjectInsert = {
   /** default: (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) */
   id?: string;
   name: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
   created_at?: string;
-}
+};
 
 /** What update() sets for public.project: any columns but the primary key. */
-export interface ProjectUpdate {
+export type ProjectUpdate = {
   name?: string;
   created_at?: string;
-}
+};
 
 /** The values a where clause on public.project compares each column with. */
-export interface ProjectValues {
+export type ProjectValues = {
   id: string;
   name: string;
   created_at: string;
-}
+};
 
 /** The primary key of public.project, for findUnique. */
-export interface ProjectKey {
+export type ProjectKey = {
   id: string;
-}
+};
 
 // ---- public.issue (local table "issue")
 
 /** A row of public.issue. */
-export interface Issue {
+export type Issue = {
   /** bigint NOT NULL, primary key */
   id: number | bigint;
   /** uuid NOT NULL, references project(id) */
@@ -214,10 +214,10 @@ export interface Issue {
   flags: string | null;
   /** text */
   "Weird \"name\" col": string | null;
-}
+};
 
 /** What create() takes for public.issue: columns with a local default, and nullable columns, may be left out. */
-export interface IssueInsert {
+export type IssueInsert = {
   /** Postgres' default of this column has no local equivalent (e.g. a sequence): give a value. */
   id: string | number | bigint;
   project_id: string;
@@ -260,10 +260,10 @@ export interface IssueInsert {
   ratios?: string | null;
   flags?: string | null;
   "Weird \"name\" col"?: string | null;
-}
+};
 
 /** What update() sets for public.issue: any columns but the primary key. */
-export interface IssueUpdate {
+export type IssueUpdate = {
   project_id?: string;
   parent_id?: string | number | bigint | null;
   title?: string;
@@ -293,10 +293,10 @@ export interface IssueUpdate {
   ratios?: string | null;
   flags?: string | null;
   "Weird \"name\" col"?: string | null;
-}
+};
 
 /** The values a where clause on public.issue compares each column with. */
-export interface IssueValues {
+export type IssueValues = {
   id: string | number | bigint;
   project_id: string;
   parent_id: string | number | bigint;
@@ -327,86 +327,86 @@ export interface IssueValues {
   ratios: string;
   flags: string;
   "Weird \"name\" col": string;
-}
+};
 
 /** The primary key of public.issue, for findUnique. */
-export interface IssueKey {
+export type IssueKey = {
   id: string | number | bigint;
-}
+};
 
 // ---- public.label (local table "label")
 
 /** A row of public.label. */
-export interface Label {
+export type Label = {
   /** uuid NOT NULL, primary key, references project(id) */
   project_id: string;
   /** text NOT NULL, primary key */
   name: string;
   /** text NOT NULL */
   color: string;
-}
+};
 
 /** What create() takes for public.label: columns with a local default, and nullable columns, may be left out. */
-export interface LabelInsert {
+export type LabelInsert = {
   project_id: string;
   name: string;
   /** default: 'gray' */
   color?: string;
-}
+};
 
 /** What update() sets for public.label: any columns but the primary key. */
-export interface LabelUpdate {
+export type LabelUpdate = {
   color?: string;
-}
+};
 
 /** The values a where clause on public.label compares each column with. */
-export interface LabelValues {
+export type LabelValues = {
   project_id: string;
   name: string;
   color: string;
-}
+};
 
 /** The primary key of public.label, for findUnique. */
-export interface LabelKey {
+export type LabelKey = {
   project_id: string;
   name: string;
-}
+};
 
 // ---- public.issue_label (local table "issue_label")
 
 /** A row of public.issue_label. */
-export interface IssueLabel {
+export type IssueLabel = {
   /** bigint NOT NULL, primary key, references issue(id) */
   issue_id: number | bigint;
   /** uuid NOT NULL, primary key, (project_id, label_name) references label(project_id, name) */
   project_id: string;
   /** text NOT NULL, primary key, (project_id, label_name) references label(project_id, name) */
   label_name: string;
-}
+};
 
 /** What create() takes for public.issue_label: columns with a local default, and nullable columns, may be left out. */
-export interface IssueLabelInsert {
+export type IssueLabelInsert = {
   issue_id: string | number | bigint;
   project_id: string;
   label_name: string;
-}
+};
 
 /** What update() sets for public.issue_label: any columns but the primary key. */
 export type IssueLabelUpdate = Record<string, never>;
 
 /** The values a where clause on public.issue_label compares each column with. */
-export interface IssueLabelValues {
+export type IssueLabelValues = {
   issue_id: string | number | bigint;
   project_id: string;
   label_name: string;
-}
+};
 
 /** The primary key of public.issue_label, for findUnique. */
-export interface IssueLabelKey {
+export type IssueLabelKey = {
   issue_id: string | number | bigint;
   project_id: string;
   label_name: string;
-}
+};
 
 /**
  * The electrified tables, for createLattice({ schema }): the local tables are

@@ -290,6 +290,8 @@ func (g *gen) valueType(c Column) string {
 		return "string | number"
 	case coltype.Bool:
 		return "boolean | 0 | 1"
+	case coltype.Date, coltype.Timestamp, coltype.Timestamptz:
+		return "string | Date"
 	}
 	return g.rowType(c)
 }
@@ -353,10 +355,16 @@ func (g *gen) metas() {
 		t := tn.t
 		g.p("const %s: rt.TableMeta = {\n  local: %s,\n  columns: [\n", tn.meta, jsString(t.LocalName()))
 		for _, c := range t.Columns {
-			if !c.Type.Array && c.Type.Base == coltype.Int8 && g.o.Int8 == Int8String {
+			kind := map[coltype.Base]string{coltype.Date: "date", coltype.Timestamp: "timestamp", coltype.Timestamptz: "timestamptz"}[c.Type.Base]
+			switch {
+			case c.Type.Array:
+				g.p("    { name: %s },\n", jsString(c.Name))
+			case c.Type.Base == coltype.Int8 && g.o.Int8 == Int8String:
 				expr := "CAST(" + quoteIdent(t.LocalName()) + "." + quoteIdent(c.Name) + " AS TEXT)"
 				g.p("    { name: %s, select: %s },\n", jsString(c.Name), jsString(expr))
-			} else {
+			case kind != "":
+				g.p("    { name: %s, kind: %s },\n", jsString(c.Name), jsString(kind))
+			default:
 				g.p("    { name: %s },\n", jsString(c.Name))
 			}
 		}
@@ -431,8 +439,9 @@ const headerEnd = `//   real, double precision            number, or 'NaN'      
 //   text, varchar, char, name         string                     string
 //   enum                              union of its labels        the same
 //   uuid                              string (lower case)        string
-//   date, time, timestamp             string (ISO 8601)          string
-//   timestamptz                       string, UTC ('...Z')       string
+//   time                              string (ISO 8601)          string
+//   date, timestamp                   string (ISO 8601)          string | Date (its UTC date / time)
+//   timestamptz                       string, UTC ('...Z')       string | Date
 //   interval                          string (ISO 8601)          string
 //   json, jsonb                       string (JSON text)         string: JSON.stringify it
 //   bytea                             Uint8Array                 Uint8Array
@@ -449,7 +458,8 @@ const headerEnd = `//   real, double precision            number, or 'NaN'      
 // Where clauses: { col: value } (null is IS NULL), or operators
 // { eq, ne, gt, gte, lt, lte, in, notIn, isNull, like, notLike }; entries
 // are ANDed, AND: [...] / OR: [...] / NOT: {...} combine clauses. Every
-// value is a ? parameter.
+// value is a ? parameter. timestamptz columns order and compare without
+// their 'Z' suffix, so that fractions of a second sort right.
 
 `
 

@@ -24,7 +24,10 @@ import (
 const seedSQL = `
 INSERT INTO project (id, name, created_at) VALUES
   ('11111111-1111-4111-8111-111111111111', 'alpha', '2024-01-02 03:04:05.5+00'),
-  ('22222222-2222-4222-8222-222222222222', 'beta', '2024-02-03 00:00:00+00');
+  ('22222222-2222-4222-8222-222222222222', 'beta', '2024-02-03 00:00:00+00'),
+  ('33333333-3333-4333-8333-333333333333', 'gamma', '2024-01-02 03:04:05+00'),
+  ('44444444-4444-4444-8444-444444444444', 'delta', '2024-01-02 03:04:05.123+00'),
+  ('55555555-5555-4555-8555-555555555555', 'epsilon', '2024-01-02 03:04:05.12+00');
 INSERT INTO issue (id, project_id, parent_id, title, status, moods, priority, points, views, score, weight,
     budget, done, code, flag, sysname, due, at_time, local_ts, updated_at, estimate, meta, doc, attachment,
     tags, counts, big_list, ratios, flags, "Weird ""name"" col") VALUES
@@ -148,9 +151,9 @@ func TestRuntime(t *testing.T) {
 		want string
 	}{
 		{`SELECT name FROM project WHERE id = '` + summary.ProjectID + `'`, "from node"},
-		{`SELECT format('%s|%s|%s|%s|%s|%s|%s|%s|%s', project_id, title, status, done, views, budget,
-			encode(attachment, 'hex'), tags, priority) FROM issue WHERE id = 9007199254740995`,
-			summary.ProjectID + "|created in node|doing|f|1234567890123456789|3.14|010203|{n}|2"},
+		{`SELECT format('%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', project_id, title, status, done, views, budget,
+			encode(attachment, 'hex'), tags, priority, updated_at AT TIME ZONE 'UTC') FROM issue WHERE id = 9007199254740995`,
+			summary.ProjectID + "|created in node|doing|f|1234567890123456789|3.14|010203|{n}|2|2025-06-07 08:09:10.25"},
 		{`SELECT format('%s|%s|%s', title, points, done) FROM issue WHERE id = 2`, "updated in node|42|t"},
 		{`SELECT count(*)::text FROM issue_label WHERE issue_id = 2`, "0"},
 		{`SELECT count(*)::text FROM issue WHERE id = 4`, "0"},

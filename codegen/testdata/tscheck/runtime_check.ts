@@ -184,6 +184,23 @@ const admins = await t.app_userRole.findMany({ where: { role: 'admin' } });
 assert.deepEqual(admins.map((r) => [r.user_id, r.roles]), [['u1', '["admin","member"]']]);
 await assert.rejects(t.issue.findMany({ where: { nope: 1 } as never }), /has no column "nope"/);
 
+// timestamptz: Postgres trims fractions ('...05Z', '...05.12Z', '...05.123Z'),
+// which sort wrong byte-wise; the helpers order and compare without the Z.
+const names = async (args: Parameters<typeof t.project.findMany>[0]) => (await t.project.findMany(args)).map((r) => r.name);
+assert.deepEqual(await names({ orderBy: { created_at: 'asc' } }), ['gamma', 'epsilon', 'delta', 'alpha', 'beta']);
+assert.deepEqual(await names({ orderBy: { created_at: 'desc' }, limit: 2, offset: 2 }), ['delta', 'epsilon']);
+assert.deepEqual(await names({ where: { created_at: { gt: '2024-01-02 03:04:05.12Z', lt: '2024-01-02 03:04:05.5Z' } } }), ['delta']);
+// Dates bind as the stored text (UTC, fractions trimmed), so equality works.
+assert.deepEqual(await names({ where: { created_at: new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 500)) } }), ['alpha']);
+assert.deepEqual(await names({ where: { created_at: new Date(Date.UTC(2024, 0, 2, 3, 4, 5)) } }), ['gamma']);
+assert.deepEqual(
+  await names({ where: { created_at: { gte: new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 120)), lte: new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 123)) } }, orderBy: { created_at: 'asc' } }),
+  ['epsilon', 'delta'],
+);
+assert.deepEqual(ids(await t.issue.findMany({ where: { due: new Date(Date.UTC(2024, 1, 29)) } })), [BIG]);
+assert.deepEqual(ids(await t.issue.findMany({ where: { local_ts: new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 500)) } })), [BIG]);
+assert.deepEqual(ids(await t.issue.findMany({ where: { updated_at: { in: [new Date(Date.UTC(2024, 0, 2, 3, 4, 5, 500))] } } })), [BIG]);
+
 // The compiled SQL: quoted identifiers, values only as parameters.
 const q = queries.issue.findMany({ where: { title: "it's", priority: { in: [1, 2] } }, orderBy: { id: 'desc' }, limit: 5 });
 assert.match(q.sql, /^SELECT CAST\("issue"\."id" AS TEXT\) AS "id", "issue"\."project_id", /);
@@ -216,6 +233,7 @@ await t.issue.create({
   id: NEW, project_id: project.id, title: 'created in node', status: 'doing', done: true,
   views: 1234567890123456789n, budget: '3.14', attachment: new Uint8Array([1, 2, 3]),
   tags: JSON.stringify(['n']), counts: JSON.stringify([4, 5]), score: 0.25,
+  updated_at: new Date(Date.UTC(2025, 5, 7, 8, 9, 10, 250)),
 });
 const made = await t.issue.findUnique({ where: { id: NEW } });
 assert.ok(made !== null);
@@ -224,6 +242,7 @@ assert.equal(made.views, '1234567890123456789');
 assert.equal(made.priority, 2); // local default
 assert.equal(made.doc, '{}');
 assert.deepEqual([...made.attachment!], [1, 2, 3]);
+assert.equal(made.updated_at, '2025-06-07 08:09:10.25Z');
 assert.deepEqual(seen.at(-1), [BIG, NEW]);
 
 const upd = await t.issue.update({ where: { id: 2 }, data: { title: 'updated in node', points: 42, done: true } });

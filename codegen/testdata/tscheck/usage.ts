@@ -33,6 +33,8 @@ export async function correct(): Promise<void> {
       budget: { lte: '10.50' },
       points: { isNull: false, notIn: [1, 2] },
       attachment: new Uint8Array([1]),
+      updated_at: { gt: new Date(), lte: '2030-01-01 00:00:00Z' },
+      due: new Date(),
       OR: [{ score: { gt: 0.5 } }, { weight: 'NaN' }, { AND: [{ code: 'c' }, { NOT: { flag: 'abc' } }] }],
     },
     orderBy: [{ priority: 'desc' }, { id: 'asc' }],
@@ -120,6 +122,8 @@ export async function wrong(): Promise<void> {
   await t.issue.create({ id: 1, project_id: 'p', title: 5 });
   // @ts-expect-error null in a NOT NULL column
   await t.issue.create({ id: 1, project_id: 'p', title: null });
+  // @ts-expect-error Dates only for date and timestamp columns
+  await t.issue.findMany({ where: { title: new Date() } });
   // @ts-expect-error bytea takes a Uint8Array
   await t.issue.create({ id: 1, project_id: 'p', attachment: 'x' });
   // @ts-expect-error the primary key cannot be updated

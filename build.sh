@@ -215,7 +215,8 @@ test_() {
 	# -p 2: each test package starts its own throwaway Postgres.
 	go test -count=1 -p 2 -timeout 30m ./...
 	log "go test -race (core packages)"
-	go test -count=1 -race -timeout 20m ./protocol ./coltype ./merge ./server/changelog ./client
+	go test -count=1 -race -timeout 20m ./protocol ./coltype ./merge ./server/changelog ./client ./jsbridge
+	build_wasm
 	browser_test
 	log "all tests passed"
 }

@@ -37,6 +37,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"runtime"
 	"sync"
 	"time"
 
@@ -256,9 +257,10 @@ func (c *Client) init() error {
 	if err := conn.BusyTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("set busy timeout: %w", err)
 	}
-	if !isMemory(c.path) {
-		// Best effort: a VFS without shared memory (some js VFSes) cannot
-		// do WAL; the database then keeps its journal mode.
+	if !isMemory(c.path) && runtime.GOOS != "js" {
+		// Best effort: a VFS without shared memory cannot do WAL; the
+		// database then keeps its journal mode. In browsers (idbvfs) WAL
+		// is never available and commits are batch-atomic without it.
 		if mode, err := c.pragmaText("PRAGMA journal_mode=WAL"); err != nil || !strings.EqualFold(mode, "wal") {
 			c.log.Warn("lattice: WAL journal mode unavailable", "mode", mode, "err", err)
 		}

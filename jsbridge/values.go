@@ -202,7 +202,7 @@ func parseShape(v any) (client.Shape, error) {
 	if err != nil {
 		return client.Shape{}, &Error{Code: CodeBadShape, Message: err.Error()}
 	}
-	s, err := shapeJSON(data)
+	s, err := client.ParseShape(data)
 	if err != nil {
 		return client.Shape{}, &Error{Code: CodeBadShape, Message: err.Error()}
 	}

@@ -55,15 +55,25 @@ function randomId(): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-function assetUrl(given: string | URL | undefined, name: string): string {
-  if (given !== undefined) return new URL(given, globalThis.location?.href).href;
-  // Relative to this module, so bundlers that understand new URL(..., import.meta.url) copy the asset.
-  return new URL(name, import.meta.url).href;
+// The asset URLs are written as literal `new URL('./…', import.meta.url)` so
+// bundlers (Vite, webpack, Rollup) see them and emit the files.
+function absolute(given: string | URL): string {
+  return new URL(given, globalThis.location?.href).href;
+}
+
+function wasmUrlOf(config: LatticeConfig): string {
+  return config.wasmUrl !== undefined ? absolute(config.wasmUrl) : new URL('./lattice.wasm', import.meta.url).href;
+}
+
+function workerUrlOf(config: LatticeConfig): string {
+  return config.workerUrl !== undefined ? absolute(config.workerUrl) : new URL('./worker.js', import.meta.url).href;
 }
 
 function defaultLink(config: LatticeConfig): LinkFactory {
-  const workerUrl =
-    config.workerUrl !== undefined ? assetUrl(config.workerUrl, '') : new URL('./worker.js', import.meta.url).href;
+  const worker = new URL(workerUrlOf(config));
+  // The worker starts loading the wasm before the page's `open` arrives: tell it where in its URL.
+  worker.searchParams.set('wasm', wasmUrlOf(config));
+  const workerUrl = worker.href;
   const mode = config.worker ?? 'auto';
   const shared = mode === 'shared' || (mode === 'auto' && typeof SharedWorker !== 'undefined');
   if (shared) {
@@ -149,7 +159,7 @@ class LatticeClient implements Lattice {
     const out: Record<string, unknown> = {
       url: c.url,
       dbName: c.dbName,
-      wasmUrl: assetUrl(c.wasmUrl, './lattice.wasm'),
+      wasmUrl: wasmUrlOf(c),
     };
     if (c.token !== undefined) out['token'] = c.token;
     if (c.schema !== undefined) out['schema'] = c.schema;

@@ -267,7 +267,9 @@ export function electedWorkerLink(
     return held;
   };
   locks
-    .request('lattice:' + dbName, { ifAvailable: true, signal: abort.signal }, (lock) => {
+    // (ifAvailable cannot be combined with an abort signal.)
+    .request('lattice:' + dbName, { ifAvailable: true }, (lock) => {
+      if (closed) return undefined;
       if (lock) return hold();
       role = 'follower';
       channel.postMessage({ t: 'hello', from: tab } satisfies ChannelMessage);
@@ -279,7 +281,7 @@ export function electedWorkerLink(
       locks.request('lattice:' + dbName, { signal: abort.signal }, hold).catch(() => {});
       return undefined;
     })
-    .catch(() => {});
+    .catch((err: unknown) => h.fail(new LatticeError('INTERNAL', `Web Lock lattice:${dbName}: ${String(err)}`)));
 
   return {
     send(msg) {

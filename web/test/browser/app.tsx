@@ -1,0 +1,153 @@
+// The page of the browser tests: the package's own sources, bundled by
+// esbuild, driven from the test through window.lt.
+import { StrictMode, useLayoutEffect } from 'react';
+import { createRoot } from 'react-dom/client';
+import type { Root } from 'react-dom/client';
+import { createLattice } from '../../src/index.js';
+import type { Lattice, LinkHandlers, Row, Shape, RequestMessage, WorkerMessage } from '../../src/index.js';
+import { electedWorkerLink, sharedWorkerLink } from '../../src/link.js';
+import { LatticeProvider, useLiveQuery, useShape } from '../../src/react.js';
+
+interface Commit {
+  t: number; // epoch ms, sub-millisecond
+  titles: string[];
+}
+
+const now = () => performance.timeOrigin + performance.now();
+
+const state = {
+  db: undefined as Lattice | undefined,
+  sent: [] as RequestMessage[],
+  events: [] as WorkerMessage[],
+  liveCalls: 0,
+  activeLives: 0,
+  commits: [] as Commit[],
+  root: undefined as Root | undefined,
+};
+
+// Counts what the hooks ask of the database; everything goes to the real one.
+function counted(db: Lattice): Lattice {
+  return {
+    sync: (s) => db.sync(s),
+    query: (sql, params) => db.query(sql, params),
+    exec: (sql, params) => db.exec(sql, params),
+    transaction: (fn) => db.transaction(fn),
+    liveQuery: (sql, params, onRows, onError) => {
+      state.liveCalls++;
+      state.activeLives++;
+      const stop = db.liveQuery(sql, params, onRows, onError);
+      let stopped = false;
+      return () => {
+        if (!stopped) state.activeLives--;
+        stopped = true;
+        stop();
+      };
+    },
+    get status() {
+      return db.status;
+    },
+    onStatus: (fn) => db.onStatus(fn),
+    onRejected: (fn) => db.onRejected(fn),
+    setToken: (t) => db.setToken(t),
+    close: () => db.close(),
+  };
+}
+
+function List(props: { sql: string; params: unknown[]; shape: Shape }) {
+  const shape = useShape(props.shape);
+  // A new params array each render, on purpose.
+  const { rows, error } = useLiveQuery(props.sql, [...(props.params as string[])]);
+  const titles = rows.map((r: Row) => String(r['title']));
+  useLayoutEffect(() => {
+    state.commits.push({ t: now(), titles });
+  }, [rows]);
+  return (
+    <div>
+      <p id="synced">{String(shape.synced)}</p>
+      {error ? <p id="error">{error.code}</p> : null}
+      <ul>
+        {titles.map((t) => (
+          <li key={t}>{t}</li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+const lt = {
+  async open(opts: { url: string; dbName: string; worker: 'shared' | 'dedicated' }) {
+    const workerUrl = new URL('/worker.js', location.href);
+    workerUrl.searchParams.set('wasm', new URL('/lattice.wasm', location.href).href);
+    const db = await createLattice(
+      { url: opts.url, dbName: opts.dbName, worker: opts.worker },
+      (tab: string, h: LinkHandlers) => {
+        const logged: LinkHandlers = {
+          ...h,
+          message(m) {
+            if (m.id === undefined) state.events.push(m);
+            h.message(m);
+          },
+        };
+        const link =
+          opts.worker === 'shared'
+            ? sharedWorkerLink(workerUrl, opts.dbName, logged)
+            : electedWorkerLink(workerUrl, opts.dbName, tab, logged);
+        return {
+          send(m: RequestMessage) {
+            state.sent.push(m);
+            link.send(m);
+          },
+          close: () => link.close(),
+        };
+      },
+    );
+    state.db = counted(db);
+    return db.status.state;
+  },
+  mount(opts: { strict: boolean; releaseDelay: number; sql: string; params: unknown[]; shape: Shape }) {
+    const el = document.getElementById('root')!;
+    state.root = createRoot(el);
+    const tree = (
+      <LatticeProvider db={state.db!} releaseDelay={opts.releaseDelay}>
+        <List sql={opts.sql} params={opts.params} shape={opts.shape} />
+      </LatticeProvider>
+    );
+    state.root.render(opts.strict ? <StrictMode>{tree}</StrictMode> : tree);
+  },
+  unmount() {
+    state.root?.unmount();
+    state.root = undefined;
+  },
+  /** Resolves with the time of the first commit showing title. */
+  async waitTitle(title: string, timeoutMs = 10_000): Promise<number> {
+    const deadline = now() + timeoutMs;
+    while (now() < deadline) {
+      const c = state.commits.find((c) => c.titles.includes(title));
+      if (c) return c.t;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    throw new Error(`no render showed ${title} within ${timeoutMs} ms; last: ${JSON.stringify(state.commits.at(-1))}`);
+  },
+  counts() {
+    return {
+      liveCalls: state.liveCalls,
+      activeLives: state.activeLives,
+      liveOps: state.sent.filter((m) => m.op === 'live').length,
+      unliveOps: state.sent.filter((m) => m.op === 'unlive').map((m) => m['live'] as number),
+      syncOps: state.sent.filter((m) => m.op === 'sync').length,
+      unsyncOps: state.sent.filter((m) => m.op === 'unsync').length,
+    };
+  },
+  /** Worker live ids that got a rows event at or after index from. */
+  rowsEventsSince(from: number): number[] {
+    return state.events.slice(from).filter((e) => e.event === 'rows').map((e) => e['live'] as number);
+  },
+  eventCount: () => state.events.length,
+  /** Runs a statement through the database (tests write with it). */
+  exec: (sql: string, params: unknown[]) => state.db!.exec(sql, params as never),
+  query: (sql: string, params: unknown[]) => state.db!.query(sql, params as never),
+  status: () => state.db!.status,
+  close: () => state.db!.close(),
+};
+
+(globalThis as unknown as { lt: typeof lt }).lt = lt;

@@ -1,0 +1,184 @@
+// Browser tests of @latticesync/web against a real `lattice dev` (throwaway
+// Postgres + service) in the Debian Chromium: hooks re-render on remote
+// changes, StrictMode subscribes once, unmount releases the live query, pages
+// share one database through a SharedWorker or an elected dedicated Worker,
+// and the packed tarball works in a fresh Vite + React app.
+//
+//   node test/browser/run.mjs            (from web/; needs ./build.sh build first)
+//   LATTICE_BIN=... CHROMIUM=... BROWSER_LOG=1 LATTICE_LOG=1 to adjust
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { launchBrowser, openPage, requireDist, serveDir, sleep, startLattice, tempDir, webDir } from './harness.mjs';
+import { packTest } from './pack.mjs';
+
+const SQL = 'select id, title from issue where project_id = ? order by title';
+const SHAPE = { table: 'issue', where: 'project_id = $1', params: ['p1'] };
+const RELEASE = 100;
+
+let svc, www, browser;
+
+before(async () => {
+  requireDist();
+  svc = await startLattice();
+  const root = tempDir('lattice-www-');
+  await build({
+    entryPoints: [join(webDir, 'test/browser/app.tsx')],
+    outfile: join(root, 'app.js'),
+    bundle: true,
+    format: 'esm',
+    jsx: 'automatic',
+    define: { 'process.env.NODE_ENV': '"development"' },
+    logLevel: 'warning',
+  });
+  copyFileSync(join(webDir, 'test/browser/index.html'), join(root, 'index.html'));
+  for (const f of ['worker.js', 'lattice.wasm', 'wasm_exec.js']) copyFileSync(join(webDir, 'dist', f), join(root, f));
+  www = await serveDir(root);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await www?.close();
+  await svc?.stop();
+});
+
+async function setTitle(from, to) {
+  const r = await svc.pool.query('update issue set title = $2 where title = $1', [from, to]);
+  assert.equal(r.rowCount, 1, `no issue titled ${from}`);
+}
+
+async function openDb(context, dbName, worker = 'shared') {
+  const page = await openPage(context, www.origin + '/');
+  await page.evaluate((o) => globalThis.lt.open(o), { url: svc.url, dbName, worker });
+  return page;
+}
+
+function mount(page, strict) {
+  return page.evaluate((o) => globalThis.lt.mount(o), {
+    strict,
+    releaseDelay: RELEASE,
+    sql: SQL,
+    params: ['p1'],
+    shape: SHAPE,
+  });
+}
+
+describe('React hooks in Chromium against lattice dev', () => {
+  it('re-renders a component on a remote change (and measures commit-to-render latency)', async () => {
+    const context = await browser.newContext();
+    const page = await openDb(context, 'rerender');
+    await mount(page, false);
+    await page.evaluate(() => globalThis.lt.waitTitle('Issue 1'));
+    await setTitle('Issue 1', 'Remote 1');
+    await page.evaluate(() => globalThis.lt.waitTitle('Remote 1'));
+    assert.equal(await page.locator('li', { hasText: 'Remote 1' }).count(), 1);
+
+    // Latency from sending an autocommitted UPDATE to the React commit showing it.
+    const n = Number(process.env.LATENCY_N ?? 60);
+    const lat = [];
+    let prev = 'Remote 1';
+    for (let i = 0; i < n; i++) {
+      const next = `Latency ${i}`;
+      const t0 = performance.timeOrigin + performance.now();
+      await setTitle(prev, next);
+      const t1 = await page.evaluate((t) => globalThis.lt.waitTitle(t), next);
+      lat.push(t1 - t0);
+      prev = next;
+    }
+    lat.sort((a, b) => a - b);
+    const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(1);
+    console.log(`remote commit -> React render: n=${n} p50=${q(0.5)} ms p99=${q(0.99)} ms max=${lat.at(-1).toFixed(1)} ms`);
+    await setTitle(prev, 'Issue 1');
+    await page.evaluate(() => globalThis.lt.close());
+    await context.close();
+  });
+
+  it('subscribes once under StrictMode, and unmount releases the live query in the worker', async () => {
+    const context = await browser.newContext();
+    const page = await openDb(context, 'strict');
+    await mount(page, true);
+    await page.evaluate(() => globalThis.lt.waitTitle('Issue 2'));
+    await sleep(RELEASE * 3);
+    let c = await page.evaluate(() => globalThis.lt.counts());
+    assert.equal(c.liveCalls, 1, 'one liveQuery for the StrictMode double mount');
+    assert.equal(c.activeLives, 1);
+    assert.equal(c.liveOps, 1, 'one live request to the worker');
+    assert.equal(c.syncOps, 1, 'one sync request to the worker');
+    await setTitle('Issue 2', 'Strict 2');
+    await page.evaluate(() => globalThis.lt.waitTitle('Strict 2'));
+
+    await page.evaluate(() => globalThis.lt.unmount());
+    await sleep(RELEASE * 3);
+    c = await page.evaluate(() => globalThis.lt.counts());
+    assert.equal(c.activeLives, 0, 'live query released after unmount');
+    assert.equal(c.unliveOps.length, 1, 'unlive sent to the worker');
+    assert.equal(c.unsyncOps, 1, 'unsync sent to the worker');
+    // The worker no longer sends rows for the released query.
+    const from = await page.evaluate(() => globalThis.lt.eventCount());
+    await setTitle('Strict 2', 'Issue 2');
+    await sleep(1000);
+    const got = await page.evaluate((f) => globalThis.lt.rowsEventsSince(f), from);
+    assert.deepEqual(got.filter((l) => c.unliveOps.includes(l)), []);
+    await page.evaluate(() => globalThis.lt.close());
+    await context.close();
+  });
+
+  it('shares one database between pages through the SharedWorker', async () => {
+    const context = await browser.newContext();
+    const a = await openDb(context, 'shared2');
+    const b = await openDb(context, 'shared2');
+    await mount(a, false);
+    await mount(b, false);
+    await a.evaluate(() => globalThis.lt.waitTitle('Issue 4'));
+    await b.evaluate(() => globalThis.lt.waitTitle('Issue 4'));
+    // A local write in one page shows in the other at once, and reaches Postgres.
+    await a.evaluate(() => globalThis.lt.exec("insert into issue (project_id, title) values ('p1', 'From page A')", []));
+    await b.evaluate(() => globalThis.lt.waitTitle('From page A'));
+    await waitPg("select 1 from issue where title = 'From page A'");
+    await svc.pool.query("delete from issue where title = 'From page A'");
+    await context.close();
+  });
+
+  it('elects one dedicated Worker; when its page closes another page takes over', async () => {
+    const context = await browser.newContext();
+    const a = await openDb(context, 'elected', 'dedicated');
+    const b = await openDb(context, 'elected', 'dedicated');
+    await mount(a, false);
+    await mount(b, false);
+    await a.evaluate(() => globalThis.lt.waitTitle('Issue 5'));
+    await b.evaluate(() => globalThis.lt.waitTitle('Issue 5'));
+    await setTitle('Issue 5', 'Elected 5');
+    await a.evaluate(() => globalThis.lt.waitTitle('Elected 5'));
+    await b.evaluate(() => globalThis.lt.waitTitle('Elected 5'));
+    await b.evaluate(() => globalThis.lt.exec("insert into issue (project_id, title) values ('p1', 'From follower')", []));
+    await a.evaluate(() => globalThis.lt.waitTitle('From follower'));
+    await waitPg("select 1 from issue where title = 'From follower'");
+
+    await a.close(); // the owner page goes away
+    await setTitle('Elected 5', 'Taken over 5');
+    await b.evaluate(() => globalThis.lt.waitTitle('Taken over 5', 20_000));
+    const n = await b.evaluate(async () => (await globalThis.lt.query("select count(*) as n from issue where title = 'From follower'", []))[0].n);
+    assert.equal(n, 1);
+    await setTitle('Taken over 5', 'Issue 5');
+    await svc.pool.query("delete from issue where title = 'From follower'");
+    await context.close();
+  });
+
+  it('npm pack: the tarball installs into a fresh Vite + React app, builds, and syncs both ways', async () => {
+    await packTest({ browser, svc });
+  });
+});
+
+async function waitPg(sql, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if ((await svc.pool.query(sql)).rowCount > 0) return;
+    await sleep(50);
+  }
+  throw new Error(`Postgres never satisfied: ${sql}`);
+}
+
+export { waitPg };

@@ -1,135 +1,45 @@
-// Minimal harness for the browser tests: a real `lattice dev` (throwaway
-// Postgres + insecure service), a static HTTP server, and the Debian
-// Chromium driven by playwright-core.
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:http';
-import { createReadStream, existsSync, mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { extname, join, normalize, resolve } from 'node:path';
+// The browser tests of web/ reuse the repository's browser harness
+// (browsertest/: Debian Chromium over playwright-core, static server,
+// internal/testservice for a throwaway Postgres + insecure service).
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import net from 'node:net';
-import pg from 'pg';
-import { chromium } from 'playwright-core';
+import { launch, serve, tempDir } from '../../../browsertest/lib/harness.js';
+import { startService } from '../../../browsertest/lib/service.js';
+
+export { launch, serve, tempDir };
 
 export const webDir = fileURLToPath(new URL('../..', import.meta.url));
 export const repoDir = resolve(webDir, '..');
 
-export function tempDir(prefix) {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+// The tables of the tests (the demo's project/issue).
+const SETUP = `
+CREATE TABLE project (id text PRIMARY KEY, name text NOT NULL);
+CREATE TABLE issue (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  project_id text NOT NULL REFERENCES project(id),
+  title text NOT NULL,
+  status text NOT NULL DEFAULT 'open',
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO project VALUES ('p1', 'Lattice'), ('p2', 'Website');
+INSERT INTO issue (project_id, title)
+SELECT CASE WHEN i % 3 = 0 THEN 'p2' ELSE 'p1' END, 'Issue ' || i FROM generate_series(1, 20) i;
+`;
 
-export async function freePort() {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-}
-
-/** The lattice binary: $LATTICE_BIN, or built from the repository into a temp dir. */
-export function latticeBinary() {
-  if (process.env.LATTICE_BIN) return process.env.LATTICE_BIN;
-  const out = join(tempDir('lattice-bin-'), 'lattice');
-  execFileSync('go', ['build', '-o', out, './cmd/lattice'], { cwd: repoDir, stdio: 'inherit' });
-  return out;
-}
-
-/** Starts `lattice dev` on a free port; resolves to { url, databaseUrl, pool, stop }. */
+/** A throwaway Postgres + service with the test tables: { url, sql, query, close }. */
 export async function startLattice() {
-  const bin = latticeBinary();
-  const port = await freePort();
-  const proc = spawn(bin, ['dev', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  proc.stdout.on('data', (d) => (out += d));
-  proc.stderr.on('data', (d) => {
-    err += d;
-    if (process.env.LATTICE_LOG) process.stderr.write(d);
-  });
-  const exited = new Promise((res) => proc.on('exit', res));
-  const deadline = Date.now() + 120_000;
-  while (!/Postgres:\s+(\S+)/.test(out)) {
-    if (proc.exitCode !== null) throw new Error(`lattice dev exited: ${err}`);
-    if (Date.now() > deadline) throw new Error(`lattice dev did not start: ${err}`);
-    await sleep(100);
-  }
-  const databaseUrl = /Postgres:\s+(\S+)/.exec(out)[1];
-  while (true) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.ok) break;
-    } catch {}
-    if (Date.now() > deadline) throw new Error('lattice dev: /healthz never answered');
-    await sleep(100);
-  }
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-  return {
-    url: `ws://127.0.0.1:${port}`,
-    databaseUrl,
-    pool,
-    async stop() {
-      await pool.end();
-      proc.kill('SIGINT');
-      await Promise.race([exited, sleep(15_000)]);
-      if (proc.exitCode === null) proc.kill('SIGKILL');
-    },
-  };
+  const svc = await startService({ setup: SETUP, electrify: ['project', 'issue'] });
+  return { url: svc.ws, sql: svc.sql, query: svc.query, close: svc.close };
 }
 
-const types = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css',
-  '.wasm': 'application/wasm',
-  '.json': 'application/json',
-  '.svg': 'image/svg+xml',
-};
-
-/** Serves a directory over HTTP on a free port; resolves to { origin, close }. */
-export async function serveDir(root) {
-  const server = createServer((req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    let file = join(root, path);
-    if (!file.startsWith(root)) {
-      res.writeHead(403).end();
-      return;
-    }
-    if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
-    if (!existsSync(file)) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
-    createReadStream(file).pipe(res);
-  });
-  await new Promise((res) => server.listen(0, '127.0.0.1', res));
-  return {
-    origin: `http://127.0.0.1:${server.address().port}`,
-    close: () => new Promise((res) => server.close(res)),
-  };
-}
-
-export function chromiumPath() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
-  for (const p of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(p)) return p;
-  throw new Error('Chromium not found: install the Debian package chromium (./build.sh deps) or set CHROMIUM');
-}
-
-export async function launchBrowser() {
-  return chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'], dumpio: !!process.env.BROWSER_DUMPIO });
-}
-
-/** Opens a page that forwards its console errors to the test output. */
+/** Opens a page that forwards its errors to the test output. */
 export async function openPage(context, url) {
   const page = await context.newPage();
   page.on('console', (m) => {
-    if (m.type() === 'error' || process.env.BROWSER_LOG) console.error(`[page] ${m.type()}: ${m.text()}`);
+    if ((m.type() === 'error' && !m.text().includes('404')) || process.env.BROWSER_LOG) {
+      console.error(`[page] ${m.type()}: ${m.text()}`);
+    }
   });
   page.on('pageerror', (e) => console.error(`[page] uncaught: ${e.message}`));
   await page.goto(url);
@@ -140,11 +50,22 @@ export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Polls fn until it returns a truthy value. */
+export async function waitFor(what, fn, ms = 10_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+    await sleep(50);
+  }
+}
+
 /** Checks the package's built assets exist (./build.sh build makes the worker and wasm). */
 export function requireDist() {
   for (const f of ['index.js', 'react.js', 'worker.js', 'lattice.wasm', 'wasm_exec.js']) {
     if (!existsSync(join(webDir, 'dist', f))) {
-      throw new Error(`web/dist/${f} is missing: run ./build.sh build (worker, wasm) and npm run build first`);
+      throw new Error(`web/dist/${f} is missing: run ./build.sh build (worker, wasm) and npm run build in web/`);
     }
   }
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openPage, serveDir, sleep, tempDir, webDir } from './harness.mjs';
+import { openPage, serve, tempDir, waitFor, webDir } from './harness.mjs';
 
 const installed = (name) => JSON.parse(readFileSync(join(webDir, 'node_modules', name, 'package.json'), 'utf8')).version;
 
@@ -49,7 +49,7 @@ main().catch((e) => {
 export async function packTest({ browser, svc }) {
   const dir = tempDir('lattice-pack-');
   // prepack builds the package and makes dist/worker.js self-contained.
-  run('npm', ['pack', '--pack-destination', dir], webDir);
+  run('npm', ['pack', '--loglevel=error', '--pack-destination', dir], webDir);
   const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
   assert.ok(tgz, 'npm pack made no tarball');
   const files = run('tar', ['-tzf', join(dir, tgz)], dir).split('\n');
@@ -95,25 +95,20 @@ export async function packTest({ browser, svc }) {
   const assets = readdirSync(join(app, 'dist', 'assets'));
   assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite build emitted no .wasm: ${assets}`);
 
-  const site = await serveDir(join(app, 'dist'));
+  const site = await serve(join(app, 'dist'));
   const context = await browser.newContext();
   try {
-    const page = await openPage(context, `${site.origin}/?url=${encodeURIComponent(svc.url)}`);
+    const page = await openPage(context, `${site.url}?url=${encodeURIComponent(svc.url)}`);
     await page.locator('li', { hasText: 'Issue 3' }).first().waitFor({ timeout: 30_000 });
     // Postgres -> the built app.
-    await svc.pool.query("insert into issue (project_id, title) values ('p2', 'Pack remote')");
+    await svc.sql("insert into issue (project_id, title) values ('p2', 'Pack remote')");
     await page.locator('li', { hasText: 'Pack remote' }).waitFor({ timeout: 10_000 });
     // The built app -> Postgres.
     await page.evaluate(() => window.db.exec("insert into issue (project_id, title) values ('p2', 'Pack local')"));
     await page.locator('li', { hasText: 'Pack local' }).waitFor({ timeout: 5_000 });
-    const deadline = Date.now() + 10_000;
-    let n = 0;
-    while (Date.now() < deadline && n === 0) {
-      n = (await svc.pool.query("select 1 from issue where title = 'Pack local'")).rowCount;
-      if (n === 0) await sleep(50);
-    }
-    assert.equal(n, 1, 'the row written in the built app never reached Postgres');
-    await svc.pool.query("delete from issue where title in ('Pack remote', 'Pack local')");
+    await waitFor('the row written in the built app to reach Postgres', async () =>
+      (await svc.query("select 1 from issue where title = 'Pack local'")).length === 1);
+    await svc.sql("delete from issue where title in ('Pack remote', 'Pack local')");
   } finally {
     await context.close();
     await site.close();

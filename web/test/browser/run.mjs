@@ -1,24 +1,25 @@
-// Browser tests of @latticesync/web against a real `lattice dev` (throwaway
-// Postgres + service) in the Debian Chromium: hooks re-render on remote
+// Browser tests of @latticesync/web against a real service (throwaway
+// Postgres + insecure lattice service) in the Debian Chromium: hooks re-render on remote
 // changes, StrictMode subscribes once, unmount releases the live query, pages
 // share one database through a SharedWorker or an elected dedicated Worker,
 // and the packed tarball works in a fresh Vite + React app.
 //
-//   node test/browser/run.mjs            (from web/; needs ./build.sh build first)
-//   LATTICE_BIN=... CHROMIUM=... BROWSER_LOG=1 LATTICE_LOG=1 to adjust
+//   node test/browser/run.mjs   (from web/; needs ./build.sh build first and
+//                                 browsertest/node_modules: ./build.sh deps)
+//   CHROMIUM=... BROWSER_LOG=1 LATENCY_N=... to adjust
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { launchBrowser, openPage, requireDist, serveDir, sleep, startLattice, tempDir, webDir } from './harness.mjs';
+import { launch, openPage, requireDist, serve, sleep, startLattice, tempDir, waitFor, webDir } from './harness.mjs';
 import { packTest } from './pack.mjs';
 
 const SQL = 'select id, title from issue where project_id = ? order by title';
 const SHAPE = { table: 'issue', where: 'project_id = $1', params: ['p1'] };
 const RELEASE = 100;
 
-let svc, www, browser;
+let svc, www, chrome, browser;
 
 before(async () => {
   requireDist();
@@ -35,23 +36,25 @@ before(async () => {
   });
   copyFileSync(join(webDir, 'test/browser/index.html'), join(root, 'index.html'));
   for (const f of ['worker.js', 'lattice.wasm', 'wasm_exec.js']) copyFileSync(join(webDir, 'dist', f), join(root, f));
-  www = await serveDir(root);
-  browser = await launchBrowser();
+  www = await serve(root);
+  chrome = await launch();
+  browser = chrome.browser;
 });
 
 after(async () => {
-  await browser?.close();
+  await chrome?.close();
   await www?.close();
-  await svc?.stop();
+  await svc?.close();
 });
 
+// Titles in these tests are plain words and digits: no quoting needed.
 async function setTitle(from, to) {
-  const r = await svc.pool.query('update issue set title = $2 where title = $1', [from, to]);
-  assert.equal(r.rowCount, 1, `no issue titled ${from}`);
+  const rows = await svc.query(`update issue set title = '${to}' where title = '${from}' returning id`);
+  assert.equal(rows.length, 1, `no issue titled ${from}`);
 }
 
 async function openDb(context, dbName, worker = 'shared') {
-  const page = await openPage(context, www.origin + '/');
+  const page = await openPage(context, www.url);
   await page.evaluate((o) => globalThis.lt.open(o), { url: svc.url, dbName, worker });
   return page;
 }
@@ -66,7 +69,7 @@ function mount(page, strict) {
   });
 }
 
-describe('React hooks in Chromium against lattice dev', () => {
+describe('@latticesync/web in Chromium against a real service', () => {
   it('re-renders a component on a remote change (and measures commit-to-render latency)', async () => {
     const context = await browser.newContext();
     const page = await openDb(context, 'rerender');
@@ -138,7 +141,7 @@ describe('React hooks in Chromium against lattice dev', () => {
     await a.evaluate(() => globalThis.lt.exec("insert into issue (project_id, title) values ('p1', 'From page A')", []));
     await b.evaluate(() => globalThis.lt.waitTitle('From page A'));
     await waitPg("select 1 from issue where title = 'From page A'");
-    await svc.pool.query("delete from issue where title = 'From page A'");
+    await svc.sql("delete from issue where title = 'From page A'");
     await context.close();
   });
 
@@ -163,7 +166,7 @@ describe('React hooks in Chromium against lattice dev', () => {
     const n = await b.evaluate(async () => (await globalThis.lt.query("select count(*) as n from issue where title = 'From follower'", []))[0].n);
     assert.equal(n, 1);
     await setTitle('Taken over 5', 'Issue 5');
-    await svc.pool.query("delete from issue where title = 'From follower'");
+    await svc.sql("delete from issue where title = 'From follower'");
     await context.close();
   });
 
@@ -172,13 +175,6 @@ describe('React hooks in Chromium against lattice dev', () => {
   });
 });
 
-async function waitPg(sql, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if ((await svc.pool.query(sql)).rowCount > 0) return;
-    await sleep(50);
-  }
-  throw new Error(`Postgres never satisfied: ${sql}`);
+function waitPg(sql, timeoutMs = 10_000) {
+  return waitFor(sql, async () => (await svc.query(sql)).length > 0, timeoutMs);
 }
-
-export { waitPg };

@@ -348,7 +348,12 @@ func TestApplyNotCaptured(t *testing.T) {
 	fc := fs.accept()
 	fc.welcome("log1")
 	syncItems(t, c, fc, 5, ins(1, vInt(1), vText("a"), vInt(1)), ins(1, vInt(2), vText("b"), vInt(2)))
-	if on, err := c.conn.Config(sqlite3.DBCONFIG_ENABLE_TRIGGER); err != nil || !on {
+	if err := c.lock(ctxT(t)); err != nil { // the connection is shared with the client's goroutines
+		t.Fatal(err)
+	}
+	on, err := c.conn.Config(sqlite3.DBCONFIG_ENABLE_TRIGGER)
+	c.unlock()
+	if err != nil || !on {
 		t.Fatalf("triggers left disabled after a snapshot: %v %v", on, err)
 	}
 	fc.send(txn(6, upd(1, vInt(1), vText("A"), vInt(1)), del(1, vInt(2)), ins(1, vInt(3), vText("c"), vNull())))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/latticesync/lattice/coltype"
@@ -60,7 +61,26 @@ type txState struct {
 	// the rows it changes are recorded for rebasing (rebase.go).
 	rebase bool
 	rows   map[string]struct{} // rowKey of each row changed, when rebase
-	resets map[string]struct{} // local names of the tables reset, when rebase
+
+	// held: the last service transaction is applied but its SQLite
+	// transaction is left open (and db held), to commit together with the
+	// next ones already received (group commit, see commitTxn). open is
+	// false then. The position of the group's last transaction is already
+	// in c.logID and c.lsn; committedLogID and committedLSN are the
+	// persisted ones, restored if the group rolls back.
+	held           bool
+	heldSince      time.Time
+	heldN          int
+	committedLogID string
+	committedLSN   uint64
+	heldSynced     []*subState
+	// savepoint: the open transaction began inside a held group, after
+	// SAVEPOINT lattice_txn, so that its failure keeps the group's
+	// completed transactions (see abortTxn); savePend and saveUnret are the
+	// local bookkeeping deltas at the savepoint.
+	savepoint           bool
+	savePend, saveUnret int64
+	resets              map[string]struct{} // local names of the tables reset, when rebase
 }
 
 // localName returns the local table name of a Postgres table: the table
@@ -352,8 +372,16 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		if c.tx.open {
 			return fmt.Errorf("apply txn %d: first chunk inside transaction %d", m.LSN, c.tx.lsn)
 		}
-		if err := c.stmts.begin.Exec(); err != nil {
-			return fmt.Errorf("begin transaction: %w", err)
+		if !c.tx.held {
+			if err := c.stmts.begin.Exec(); err != nil {
+				return fmt.Errorf("begin transaction: %w", err)
+			}
+		} else {
+			if err := c.conn.Exec("SAVEPOINT lattice_txn"); err != nil {
+				return fmt.Errorf("begin transaction: %w", err)
+			}
+			c.tx.savepoint = true
+			c.tx.savePend, c.tx.saveUnret = c.loc.pendDelta, c.loc.unretDelta
 		}
 		c.tx.open = true
 		c.tx.applying = false
@@ -572,21 +600,63 @@ func (c *Client) commitTxn(s *session) error {
 			return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
 		}
 	}
-	if err := c.beforeCommit(); err != nil {
-		return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
+	if c.tx.savepoint {
+		if err := c.conn.Exec("RELEASE lattice_txn"); err != nil {
+			return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
+		}
+		c.tx.savepoint = false
 	}
-	if err := c.stmts.commit.Exec(); err != nil {
-		return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
-	}
-	c.afterCommit()
-	c.restoreTriggers()
-	for _, st := range synced {
-		st.markSynced()
-		c.log.Info("lattice: shape synced", "shape", st.id)
+	if !c.tx.held {
+		c.tx.committedLogID, c.tx.committedLSN = c.logID, c.lsn
 	}
 	c.tx.open = false
 	c.logID, c.lsn = logID, lsn
+	c.tx.heldSynced = append(c.tx.heldSynced, synced...)
 	s.committed(c.tx.tables, c.tx.schema)
+	// Group commit: when more frames are already queued (catching up, or
+	// a busy stream), leave the SQLite transaction open and apply them in
+	// it, up to maxGroup transactions or maxGroupDelay, so a backlog costs
+	// one commit (one IndexedDB transaction in a browser) instead of one
+	// each. Snapshots commit at once (they end with trigger state to
+	// restore and shapes to mark synced).
+	if !c.tx.held {
+		c.tx.heldSince, c.tx.heldN = time.Now(), 0
+	}
+	c.tx.held = true
+	c.tx.heldN++
+	if c.tx.snap || c.tx.noTriggers || !s.moreQueued() || c.tx.heldN >= maxGroup || time.Since(c.tx.heldSince) >= maxGroupDelay {
+		return c.commitHeld()
+	}
+	return nil
+}
+
+// Group commit bounds (see commitTxn).
+const (
+	maxGroup      = 500
+	maxGroupDelay = 10 * time.Millisecond
+)
+
+// commitHeld commits the held SQLite transaction: the service
+// transactions applied since the last commit. Caller holds db.
+func (c *Client) commitHeld() error {
+	if !c.tx.held {
+		return nil
+	}
+	if err := c.beforeCommit(); err != nil {
+		return fmt.Errorf("commit transaction %d: %w", c.lsn, err)
+	}
+	if err := c.stmts.commit.Exec(); err != nil {
+		return fmt.Errorf("commit transaction %d: %w", c.lsn, err)
+	}
+	c.tx.held = false
+	c.afterCommit()
+	c.restoreTriggers()
+	for _, st := range c.tx.heldSynced {
+		st.markSynced()
+		c.log.Info("lattice: shape synced", "shape", st.id)
+	}
+	clear(c.tx.heldSynced)
+	c.tx.heldSynced = c.tx.heldSynced[:0]
 	return nil
 }
 
@@ -605,15 +675,44 @@ func (c *Client) setState(key string, value any) error {
 // abortTxn rolls back the service transaction being applied, if any.
 // Caller holds db.
 func (c *Client) abortTxn() {
-	if !c.tx.open {
+	if !c.tx.open && !c.tx.held {
 		return
 	}
+	if c.tx.held {
+		// Keep the group's completed transactions: undo only the partial
+		// one (back to its savepoint), then commit.
+		err := error(nil)
+		if c.tx.open && c.tx.savepoint {
+			err = c.conn.Exec("ROLLBACK TO lattice_txn; RELEASE lattice_txn")
+			c.loc.pendDelta, c.loc.unretDelta = c.tx.savePend, c.tx.saveUnret
+			c.restoreTriggers()
+			c.tx.open, c.tx.savepoint = false, false
+			if err == nil {
+				c.log.Info("lattice: rolled back partial transaction", "lsn", c.tx.lsn)
+			}
+		}
+		if err == nil && !c.tx.open {
+			if err = c.commitHeld(); err == nil {
+				return
+			}
+		}
+		c.log.Error("lattice: keep applied transactions", "err", err)
+	}
+	c.tx.savepoint = false
 	if err := c.stmts.rollback.Exec(); err != nil {
 		c.log.Error("lattice: roll back transaction", "lsn", c.tx.lsn, "err", err)
 	}
 	c.afterRollback()
 	c.restoreTriggers()
-	c.tx.open = false
+	if c.tx.held {
+		// The group's completed transactions are lost with it: the
+		// position goes back to the last commit, so they are fetched again.
+		c.logID, c.lsn = c.tx.committedLogID, c.tx.committedLSN
+		clear(c.tx.heldSynced)
+		c.tx.heldSynced = c.tx.heldSynced[:0]
+		c.log.Info("lattice: rolled back uncommitted transactions", "since_lsn", c.lsn)
+	}
+	c.tx.open, c.tx.held = false, false
 	c.log.Info("lattice: rolled back partial transaction", "lsn", c.tx.lsn)
 }
 

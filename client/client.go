@@ -36,8 +36,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 

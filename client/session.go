@@ -221,6 +221,9 @@ func newSession(c *Client, ctx context.Context, ws *websocket.Conn) *session {
 }
 
 // touch records a sign of life from the service.
+// moreQueued reports whether frames are waiting to be applied.
+func (s *session) moreQueued() bool { return len(s.frames) > 0 }
+
 func (s *session) touch() { s.active.Store(time.Now().UnixNano()) }
 
 // abort ends the session with err (the first one wins).
@@ -464,7 +467,7 @@ func (c *Client) serve(s *session) error {
 // back, the relations' statements are closed, pending notifications are
 // delivered.
 func (c *Client) endSession(s *session) {
-	if !c.tx.open { // with a transaction open the lock is already held
+	if !c.tx.open && !c.tx.held { // with a transaction open the lock is already held
 		c.lock(context.Background())
 	}
 	c.abortTxn()
@@ -488,7 +491,7 @@ func (c *Client) endSession(s *session) {
 // path and needs no socket: benchmarks and tests call it directly with a
 // session from newSession(c, ctx, nil).
 func (c *Client) handle(s *session, m protocol.Down) (err error) {
-	if !c.tx.open {
+	if !c.tx.open && !c.tx.held {
 		if err := c.lock(s.ctx); err != nil {
 			return err
 		}
@@ -497,7 +500,7 @@ func (c *Client) handle(s *session, m protocol.Down) (err error) {
 		if err != nil {
 			c.abortTxn()
 		}
-		if !c.tx.open {
+		if !c.tx.open && !c.tx.held {
 			c.unlock()
 			for _, f := range s.post {
 				c.updateStatus(f)
@@ -506,6 +509,12 @@ func (c *Client) handle(s *session, m protocol.Down) (err error) {
 			s.maybeFlushNotify()
 		}
 	}()
+	if _, ok := m.(*protocol.Txn); !ok && c.tx.held {
+		// Group commit spans consecutive transactions only.
+		if err := c.commitHeld(); err != nil {
+			return err
+		}
+	}
 	if !s.welcomed {
 		if _, ok := m.(*protocol.Welcome); !ok {
 			if e, ok := m.(*protocol.Error); ok {

@@ -2,10 +2,11 @@
 // React app, `vite build` bundles it with no Lattice-specific configuration,
 // and the built app syncs rows both ways with a real service.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openPage, serve, tempDir, waitFor, webDir } from './harness.mjs';
+import { openPage, serve, sleep, tempDir, waitFor, webDir } from './harness.mjs';
+import net from 'node:net';
 
 const installed = (name) => JSON.parse(readFileSync(join(webDir, 'node_modules', name, 'package.json'), 'utf8')).version;
 
@@ -48,6 +49,14 @@ main().catch((e) => {
 
 export async function packTest({ browser, svc }) {
   const dir = tempDir('lattice-pack-');
+  try {
+    await packAndRun(dir, browser, svc);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function packAndRun(dir, browser, svc) {
   // prepack builds the package and makes dist/worker.js self-contained.
   run('npm', ['pack', '--loglevel=error', '--pack-destination', dir], webDir);
   const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
@@ -91,7 +100,7 @@ export async function packTest({ browser, svc }) {
   );
   writeFileSync(join(app, 'src', 'main.jsx'), mainJsx);
   run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], app);
-  run('npx', ['vite', 'build', '--logLevel', 'warn'], app);
+  run(process.execPath, [join(app, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], app);
   const assets = readdirSync(join(app, 'dist', 'assets'));
   assert.ok(assets.some((f) => f.endsWith('.wasm')), `vite build emitted no .wasm: ${assets}`);
 
@@ -113,4 +122,39 @@ export async function packTest({ browser, svc }) {
     await context.close();
     await site.close();
   }
+
+  // The Vite dev server too, with no Lattice configuration (dependency
+  // pre-bundling included).
+  const port = await freePort();
+  const dev = spawn(process.execPath, [join(app, 'node_modules/vite/bin/vite.js'), '--port', String(port), '--strictPort', '--force', '--logLevel', 'warn'], {
+    cwd: app,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const devContext = await browser.newContext();
+  try {
+    await waitFor('the Vite dev server', async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/`)).ok;
+      } catch {
+        return false;
+      }
+    }, 30_000);
+    const page = await openPage(devContext, `http://127.0.0.1:${port}/?url=${encodeURIComponent(svc.url)}`);
+    await page.locator('li', { hasText: 'Issue 3' }).first().waitFor({ timeout: 30_000 });
+  } finally {
+    await devContext.close();
+    dev.kill();
+    await sleep(100);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
 }

@@ -9,7 +9,7 @@
 //   CHROMIUM=... BROWSER_LOG=1 LATENCY_N=... to adjust
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { launch, openPage, requireDist, serve, sleep, startLattice, tempDir, waitFor, webDir } from './harness.mjs';
@@ -19,12 +19,12 @@ const SQL = 'select id, title from issue where project_id = ? order by title';
 const SHAPE = { table: 'issue', where: 'project_id = $1', params: ['p1'] };
 const RELEASE = 100;
 
-let svc, www, chrome, browser;
+let svc, www, chrome, browser, root;
 
 before(async () => {
   requireDist();
   svc = await startLattice();
-  const root = tempDir('lattice-www-');
+  root = tempDir('lattice-www-');
   await build({
     entryPoints: [join(webDir, 'test/browser/app.tsx')],
     outfile: join(root, 'app.js'),
@@ -45,6 +45,7 @@ after(async () => {
   await chrome?.close();
   await www?.close();
   await svc?.close();
+  if (root) rmSync(root, { recursive: true, force: true });
 });
 
 // Titles in these tests are plain words and digits: no quoting needed.
@@ -170,7 +171,7 @@ describe('@latticesync/web in Chromium against a real service', () => {
     await context.close();
   });
 
-  it('npm pack: the tarball installs into a fresh Vite + React app, builds, and syncs both ways', async () => {
+  it('npm pack: the tarball installs into a fresh Vite + React app, builds and syncs both ways; the dev server works too', async () => {
     await packTest({ browser, svc });
   });
 });

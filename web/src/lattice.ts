@@ -139,6 +139,7 @@ class LatticeClient implements Lattice {
   #early = new Map<number, WorkerMessage>(); // rows events that beat the reply to `live`
   #livesAsked = 0;
   #shapes = new Set<ShapeRecord>();
+  #shapeRefs = new Map<string, number>(); // the worker has one subscription per shape id
   #closed = false;
   #failure: LatticeError | undefined;
 
@@ -247,6 +248,7 @@ class LatticeClient implements Lattice {
     this.#liveById.clear();
     this.#early.clear();
     this.#livesAsked = 0;
+    this.#shapeRefs.clear();
     this.#setStatus({ state: 'connecting', pending: this.#status.pending });
     if (this.#closed) return;
     this.#open().catch((err: unknown) => this.#onFail(toLatticeError(err)));
@@ -423,7 +425,7 @@ class LatticeClient implements Lattice {
       rec.closed = true;
       this.#shapes.delete(rec);
       if (!rec.done) rec.reject(new LatticeError('CLOSED', 'the shape was unsubscribed before its data was local'));
-      if (rec.shapeId !== undefined && !this.#closed) await this.#call('unsync', { shapeId: rec.shapeId });
+      if (rec.shapeId !== undefined) await this.#releaseShape(rec.shapeId);
     };
     const handle: ShapeHandle = {
       get shapeId() {
@@ -453,8 +455,9 @@ class LatticeClient implements Lattice {
     this.#call('sync', { shape }).then(
       (r) => {
         const shapeId = (r as { shapeId: string }).shapeId;
+        this.#shapeRefs.set(shapeId, (this.#shapeRefs.get(shapeId) ?? 0) + 1);
         if (rec.closed) {
-          this.#call('unsync', { shapeId }).catch(() => {});
+          this.#releaseShape(shapeId).catch(() => {});
           return;
         }
         rec.shapeId = shapeId;
@@ -466,6 +469,17 @@ class LatticeClient implements Lattice {
         if (!rec.done) rec.reject(e);
       },
     );
+  }
+
+  // Unsyncs a shape once no handle of this page holds it.
+  async #releaseShape(shapeId: string): Promise<void> {
+    const n = (this.#shapeRefs.get(shapeId) ?? 1) - 1;
+    if (n > 0) {
+      this.#shapeRefs.set(shapeId, n);
+      return;
+    }
+    this.#shapeRefs.delete(shapeId);
+    if (!this.#closed) await this.#call('unsync', { shapeId });
   }
 
   async setToken(token: string): Promise<void> {

@@ -109,6 +109,23 @@ export function electedWorkerLink(
   const forwarded = new Map<number, Forwarded>();
   const liveOwner = new Map<number, string>(); // worker live id -> tab ('' for self)
   const followers = new Map<string, FollowerState>();
+  // The worker keeps one subscription per shape id for all pages: it is
+  // released only when no page holds the shape any more.
+  const shapeHolders = new Map<string, Set<string>>();
+  const holdShape = (from: string, shapeId: string) => {
+    let h = shapeHolders.get(shapeId);
+    if (!h) shapeHolders.set(shapeId, (h = new Set()));
+    h.add(from);
+  };
+  // True when the worker should drop the shape.
+  const releaseShape = (from: string, shapeId: string): boolean => {
+    const h = shapeHolders.get(shapeId);
+    if (!h) return true;
+    h.delete(from);
+    if (h.size > 0) return false;
+    shapeHolders.delete(shapeId);
+    return true;
+  };
   let openResult: unknown;
   let openWaiters: Array<{ from: string; id: number }> = [];
   let lastStatus: unknown;
@@ -152,8 +169,18 @@ export function electedWorkerLink(
       liveOwner.delete(live);
       toWorker(tab, { id: 0, op: 'unlive', live }, true);
     }
-    for (const shapeId of f.shapes) toWorker(tab, { id: 0, op: 'unsync', shapeId }, true);
+    for (const shapeId of f.shapes) {
+      if (releaseShape(tab, shapeId)) toWorker(tab, { id: 0, op: 'unsync', shapeId }, true);
+    }
     for (const tx of f.txs) toWorker(tab, { id: 0, op: 'rollback', tx }, true);
+  };
+
+  const fromSelf = (msg: RequestMessage) => {
+    if (msg.op === 'unsync' && !releaseShape('', msg['shapeId'] as string)) {
+      h.message({ id: msg.id, ok: true, result: {} });
+      return;
+    }
+    toWorker('', msg);
   };
 
   const fromFollower = (from: string, msg: RequestMessage) => {
@@ -174,6 +201,10 @@ export function electedWorkerLink(
         break;
       case 'unsync':
         f.shapes.delete(msg['shapeId'] as string);
+        if (!releaseShape(from, msg['shapeId'] as string)) {
+          deliver(from, { id: msg.id, ok: true, result: {} });
+          return;
+        }
         break;
       case 'commit':
       case 'rollback':
@@ -207,6 +238,7 @@ export function electedWorkerLink(
         openWaiters = [];
       }
       if (fw.op === 'live') liveOwner.set(result['live'] as number, fw.from);
+      if (fw.op === 'sync') holdShape(fw.from, result['shapeId'] as string);
       const f = fw.from === '' ? undefined : followers.get(fw.from);
       if (f && fw.op === 'live') f.lives.add(result['live'] as number);
       if (f && fw.op === 'sync') f.shapes.add(result['shapeId'] as string);
@@ -235,7 +267,7 @@ export function electedWorkerLink(
     everOwned = true;
     const q = queue;
     queue = [];
-    for (const m of q) toWorker('', m);
+    for (const m of q) fromSelf(m);
   };
 
   channel.onmessage = (e: MessageEvent) => {
@@ -286,7 +318,7 @@ export function electedWorkerLink(
   return {
     send(msg) {
       if (closed) return;
-      if (role === 'owner') toWorker('', msg);
+      if (role === 'owner') fromSelf(msg);
       else if (role === 'follower' && owner !== '') channel.postMessage({ t: 'req', from: tab, to: owner, msg } satisfies ChannelMessage);
       else queue.push(msg);
     },

@@ -112,6 +112,23 @@ describe('createLattice over a link', () => {
     ]);
   });
 
+  it('unsyncs a shape held twice only when both handles let go', async () => {
+    const s = scripted((m) => {
+      if (m.op === 'open') return { clientId: 'c', status: { state: 'online', pending: 0 } };
+      if (m.op === 'sync') return { shapeId: 'issues-p1' }; // the worker dedupes by definition
+      return {};
+    });
+    const db = await createLattice(config, s.factory);
+    const a = await db.sync({ table: 'issues', where: 'p = $1', params: ['p1'] });
+    const b = await db.sync({ table: 'issues', where: 'p = $1', params: ['p1'] });
+    s.log.length = 0;
+    await a.unsubscribe();
+    expect(s.log.map((m) => m.op)).toEqual([]);
+    await b.unsubscribe();
+    await b.unsubscribe(); // idempotent
+    expect(s.log.map((m) => [m.op, m['shapeId']])).toEqual([['unsync', 'issues-p1']]);
+  });
+
   it('rejects everything with CLOSED after close', async () => {
     const s = scripted((m) => (m.op === 'open' ? { clientId: 'c', status: { state: 'online', pending: 0 } } : {}));
     const db = await createLattice(config, s.factory);

@@ -161,6 +161,16 @@ describe('@latticesync/web in Chromium against a real service', () => {
     await a.evaluate(() => globalThis.lt.waitTitle('From follower'));
     await waitPg("select 1 from issue where title = 'From follower'");
 
+    // The follower lets go of the shape both pages hold: the owner keeps it.
+    await b.evaluate(() => globalThis.lt.unmount());
+    await sleep(RELEASE * 3 + 500);
+    assert.equal((await b.evaluate(() => globalThis.lt.counts())).unsyncOps, 1);
+    await setTitle('Issue 7', 'Still 7');
+    await a.evaluate(() => globalThis.lt.waitTitle('Still 7'));
+    assert.ok((await a.locator('li').count()) >= 13, 'the owner lost rows when the follower unsynced');
+    await setTitle('Still 7', 'Issue 7');
+    await mount(b, false);
+
     await a.close(); // the owner page goes away
     await setTitle('Elected 5', 'Taken over 5');
     await b.evaluate(() => globalThis.lt.waitTitle('Taken over 5', 20_000));

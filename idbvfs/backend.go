@@ -34,10 +34,10 @@ type Handle interface {
 	// [first, first+n), in index order; absent blocks are left out.
 	// n == 0 reads the metadata only.
 	Load(ctx context.Context, first, n int64) (Meta, []Block, error)
-	// Commit atomically (all or nothing, one IndexedDB transaction) stores
-	// the blocks, deletes every block with index >= dropFrom (dropFrom < 0:
-	// none) and records meta.
-	Commit(ctx context.Context, puts []Block, dropFrom int64, meta Meta) error
+	// Commit atomically (all or nothing, one IndexedDB transaction) deletes
+	// every block with index >= dropFrom (dropFrom < 0: none), stores the
+	// blocks and records meta (nil: unchanged).
+	Commit(ctx context.Context, puts []Block, dropFrom int64, meta *Meta) error
 	// Close releases the handle.
 	Close() error
 }

@@ -267,14 +267,18 @@ func (h *idbHandle) Load(ctx context.Context, first, n int64) (Meta, []Block, er
 	return meta, out, nil
 }
 
-func (h *idbHandle) Commit(ctx context.Context, puts []Block, dropFrom int64, meta Meta) error {
+func (h *idbHandle) Commit(ctx context.Context, puts []Block, dropFrom int64, meta *Meta) error {
 	w := newWaiter()
 	defer w.release()
 	var tx js.Value
 	if err := try("write", func() {
 		opts := jsObject.New()
 		opts.Set("durability", h.durability)
-		tx = h.db.Call("transaction", []any{"blocks", "meta"}, "readwrite", opts)
+		stores := []any{"blocks"}
+		if meta != nil {
+			stores = append(stores, "meta")
+		}
+		tx = h.db.Call("transaction", stores, "readwrite", opts)
 		w.on(tx, "complete", "error", "abort")
 		blocks := tx.Call("objectStore", "blocks")
 		if dropFrom >= 0 {
@@ -285,10 +289,12 @@ func (h *idbHandle) Commit(ctx context.Context, puts []Block, dropFrom int64, me
 			js.CopyBytesToJS(u, b.Data)
 			blocks.Call("put", u, b.Index)
 		}
-		m := jsObject.New()
-		m.Set("size", meta.Size)
-		m.Set("blockSize", meta.BlockSize)
-		tx.Call("objectStore", "meta").Call("put", m, "meta")
+		if meta != nil {
+			m := jsObject.New()
+			m.Set("size", meta.Size)
+			m.Set("blockSize", meta.BlockSize)
+			tx.Call("objectStore", "meta").Call("put", m, "meta")
+		}
 		tx.Call("commit")
 	}); err != nil {
 		if !tx.IsUndefined() {

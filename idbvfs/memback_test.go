@@ -72,7 +72,7 @@ func (h *memHandle) Load(ctx context.Context, first, n int64) (Meta, []Block, er
 	return d.meta, out, nil
 }
 
-func (h *memHandle) Commit(ctx context.Context, puts []Block, dropFrom int64, meta Meta) error {
+func (h *memHandle) Commit(ctx context.Context, puts []Block, dropFrom int64, meta *Meta) error {
 	h.b.mu.Lock()
 	defer h.b.mu.Unlock()
 	if h.b.failCommits {
@@ -92,7 +92,9 @@ func (h *memHandle) Commit(ctx context.Context, puts []Block, dropFrom int64, me
 	for _, b := range puts {
 		d.blocks[b.Index] = slices.Clone(b.Data)
 	}
-	d.meta = meta
+	if meta != nil {
+		d.meta = *meta
+	}
 	h.b.commits++
 	return nil
 }

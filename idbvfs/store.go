@@ -283,7 +283,11 @@ func (s *store) flush() error {
 	}
 	ctx, cancel := s.v.ctx()
 	defer cancel()
-	if err := s.h.Commit(ctx, puts, dropFrom, Meta{Size: s.size, BlockSize: s.bs}); err != nil {
+	var meta *Meta
+	if s.size != s.stored || s.newDB {
+		meta = &Meta{Size: s.size, BlockSize: s.bs}
+	}
+	if err := s.h.Commit(ctx, puts, dropFrom, meta); err != nil {
 		return fmt.Errorf("idbvfs: commit %q: %w", s.name, err)
 	}
 	s.commits.Add(1)

@@ -180,12 +180,13 @@ export function wasmExecPath() {
 /**
  * Build a Go main package for GOOS=js GOARCH=wasm, stripped (-s -w,
  * -trimpath), into outFile; pkg is relative to the repository root
- * (e.g. './idbvfs/internal/testworker'). Returns outFile.
+ * (e.g. './idbvfs/internal/testworker'). flags are extra `go build` flags,
+ * env extra environment (e.g. { GOWASM: 'satconv,signext' }). Returns outFile.
  */
-export function buildWasm(pkg, outFile) {
-  execFileSync('go', ['build', '-trimpath', '-ldflags=-s -w', '-o', outFile, pkg], {
+export function buildWasm(pkg, outFile, { flags = [], env = {} } = {}) {
+  execFileSync('go', ['build', '-trimpath', '-ldflags=-s -w', ...flags, '-o', outFile, pkg], {
     cwd: repoRoot,
-    env: { ...process.env, GOOS: 'js', GOARCH: 'wasm' },
+    env: { ...process.env, GOOS: 'js', GOARCH: 'wasm', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   return outFile;

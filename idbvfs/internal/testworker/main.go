@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
+	_ "github.com/ncruces/go-sqlite3/vfs/memdb"
 
 	"github.com/latticesync/lattice/idbvfs"
 )
@@ -110,6 +111,9 @@ func (w *worker) handle(req js.Value) (any, error) {
 	case "writeLoop":
 		return w.writeLoop(num(req, "from"), num(req, "to"), num(req, "rowBytes"))
 	case "stats":
+		if w.vfs == nil {
+			return nil, errors.New("no idb database open")
+		}
 		st := w.vfs.Stats(w.name)
 		return map[string]any{
 			"loads": st.Loads, "blocksLoaded": st.BlocksLoaded, "commits": st.Commits,
@@ -132,7 +136,15 @@ func (w *worker) open(req js.Value) (any, error) {
 	}
 	name := str(req, "name")
 	vfsName, v := idbvfs.Name, idbvfs.Default()
-	if o := req.Get("options"); o.Type() == js.TypeObject {
+	if o := req.Get("options"); o.Type() == js.TypeObject && str(o, "vfs") == "memdb" {
+		// SQLite in memory: the engine's speed without storage, for comparison.
+		db, err := sqlite3.Open("file:/" + name + "?vfs=memdb")
+		if err != nil {
+			return nil, err
+		}
+		w.db, w.name, w.vfs = db, name, nil
+		return map[string]any{"vfs": "memdb"}, nil
+	} else if o.Type() == js.TypeObject {
 		w.nvfs++
 		vfsName = fmt.Sprintf("idbtest%d", w.nvfs)
 		v = idbvfs.Register(vfsName, idbvfs.Options{

@@ -46,9 +46,20 @@ func (s *session) write(m *protocol.Write) error {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	_, err := s.svc.applier.Apply(ctx, txn)
+	res, err := s.svc.applier.Apply(ctx, txn)
 	var rej *writes.Rejected
 	switch {
+	case err == nil && !res.Applied:
+		// Applied before (a retry after a lost ack or a service crash).
+		// Its own change may never come back to this client: it can lie
+		// before the client's position (a client that re-synced past it).
+		// So its rows follow the Ack, as Postgres holds them now, as that
+		// returned transaction: the client drops it from its queue.
+		s.svc.metrics.writes.WithLabelValues("duplicate").Inc()
+		if err := s.send(&protocol.Ack{TxnID: m.TxnID}); err != nil {
+			return err
+		}
+		return s.restoreRows(m, true)
 	case err == nil:
 		s.svc.metrics.writes.WithLabelValues("applied").Inc()
 		return s.send(&protocol.Ack{TxnID: m.TxnID})
@@ -58,7 +69,7 @@ func (s *session) write(m *protocol.Write) error {
 		if err := s.send(&protocol.Reject{TxnID: m.TxnID, Code: rej.Code, Message: rej.Error()}); err != nil {
 			return err
 		}
-		return s.restoreRows(m)
+		return s.restoreRows(m, false)
 	default:
 		s.log.Error("apply client transaction", "txid", m.TxnID, "err", err)
 		return &clientError{protocol.ErrInternal, "could not apply transaction: " + err.Error(), true}
@@ -69,9 +80,14 @@ func (s *session) write(m *protocol.Write) error {
 // as Postgres holds them now, in one transaction at the session's position:
 // the client replaces its local (rejected) versions with them, so the
 // rejected effects are undone visibly. A row Postgres does not hold, or
-// that none of the client's shapes holds, moves out.
-func (s *session) restoreRows(m *protocol.Write) error {
+// that none of the client's shapes holds, moves out. With returned, the
+// transaction is sent as the client's own write coming back (Origin and
+// ClientTxnID set; see the duplicate case of write), even when empty.
+func (s *session) restoreRows(m *protocol.Write, returned bool) error {
 	w := txnWriter{s: s, lsn: s.cursor, changes: s.changes[:0]}
+	if returned {
+		w.origin, w.clientTxnID = s.clientID, m.TxnID
+	}
 	defer func() { s.changes = w.changes[:0] }()
 	for _, c := range m.Changes {
 		tb, err := s.svc.tables.Lookup(s.ctx, c.Table)
@@ -128,7 +144,7 @@ func (s *session) restoreRows(m *protocol.Write) error {
 			return err
 		}
 	}
-	if len(w.changes) == 0 && !w.started {
+	if len(w.changes) == 0 && !w.started && !returned {
 		return nil
 	}
 	return w.finish()

@@ -45,7 +45,7 @@ func newMetrics() *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lattice_client_errors_total", Help: "Errors sent to clients, by code."}, []string{"code"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lattice_client_transactions_total", Help: "Client transactions, by result (applied, rejected)."}, []string{"result"}),
+			Name: "lattice_client_transactions_total", Help: "Client transactions, by result (applied, duplicate: applied before and acked again, rejected)."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.connections, m.shapes, m.lagBytes, m.lagSeconds, m.changes, m.txns,
 		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes,

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/latticesync/lattice/client"
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
 )
 
 const writeSQL = `CREATE TABLE items (id integer PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false, n integer CHECK (n >= 0))`
@@ -130,4 +132,60 @@ func TestLocalDefaults(t *testing.T) {
 		return len(rows) == 1 && rows[0] == "hello|open|3|0|t|t|36", fmt.Sprint(rows)
 	})
 	waitEqual(t, e, a, "SELECT id::text, body, status, prio FROM notes", "SELECT id, body, status, prio FROM notes")
+}
+
+// A write sent again (a retry after a lost ack, or after the service
+// crashed) is applied once, acked again, and followed by its rows as
+// Postgres holds them, as the client's own transaction returning: a client
+// that re-synced past the original change would otherwise keep waiting
+// for it.
+func TestDuplicateWriteReturnsRows(t *testing.T) {
+	e := newEnv(t, itemsSQL, "items")
+	i32 := func(i int64) coltype.Value { return coltype.Value{Kind: coltype.Integer, I: i} }
+	txt := func(s string) coltype.Value { return coltype.Value{Kind: coltype.Text, B: []byte(s)} }
+	w := &protocol.Write{TxnID: 1, HLC: 1 << 32, Changes: []protocol.WriteChange{{Table: "items", Op: protocol.OpInsert,
+		Key: []coltype.Value{i32(7)}, Columns: []uint32{0, 1, 2, 3}, Values: []coltype.Value{i32(7), txt("once"), i32(0), i32(1)}}}}
+	for attempt := 0; attempt < 2; attempt++ {
+		r := e.dialRaw(t)
+		r.send(&protocol.Hello{Version: protocol.Version, Token: e.token("w"), ClientID: "dup-writer"})
+		if _, err := r.next(); err != nil {
+			t.Fatal(err)
+		}
+		r.send(w)
+		acked := false
+		for {
+			m, err := r.next()
+			if err != nil {
+				t.Fatalf("attempt %d: %v", attempt, err)
+			}
+			if a, ok := m.(*protocol.Ack); ok && a.TxnID == 1 {
+				acked = true
+				if attempt == 0 {
+					break
+				}
+				continue
+			}
+			if _, ok := m.(*protocol.Relation); ok {
+				continue
+			}
+			tx, ok := m.(*protocol.Txn)
+			if !ok || attempt == 0 {
+				t.Fatalf("attempt %d: unexpected %T %+v", attempt, m, m)
+			}
+			// This connection subscribed to no shape: the row moves out
+			// (a client holding it would get it as an update).
+			if !acked || tx.Origin != "dup-writer" || tx.ClientTxnID != 1 || len(tx.Changes) != 1 ||
+				tx.Changes[0].Op != protocol.OpMoveOut {
+				t.Fatalf("after the duplicate: %+v (acked %v)", tx, acked)
+			}
+			break
+		}
+		r.conn.CloseNow()
+	}
+	if rows := e.pgRows("SELECT id, title FROM items"); len(rows) != 1 || rows[0] != "7|once" {
+		t.Fatalf("items: %v", rows)
+	}
+	if n := e.pgRows("SELECT count(*) FROM lattice.applied WHERE origin = 'dup-writer'"); n[0] != "1" {
+		t.Fatalf("applied: %v", n)
+	}
 }

@@ -577,6 +577,15 @@ func (c *Client) commitTxn(s *session) error {
 			return err
 		}
 	}
+	if c.tx.snap && c.tx.reset && s.dropAcked {
+		// A re-sync's snapshot holds the effects of every transaction of
+		// ours acknowledged before it (acks precede it on the stream), and
+		// their own changes may lie before its position: they are done.
+		if err := c.dropAckedTxns(); err != nil {
+			return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
+		}
+		s.dropAcked = false
+	}
 	if c.tx.rebase {
 		// Local writes the service has not returned yet stay visible:
 		// re-apply them over the rows this transaction changed.

@@ -794,6 +794,29 @@ func (c *Client) setTxnState(id uint64, state, msg string) error {
 	})
 }
 
+// dropAckedTxns drops every local transaction the service acknowledged.
+// Caller holds db, inside the transaction applying a re-sync snapshot.
+func (c *Client) dropAckedTxns() error {
+	st, _, err := c.conn.Prepare(`SELECT txid FROM _lattice_txns WHERE state = 'acked'`)
+	if err != nil {
+		return fmt.Errorf("list acknowledged transactions: %w", err)
+	}
+	var ids []uint64
+	for st.Step() {
+		ids = append(ids, uint64(st.ColumnInt64(0)))
+	}
+	err = st.Close()
+	if err != nil {
+		return fmt.Errorf("list acknowledged transactions: %w", err)
+	}
+	for _, id := range ids {
+		if err := c.dropTxn(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // dropTxn deletes local transaction id and its ops (once its change came
 // back from the service, or was given up). Dropping an unknown
 // transaction does nothing. Caller holds db, as for ackTxn.

@@ -146,6 +146,10 @@ func syncURL(s string) (string, error) {
 // are used by the Run goroutine, or under the client's db lock (those
 // touched by Subscribe: ready, nextReq, pending).
 type session struct {
+	// dropAcked: the service re-syncs this client (Welcome.Resync); the
+	// reset snapshot drops the local transactions acknowledged by then.
+	dropAcked bool
+
 	c      *Client
 	ws     *websocket.Conn // nil when driven without a socket (benchmarks, tests)
 	ctx    context.Context
@@ -565,6 +569,9 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 	if m.Resync {
 		// One Subscribe for everything: its snapshot carries FlagReset and
 		// replaces the rows of the listed tables in one transaction.
+		// Our acknowledged transactions are in it; their own changes may
+		// lie before it and never come back (see commitTxn).
+		s.dropAcked = true
 		s.subscribe(false, append(c.subList[:len(c.subList):len(c.subList)], c.unsubs...))
 	} else {
 		var resume, fresh []*subState

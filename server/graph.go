@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -113,6 +114,9 @@ type node struct {
 	fk    *fkey // the edge to up (children, parents)
 	kids  []*node
 
+	// eqCol and eqKey: a root predicate "eqCol = $1" and the key of $1.
+	eqCol, eqKey string
+
 	members map[string]*member
 	byUp    map[string]map[string]struct{} // children: up key -> member keys
 	refs    map[string]int                 // parents, closure: key -> referencing rows
@@ -135,6 +139,8 @@ type graph struct {
 	out     map[string][]*fkey // foreign keys by child table
 	tables  map[string]*catalog.Table
 	held    map[string]map[string]*hrow
+	pkIDs   map[string]string // table -> colset id of its primary key
+	in      *interests
 
 	// per transaction
 	w       *txnWriter
@@ -162,7 +168,8 @@ type snapFilter struct {
 
 func newGraph(s *session) *graph {
 	return &graph{s: s, byTable: map[string][]*node{}, closure: map[string]*node{},
-		out: map[string][]*fkey{}, tables: map[string]*catalog.Table{}, held: map[string]map[string]*hrow{}}
+		out: map[string][]*fkey{}, tables: map[string]*catalog.Table{}, held: map[string]map[string]*hrow{},
+		pkIDs: map[string]string{}, in: newInterests()}
 }
 
 // ---- shape definition -----------------------------------------------------
@@ -238,6 +245,9 @@ func (g *graph) fkFor(d fkDesc, child, parent *catalog.Table) *fkey {
 // buildTree makes the nodes of a shape; sh.table, pred and def are set.
 func (s *session) buildTree(g *graph, sh *shape) error {
 	root := &node{sh: sh, kind: kindRoot, table: sh.table, key: sh.key, pred: sh.pred, where: sh.def.Where, param: sh.def.Params, rel: sh.table.Rel}
+	if err := s.eqIndex(root); err != nil {
+		return err
+	}
 	if err := s.buildIncludes(g, sh, root, sh.def.Include, 1); err != nil {
 		return err
 	}
@@ -365,6 +375,13 @@ func (s *session) addTable(g *graph, tb *catalog.Table) error {
 	if _, ok := g.held[k]; !ok {
 		g.held[k] = map[string]*hrow{}
 	}
+	var pk []string
+	for _, i := range tb.Rel.PK {
+		pk = append(pk, tb.Rel.Columns[i].Name)
+	}
+	g.pkIDs[k] = colsetID(pk)
+	g.useColset(k, pk, true)
+	g.useTable(k, false, true)
 	c := &node{kind: kindClosure, table: tb, key: k, rel: tb.Rel, members: map[string]*member{}, refs: map[string]int{}}
 	g.closure[k] = c
 	g.byTable[k] = append(g.byTable[k], c)
@@ -399,8 +416,11 @@ func (g *graph) attach(sh *shape) error {
 		}
 		n.members = map[string]*member{}
 		switch n.kind {
+		case kindRoot:
+			g.rootInterest(n, true)
 		case kindChildren:
 			n.byUp = map[string]map[string]struct{}{}
+			g.useColset(n.key, n.fk.cols, true)
 		case kindParents:
 			n.refs = map[string]int{}
 		}
@@ -439,6 +459,7 @@ func (g *graph) hold(table, key string, rel *changelog.Rel, row []coltype.Value)
 	}
 	h = &hrow{n: 1, fks: g.rowFKs(table, rel, row)}
 	g.held[table][key] = h
+	g.interest(table, g.pkIDs[table], key, true)
 	for i, k := range h.fks {
 		if k != "" {
 			if err := g.cref(g.out[table][i].parent, k); err != nil {
@@ -463,6 +484,7 @@ func (g *graph) release(table, key string) error {
 		return nil
 	}
 	delete(g.held[table], key)
+	g.interest(table, g.pkIDs[table], key, false)
 	if g.cur != table+"\x00"+key {
 		if err := g.moveOut(table, key); err != nil {
 			return err
@@ -511,6 +533,7 @@ func (g *graph) cref(table, key string) error {
 	if c.refs[key] > 1 {
 		return nil
 	}
+	g.interest(table, g.pkIDs[table], key, true)
 	if g.held[table][key] != nil {
 		c.members[key] = &member{}
 		return g.hold(table, key, nil, nil)
@@ -526,6 +549,7 @@ func (g *graph) cunref(table, key string) error {
 		return nil
 	}
 	delete(c.refs, key)
+	g.interest(table, g.pkIDs[table], key, false)
 	if c.members[key] != nil {
 		delete(c.members, key)
 		return g.release(table, key)
@@ -539,6 +563,7 @@ func (g *graph) ref(n *node, key string) error {
 	if n.refs[key] > 1 {
 		return nil
 	}
+	g.interest(n.key, g.pkIDs[n.key], key, true)
 	if n.pred == nil && g.held[n.key][key] != nil {
 		n.members[key] = &member{}
 		if err := g.hold(n.key, key, nil, nil); err != nil {
@@ -556,6 +581,7 @@ func (g *graph) unref(n *node, key string) error {
 		return nil
 	}
 	delete(n.refs, key)
+	g.interest(n.key, g.pkIDs[n.key], key, false)
 	if m := n.members[key]; m != nil {
 		return g.leave(n, key, m)
 	}
@@ -576,6 +602,7 @@ func (g *graph) enter(n *node, key string, inserted bool) error {
 	for _, k := range n.kids {
 		switch k.kind {
 		case kindChildren:
+			g.interest(k.key, colsetID(k.fk.cols), key, true)
 			if !inserted {
 				g.fetch(k, key)
 			}
@@ -605,6 +632,7 @@ func (g *graph) leave(n *node, key string, m *member) error {
 	for _, k := range n.kids {
 		switch k.kind {
 		case kindChildren:
+			g.interest(k.key, colsetID(k.fk.cols), key, false)
 			set := k.byUp[key]
 			keys := make([]string, 0, len(set))
 			for ck := range set {
@@ -1041,6 +1069,21 @@ func (g *graph) skipped(xid uint32, table string, rel *changelog.Rel, ch *change
 func (s *session) processGraph(txn *changelog.Txn) error {
 	g := s.graph
 	s.cursor = txn.LSN
+	own := txn.ClientTxnID != 0 && txn.Origin == s.clientID
+	// only lists the changes that concern the session, when the route
+	// knows (nil: evaluate every change).
+	var only []int32
+	if !own {
+		rt := s.svc.router.route(txn)
+		list, ok := rt.sessions[s]
+		if g.in.lastGrow <= rt.seq {
+			if !ok {
+				return nil // nothing of this transaction is the session's
+			}
+			only = list
+		}
+	}
+	defer g.flush()
 	// Forget filters of snapshots that this transaction is past.
 	k := 0
 	for _, f := range g.snaps {
@@ -1058,6 +1101,17 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 	g.w = &w
 	defer g.end()
 	for i := range txn.Changes {
+		if only != nil {
+			// Once the session's interests grew in this transaction, the
+			// route no longer covers the changes that follow.
+			if len(g.in.adds) > 0 {
+				only = nil
+			} else if len(only) > 0 && int(only[0]) == i {
+				only = only[1:]
+			} else {
+				continue
+			}
+		}
 		ch := &txn.Changes[i]
 		table := relKey(ch.Rel.Schema, ch.Rel.Table)
 		if len(g.byTable[table]) == 0 {
@@ -1079,7 +1133,6 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 	if err := g.drain(); err != nil {
 		return err
 	}
-	own := txn.ClientTxnID != 0 && txn.Origin == s.clientID
 	if !w.started && len(w.changes) == 0 && !own {
 		return nil
 	}
@@ -1174,6 +1227,7 @@ func (s *session) snapshotGraph(shapes []*shape, reset bool, extraReset []*catal
 	w := txnWriter{s: s, lsn: s.cursor, flags: protocol.FlagSnapshot}
 	g.w = &w
 	defer g.end()
+	defer g.flush()
 	if reset {
 		keys := make([]string, 0, len(g.tables))
 		for k := range g.tables {
@@ -1242,6 +1296,7 @@ func (g *graph) detach(sh *shape) error {
 			}
 		}
 	}
+	g.rootInterest(sh.root, false)
 	var walk func(n *node)
 	walk = func(n *node) {
 		list := g.byTable[n.key]
@@ -1257,6 +1312,60 @@ func (g *graph) detach(sh *shape) error {
 		}
 	}
 	walk(sh.root)
+	return nil
+}
+
+// rootInterest registers what rows may join a root node: the value of
+// its column for a predicate "column = $1" (eqKey set), else the table.
+func (g *graph) rootInterest(n *node, add bool) {
+	if n.eqCol != "" {
+		g.useColset(n.key, []string{n.eqCol}, true)
+		g.interest(n.key, n.eqCol, n.eqKey, add)
+		return
+	}
+	g.useTable(n.key, true, add)
+}
+
+var eqParam = regexp.MustCompile(`^\(?"?([a-z_][a-z0-9_$]*)"?\s*=\s*\$1\)?$`)
+
+// eqIndex finds out whether the root's predicate is "column = $1" on a
+// column whose values have one representation (integers, text, uuid,
+// boolean), and then the key of the parameter's value.
+func (s *session) eqIndex(n *node) error {
+	if n.pred == nil || len(n.param) != 1 || n.param[0] == nil {
+		return nil
+	}
+	m := eqParam.FindStringSubmatch(n.where)
+	if m == nil {
+		return nil
+	}
+	rel := n.table.Rel
+	var col *protocol.Column
+	for i := range rel.Columns {
+		if rel.Columns[i].Name == m[1] {
+			col = &rel.Columns[i]
+		}
+	}
+	if col == nil || col.Type.Array {
+		return nil
+	}
+	switch col.Type.Base {
+	case coltype.Int2, coltype.Int4, coltype.Int8, coltype.TextType, coltype.UUID, coltype.Bool:
+	default:
+		return nil
+	}
+	if col.Type.Base == coltype.TextType && !strings.HasPrefix(col.Type.Name, "text") && !strings.HasPrefix(col.Type.Name, "character varying") {
+		return nil // char(n) pads
+	}
+	expr, err := where.ParseTable(n.where, rel.Schema, rel.Table, rel.Columns, 1)
+	if err != nil || len(expr.Literals()) != 1 {
+		return nil
+	}
+	vals, err := where.PGCoerce(s.svc.pool)(s.ctx, expr.Literals(), n.param)
+	if err != nil || len(vals) != 1 || vals[0].Kind == coltype.Null {
+		return nil
+	}
+	n.eqCol, n.eqKey = m[1], string(protocol.AppendValue(nil, vals[0]))
 	return nil
 }
 

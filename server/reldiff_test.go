@@ -509,6 +509,10 @@ func shapeDifferential(t *testing.T, seed uint64) {
 			}
 			execTxn(t, e, stmts)
 		}
+		if round == 3 {
+			// The service restarts: clients resume their relational shapes.
+			e.restart()
+		}
 		if round == 2 {
 			// One client drops a shape, another adds one.
 			if err := clients[0].c.Unsubscribe(context.Background(), clients[0].ids[1]); err != nil {

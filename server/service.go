@@ -108,6 +108,8 @@ type Service struct {
 
 	connMu sync.Mutex
 	conns  map[*session]struct{}
+
+	router *router
 }
 
 // ErrConfig wraps problems with the database setup that an operator must fix.
@@ -124,7 +126,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if !cfg.Insecure && len(cfg.AuthSecret) == 0 {
 		return nil, errors.New("no auth secret: set LATTICE_AUTH_SECRET, or pass --insecure for local development")
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), conns: map[*session]struct{}{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), conns: map[*session]struct{}{}, router: newRouter()}
 	if cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients are not authenticated; any client can read every electrified table. Never use --insecure in production.")
 	}

@@ -120,6 +120,9 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		s.connMu.Unlock()
 		s.metrics.connections.Dec()
 		s.metrics.shapes.Sub(float64(len(sess.shapes)))
+		if sess.graph != nil {
+			sess.graph.drop()
+		}
 		cancel()
 	}()
 	err = sess.run()

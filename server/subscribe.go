@@ -372,6 +372,9 @@ func (s *session) attachGraph(fresh []*shape, reset bool) ([]*shape, error) {
 		all = append(all, sh)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+	if s.graph != nil {
+		s.graph.drop()
+	}
 	g := newGraph(s)
 	s.graph = g
 	for _, sh := range all {
@@ -424,6 +427,7 @@ func (s *session) unsubscribe(m *protocol.Unsubscribe) error {
 			}
 			s.removeShape(sh)
 		}
+		s.graph.flush()
 		if err := w.finish(); err != nil {
 			return err
 		}

@@ -1,0 +1,361 @@
+package server
+
+import (
+	"hash/maphash"
+	"sync"
+
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/changelog"
+)
+
+// router lets relational sessions skip, cheaply, the transactions that
+// cannot change what they hold. Every session registers interests: hashes
+// of (table, columns, values) for the rows it holds (by primary key), the
+// rows its "children" nodes would take (by foreign key value), the rows
+// its parents and closure nodes reference, and the values of root
+// predicates of the form column = $1; or a whole table when a root
+// predicate has another form. For each transaction, the router computes
+// once (the first session to reach it does) which sessions have an
+// interest in one of its changes; the others skip it without looking at
+// its changes.
+//
+// Sessions add interests while they process transactions, possibly behind
+// others. A session whose interests grew after a transaction's route was
+// computed (seq) evaluates that transaction in full; so a route is never
+// missing a session that the transaction concerns.
+type router struct {
+	seed maphash.Seed
+
+	mu      sync.RWMutex
+	seq     uint64
+	keys    map[uint64][]*session
+	wild    map[string]map[*session]int // whole-table interests
+	tables  map[string]map[*session]int // sessions with nodes on a table (TRUNCATE)
+	colsets map[string][]*colset        // per table
+
+	cacheMu sync.Mutex
+	cache   map[uint64]*route // by LSN
+	order   []uint64
+}
+
+type colset struct {
+	id   string   // column names joined with ","
+	cols []string // in key order
+	// idx caches the column indexes in a layout of the table.
+	mu     sync.Mutex
+	idxRel *changelog.Rel
+	idx    []int
+}
+
+type route struct {
+	seq uint64
+	// sessions maps each concerned session to the indexes of the changes
+	// that concern it, in order.
+	sessions map[*session][]int32
+}
+
+func (rt *route) add(s *session, i int) {
+	list := rt.sessions[s]
+	if n := len(list); n > 0 && list[n-1] == int32(i) {
+		return
+	}
+	rt.sessions[s] = append(list, int32(i))
+}
+
+const routeCache = 4096
+
+func newRouter() *router {
+	return &router{seed: maphash.MakeSeed(), keys: map[uint64][]*session{},
+		wild: map[string]map[*session]int{}, tables: map[string]map[*session]int{},
+		colsets: map[string][]*colset{}, cache: map[uint64]*route{}}
+}
+
+func (r *router) hash(table, colsetID, key string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	h.WriteString(table)
+	h.WriteByte(0)
+	h.WriteString(colsetID)
+	h.WriteByte(0)
+	h.WriteString(key)
+	return h.Sum64()
+}
+
+// interests is a session's registrations, applied to the router in
+// batches (flush) so that processing a transaction takes the lock once.
+type interests struct {
+	count   map[uint64]int32
+	adds    []uint64
+	dels    []uint64
+	wild    map[string]int
+	tables  map[string]int
+	colsets map[[2]string]int // (table, colset id) -> registrations
+	csDefs  map[[2]string][]string
+	pending bool
+	// lastGrow is the router seq after the session's last added interest.
+	lastGrow uint64
+}
+
+func newInterests() *interests {
+	return &interests{count: map[uint64]int32{}, wild: map[string]int{}, tables: map[string]int{},
+		colsets: map[[2]string]int{}, csDefs: map[[2]string][]string{}}
+}
+
+func colsetID(cols []string) string {
+	id := ""
+	for i, c := range cols {
+		if i > 0 {
+			id += ","
+		}
+		id += c
+	}
+	return id
+}
+
+func (g *graph) interest(table, csID, key string, add bool) {
+	r := g.s.svc.router
+	h := r.hash(table, csID, key)
+	in := g.in
+	if add {
+		in.count[h]++
+		if in.count[h] == 1 {
+			in.adds = append(in.adds, h)
+			in.pending = true
+		}
+		return
+	}
+	in.count[h]--
+	if in.count[h] <= 0 {
+		delete(in.count, h)
+		in.dels = append(in.dels, h)
+		in.pending = true
+	}
+}
+
+// useColset registers that the session hashes keys of table over cols.
+func (g *graph) useColset(table string, cols []string, add bool) {
+	in := g.in
+	k := [2]string{table, colsetID(cols)}
+	if add {
+		in.colsets[k]++
+		in.csDefs[k] = cols
+	} else {
+		in.colsets[k]--
+	}
+	in.pending = true
+}
+
+func (g *graph) useTable(table string, wild bool, add bool) {
+	in := g.in
+	m := in.tables
+	if wild {
+		m = in.wild
+	}
+	if add {
+		m[table]++
+	} else {
+		m[table]--
+	}
+	in.pending = true
+}
+
+// flush applies the session's pending interest changes to the router.
+func (g *graph) flush() {
+	in := g.in
+	if !in.pending {
+		return
+	}
+	s := g.s
+	r := s.svc.router
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	grew := len(in.adds) > 0
+	for _, h := range in.adds {
+		if in.count[h] > 0 && !containsSess(r.keys[h], s) {
+			r.keys[h] = append(r.keys[h], s)
+		}
+	}
+	for _, h := range in.dels {
+		if in.count[h] > 0 {
+			continue
+		}
+		list := r.keys[h]
+		for i, x := range list {
+			if x == s {
+				list[i] = list[len(list)-1]
+				list = list[:len(list)-1]
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(r.keys, h)
+		} else {
+			r.keys[h] = list
+		}
+	}
+	in.adds, in.dels = in.adds[:0], in.dels[:0]
+	for _, pair := range []struct {
+		mine map[string]int
+		all  map[string]map[*session]int
+	}{{in.wild, r.wild}, {in.tables, r.tables}} {
+		for t, n := range pair.mine {
+			set := pair.all[t]
+			if n > 0 {
+				if set == nil {
+					set = map[*session]int{}
+					pair.all[t] = set
+				}
+				if set[s] == 0 {
+					grew = true
+				}
+				set[s] = n
+			} else {
+				delete(pair.mine, t)
+				if set != nil {
+					delete(set, s)
+					if len(set) == 0 {
+						delete(pair.all, t)
+					}
+				}
+			}
+		}
+	}
+	for k, n := range in.colsets {
+		list := r.colsets[k[0]]
+		var cs *colset
+		for _, c := range list {
+			if c.id == k[1] {
+				cs = c
+			}
+		}
+		// Column sets stay registered once used (a few per table: the
+		// primary key, foreign keys, columns of root predicates).
+		if n > 0 {
+			if cs == nil {
+				cs = &colset{id: k[1], cols: in.csDefs[k]}
+				r.colsets[k[0]] = append(list, cs)
+				grew = true
+			}
+		} else {
+			delete(in.colsets, k)
+			delete(in.csDefs, k)
+		}
+	}
+	if grew {
+		r.seq++
+		in.lastGrow = r.seq
+	}
+	in.pending = false
+}
+
+// drop removes all of a session's interests (the session ended).
+func (g *graph) drop() {
+	in := g.in
+	for h := range in.count {
+		in.dels = append(in.dels, h)
+	}
+	clear(in.count)
+	for t := range in.wild {
+		in.wild[t] = 0
+	}
+	for t := range in.tables {
+		in.tables[t] = 0
+	}
+	in.adds = in.adds[:0]
+	in.pending = true
+	g.flush()
+}
+
+func containsSess(xs []*session, s *session) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// route returns the sessions a transaction concerns, computing it once.
+func (r *router) route(txn *changelog.Txn) *route {
+	r.cacheMu.Lock()
+	rt := r.cache[txn.LSN]
+	r.cacheMu.Unlock()
+	if rt != nil {
+		return rt
+	}
+	rt = &route{sessions: map[*session][]int32{}}
+	var buf []byte
+	r.mu.RLock()
+	rt.seq = r.seq
+	for i := range txn.Changes {
+		ch := &txn.Changes[i]
+		table := relKey(ch.Rel.Schema, ch.Rel.Table)
+		if ch.Op == changelog.OpTruncate {
+			for s := range r.tables[table] {
+				rt.add(s, i)
+			}
+			continue
+		}
+		for s := range r.wild[table] {
+			rt.add(s, i)
+		}
+		for _, cs := range r.colsets[table] {
+			idx := cs.indexes(ch.Rel)
+			for _, row := range [][]coltype.Value{ch.Old, ch.New} {
+				if row == nil {
+					continue
+				}
+				buf = buf[:0]
+				ok := true
+				for _, j := range idx {
+					if j < 0 || j >= len(row) || row[j].Kind == coltype.Null {
+						ok = false
+						break
+					}
+					buf = protocol.AppendValue(buf, row[j])
+				}
+				if !ok {
+					continue
+				}
+				for _, s := range r.keys[r.hash(table, cs.id, string(buf))] {
+					rt.add(s, i)
+				}
+			}
+		}
+	}
+	r.mu.RUnlock()
+	r.cacheMu.Lock()
+	if old := r.cache[txn.LSN]; old != nil {
+		rt = old
+	} else {
+		r.cache[txn.LSN] = rt
+		r.order = append(r.order, txn.LSN)
+		if len(r.order) > routeCache {
+			delete(r.cache, r.order[0])
+			r.order = r.order[1:]
+		}
+	}
+	r.cacheMu.Unlock()
+	return rt
+}
+
+func (c *colset) indexes(rel *changelog.Rel) []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idxRel == rel {
+		return c.idx
+	}
+	idx := make([]int, len(c.cols))
+	for i, name := range c.cols {
+		idx[i] = -1
+		for k := range rel.Columns {
+			if rel.Columns[k].Name == name {
+				idx[i] = k
+				break
+			}
+		}
+	}
+	c.idx, c.idxRel = idx, rel
+	return idx
+}

@@ -449,6 +449,11 @@ func (b *Bridge) statusChanged(db *openDB, st client.Status) {
 	}
 	ports := b.portIDs()
 	b.mu.Unlock()
+	b.broadcast(ports, evs...)
+}
+
+// broadcast sends events to ports (listed under mu, sent without it).
+func (b *Bridge) broadcast(ports []int, evs ...Event) {
 	for _, id := range ports {
 		for _, ev := range evs {
 			b.opts.Emit(id, ev)
@@ -468,9 +473,7 @@ func (b *Bridge) checkPending(db *openDB) {
 	ev := Event{"event": "status", "status": statusValue(db.status, n)}
 	ports := b.portIDs()
 	b.mu.Unlock()
-	for _, id := range ports {
-		b.opts.Emit(id, ev)
-	}
+	b.broadcast(ports, ev)
 }
 
 func (b *Bridge) watchPending(ctx context.Context, db *openDB) {

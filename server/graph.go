@@ -1073,11 +1073,12 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 	// only lists the changes that concern the session, when the route
 	// knows (nil: evaluate every change).
 	var only []int32
+	var rt *route
 	if !own {
-		rt := s.svc.router.route(txn)
-		list, ok := rt.sessions[s]
-		if g.in.lastGrow <= rt.seq {
-			if !ok {
+		rt = s.svc.router.route(txn)
+		list, full := rt.changesFor(s, g.in)
+		if !full {
+			if len(list) == 0 {
 				return nil // nothing of this transaction is the session's
 			}
 			only = list
@@ -1102,13 +1103,11 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 	defer g.end()
 	for i := range txn.Changes {
 		if only != nil {
-			// Once the session's interests grew in this transaction, the
-			// route no longer covers the changes that follow.
-			if len(g.in.adds) > 0 {
-				only = nil
-			} else if len(only) > 0 && int(only[0]) == i {
+			if len(only) > 0 && int(only[0]) == i {
 				only = only[1:]
-			} else {
+			} else if len(g.in.adds) == 0 || !hitsAdds(rt, g.in.adds, i) {
+				// Not in the route, and not concerned by the interests
+				// the session gained since the route was computed.
 				continue
 			}
 		}
@@ -1142,6 +1141,19 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 	s.sentLSN = txn.LSN
 	s.lastPos = time.Now()
 	return nil
+}
+
+// hitsAdds reports whether change i concerns an interest added since
+// the last flush.
+func hitsAdds(rt *route, adds []uint64, i int) bool {
+	for _, h := range adds {
+		for _, j := range rt.byHash[h] {
+			if int(j) == i {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (g *graph) change(table string, ch *changelog.Change) error {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 
 	"github.com/latticesync/lattice/coltype"
@@ -53,6 +54,9 @@ type route struct {
 	// sessions maps each concerned session to the indexes of the changes
 	// that concern it, in order.
 	sessions map[*session][]int32
+	// byHash maps every interest hash of the transaction's changes to the
+	// changes, for sessions whose interests grew since seq.
+	byHash map[uint64][]int32
 }
 
 func (rt *route) add(s *session, i int) {
@@ -95,7 +99,18 @@ type interests struct {
 	pending bool
 	// lastGrow is the router seq after the session's last added interest.
 	lastGrow uint64
+	// recent logs the hashes added by recent flushes with their seq, so
+	// that a route computed before them can be completed; trimmed is the
+	// highest seq dropped from it. structGrow is the seq of the last
+	// growth that hashes do not describe (whole tables, column sets).
+	recent     []addRec
+	trimmed    uint64
+	structGrow uint64
 }
+
+type addRec struct{ seq, h uint64 }
+
+const recentAdds = 8192
 
 func newInterests() *interests {
 	return &interests{count: map[uint64]int32{}, wild: map[string]int{}, tables: map[string]int{},
@@ -171,6 +186,7 @@ func (g *graph) flush() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	grew := len(in.adds) > 0
+	structGrowth := false
 	for _, h := range in.adds {
 		if in.count[h] > 0 && !containsSess(r.keys[h], s) {
 			r.keys[h] = append(r.keys[h], s)
@@ -194,7 +210,8 @@ func (g *graph) flush() {
 			r.keys[h] = list
 		}
 	}
-	in.adds, in.dels = in.adds[:0], in.dels[:0]
+	added := in.adds
+	in.dels = in.dels[:0]
 	for _, pair := range []struct {
 		mine map[string]int
 		all  map[string]map[*session]int
@@ -207,7 +224,7 @@ func (g *graph) flush() {
 					pair.all[t] = set
 				}
 				if set[s] == 0 {
-					grew = true
+					grew, structGrowth = true, true
 				}
 				set[s] = n
 			} else {
@@ -235,17 +252,29 @@ func (g *graph) flush() {
 			if cs == nil {
 				cs = &colset{id: k[1], cols: in.csDefs[k]}
 				r.colsets[k[0]] = append(list, cs)
-				grew = true
+				grew, structGrowth = true, true
 			}
 		} else {
 			delete(in.colsets, k)
 			delete(in.csDefs, k)
 		}
 	}
+	structural := grew && len(added) == 0
 	if grew {
 		r.seq++
 		in.lastGrow = r.seq
+		for _, h := range added {
+			in.recent = append(in.recent, addRec{r.seq, h})
+		}
+		if n := len(in.recent) - recentAdds; n > 0 {
+			in.trimmed = in.recent[n-1].seq
+			in.recent = append(in.recent[:0], in.recent[n:]...)
+		}
 	}
+	if structural || (grew && structGrowth) {
+		in.structGrow = r.seq
+	}
+	in.adds = in.adds[:0]
 	in.pending = false
 }
 
@@ -276,6 +305,30 @@ func containsSess(xs []*session, s *session) bool {
 	return false
 }
 
+// changesFor returns the indexes of a transaction's changes that concern
+// a session, in order, from its route; full is true when the route cannot
+// tell (the session's interests grew since in a way hashes do not
+// describe) and every change must be evaluated.
+func (rt *route) changesFor(s *session, in *interests) (idx []int32, full bool) {
+	idx = rt.sessions[s]
+	if in.lastGrow <= rt.seq {
+		return idx, false
+	}
+	if in.structGrow > rt.seq || in.trimmed > rt.seq {
+		return nil, true
+	}
+	var extra []int32
+	for i := len(in.recent) - 1; i >= 0 && in.recent[i].seq > rt.seq; i-- {
+		extra = append(extra, rt.byHash[in.recent[i].h]...)
+	}
+	if len(extra) == 0 {
+		return idx, false
+	}
+	out := append(append([]int32(nil), idx...), extra...)
+	slices.Sort(out)
+	return slices.Compact(out), false
+}
+
 // route returns the sessions a transaction concerns, computing it once.
 func (r *router) route(txn *changelog.Txn) *route {
 	r.cacheMu.Lock()
@@ -284,7 +337,7 @@ func (r *router) route(txn *changelog.Txn) *route {
 	if rt != nil {
 		return rt
 	}
-	rt = &route{sessions: map[*session][]int32{}}
+	rt = &route{sessions: map[*session][]int32{}, byHash: map[uint64][]int32{}}
 	var buf []byte
 	r.mu.RLock()
 	rt.seq = r.seq
@@ -318,7 +371,11 @@ func (r *router) route(txn *changelog.Txn) *route {
 				if !ok {
 					continue
 				}
-				for _, s := range r.keys[r.hash(table, cs.id, string(buf))] {
+				h := r.hash(table, cs.id, string(buf))
+				if l := rt.byHash[h]; len(l) == 0 || l[len(l)-1] != int32(i) {
+					rt.byHash[h] = append(l, int32(i))
+				}
+				for _, s := range r.keys[h] {
 					rt.add(s, i)
 				}
 			}

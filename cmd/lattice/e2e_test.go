@@ -294,6 +294,49 @@ func TestServiceKilledMidStream(t *testing.T) {
 	t.Logf("%d rows written, %d replicated, service killed 3 times", next.Load(), len(got))
 }
 
+// TestReplicateRelationalShape: lattice replicate with a JSON shape keeps
+// a project, its issues and their comments, and follows a move.
+func TestReplicateRelationalShape(t *testing.T) {
+	dbURL := pgtest.DB(t)
+	pgExec(t, dbURL, `CREATE TABLE project (id text PRIMARY KEY);
+		CREATE TABLE issue (id text PRIMARY KEY, project_id text NOT NULL REFERENCES project(id));
+		CREATE TABLE comment (id text PRIMARY KEY, issue_id text NOT NULL REFERENCES issue(id), body text);
+		INSERT INTO project VALUES ('p1'), ('p2');
+		INSERT INTO issue VALUES ('i1', 'p1'), ('i2', 'p2');
+		INSERT INTO comment VALUES ('c1', 'i1', 'x'), ('c2', 'i2', 'y')`)
+	addr := freeAddr(t)
+	env := []string{"DATABASE_URL=" + dbURL, "LATTICE_AUTH_SECRET=" + secret, "LATTICE_LISTEN=" + addr, "LATTICE_DATA_DIR=" + t.TempDir()}
+	svc := start(t, env, "serve")
+	waitHealthy(t, addr, svc)
+	if out, err := runCLI(t, env, "electrify", "project", "issue", "comment"); err != nil {
+		t.Fatalf("electrify: %v\n%s", err, out)
+	}
+	tok, _ := server.SignToken([]byte(secret), "e2e", time.Hour)
+	replica := filepath.Join(t.TempDir(), "replica.db")
+	rep := start(t, nil, "replicate", "--url", "ws://"+addr, "--token", tok, "--db", replica,
+		"--shape", `{"table":"project","where":"id = $1","params":["p1"],"include":{"issue":{"include":{"comment":{}}}}}`)
+	wait := func(q, want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := sqliteRows(t, replica, q)
+			if err == nil && strings.Join(got, ",") == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: got %v (%v), want %s\nreplicate log:\n%s", q, got, err, want, rep.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wait("SELECT id FROM comment ORDER BY id", "c1")
+	pgExec(t, dbURL, "UPDATE issue SET project_id = 'p1' WHERE id = 'i2'")
+	wait("SELECT id FROM comment ORDER BY id", "c1,c2")
+	pgExec(t, dbURL, "UPDATE issue SET project_id = 'p2' WHERE id = 'i1'")
+	wait("SELECT id FROM comment ORDER BY id", "c2")
+	wait("SELECT id FROM issue ORDER BY id", "i2")
+}
+
 func TestCLIErrors(t *testing.T) {
 	dbURL := pgtest.DB(t)
 	pgExec(t, dbURL, `CREATE TABLE nopk (a int); CREATE TABLE parent (id int PRIMARY KEY);
@@ -310,6 +353,8 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"electrify", "nosuchtable"}, "nosuchtable"},
 		{[]string{"serve"}, "LATTICE_AUTH_SECRET"},
 		{[]string{"replicate", "--db", "x.db"}, "--shape"},
+		{[]string{"replicate", "--db", "x.db", "--shape", `{"table":"t","inclde":{}}`}, "inclde"},
+		{[]string{"replicate", "--db", "x.db", "--shape", `{"table":"t"}`, "--where", "a = 1"}, "JSON --shape"},
 		{[]string{"bogus"}, "unknown command"},
 	}
 	for _, c := range cases {

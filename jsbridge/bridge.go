@@ -55,6 +55,9 @@ type Bridge struct {
 	mu      sync.Mutex
 	db      *openDB
 	ports   map[int]*port
+	// holds counts, per shape id, the sync requests of each port not yet
+	// undone by unsync: a shape is unsubscribed only when no port holds it.
+	holds map[string]map[int]int
 	nextID  int // live query and transaction ids, unique per bridge
 	closing bool
 }
@@ -86,7 +89,7 @@ func New(opts Options) *Bridge {
 	if opts.PendingEvery <= 0 {
 		opts.PendingEvery = 250 * time.Millisecond
 	}
-	return &Bridge{opts: opts, log: opts.Logger, ports: map[int]*port{}}
+	return &Bridge{opts: opts, log: opts.Logger, ports: map[int]*port{}, holds: map[string]map[int]int{}}
 }
 
 // Handle runs one request from a port and returns its reply message
@@ -145,11 +148,14 @@ func (b *Bridge) handle(ctx context.Context, portID int, req Request) (any, erro
 		}
 		return nil, nil
 	case "sync":
-		return b.sync(ctx, db, req)
+		return b.sync(ctx, db, p, req)
 	case "unsync":
 		id, err := req.str("shapeId")
 		if err != nil {
 			return nil, err
+		}
+		if b.release(id, p.id) {
+			return nil, nil // another tab still holds it
 		}
 		if err := db.c.Unsubscribe(ctx, id); err != nil {
 			return nil, fmt.Errorf("unsubscribe %s: %w", id, err)
@@ -277,6 +283,13 @@ func (b *Bridge) detach(portID int) {
 	b.mu.Lock()
 	p := b.ports[portID]
 	delete(b.ports, portID)
+	// Its shapes stay subscribed (subscriptions are persisted; the app
+	// unsyncs them), held by the remaining tabs if any.
+	for id, h := range b.holds {
+		if delete(h, portID); len(h) == 0 {
+			delete(b.holds, id)
+		}
+	}
 	var db *openDB
 	if len(b.ports) == 0 && b.db != nil {
 		db, b.db = b.db, nil
@@ -419,7 +432,25 @@ func (b *Bridge) live(db *openDB, p *port, req Request) (any, error) {
 	return map[string]any{"live": n}, nil
 }
 
-func (b *Bridge) sync(ctx context.Context, db *openDB, req Request) (any, error) {
+// release drops one hold of port on shape id and reports whether another
+// port still holds it.
+func (b *Bridge) release(id string, port int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.holds[id]
+	if h[port] > 1 {
+		h[port]--
+	} else {
+		delete(h, port)
+	}
+	if len(h) == 0 {
+		delete(b.holds, id)
+		return false
+	}
+	return true
+}
+
+func (b *Bridge) sync(ctx context.Context, db *openDB, p *port, req Request) (any, error) {
 	v, ok := req["shape"]
 	if !ok {
 		return nil, badRequest("missing shape")
@@ -435,6 +466,14 @@ func (b *Bridge) sync(ctx context.Context, db *openDB, req Request) (any, error)
 	if err := sub.Synced(ctx); err != nil {
 		return nil, err
 	}
+	b.mu.Lock()
+	if b.ports[p.id] == p {
+		if b.holds[sub.ID()] == nil {
+			b.holds[sub.ID()] = map[int]int{}
+		}
+		b.holds[sub.ID()][p.id]++
+	}
+	b.mu.Unlock()
 	return map[string]any{"shapeId": sub.ID()}, nil
 }
 

@@ -120,3 +120,24 @@ func waitQuery(t *testing.T, b *Bridge, sql, want string) {
 	}
 	t.Fatalf("%s: got %s, want %s", sql, got, want)
 }
+
+// A shape synced by two tabs stays until both unsync it.
+func TestUnsyncSharedShape(t *testing.T) {
+	_, wsURL := startService(t)
+	b, _ := newBridge(t)
+	open := `{"id":1,"op":"open","config":{"dbName":"app","url":"` + wsURL + `"}}`
+	ok(t, call(t, b, 1, open))
+	ok(t, call(t, b, 2, open))
+	sync := `{"id":2,"op":"sync","shape":{"table":"item"}}`
+	id := ok(t, call(t, b, 1, sync))["shapeId"].(string)
+	if id2 := ok(t, call(t, b, 2, sync))["shapeId"].(string); id2 != id {
+		t.Fatalf("same shape, ids %s and %s", id, id2)
+	}
+	unsync := `{"id":3,"op":"unsync","shapeId":"` + id + `"}`
+	ok(t, call(t, b, 1, unsync))
+	waitQuery(t, b, `SELECT count(*) FROM item`, `[[2]]`)
+	time.Sleep(300 * time.Millisecond)
+	waitQuery(t, b, `SELECT count(*) FROM item`, `[[2]]`)
+	ok(t, call(t, b, 2, unsync))
+	waitQuery(t, b, `SELECT count(*) FROM item`, `[[0]]`)
+}

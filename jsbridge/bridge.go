@@ -52,12 +52,12 @@ type Bridge struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	db      *openDB
-	ports   map[int]*port
+	mu    sync.Mutex
+	db    *openDB
+	ports map[int]*port
 	// holds counts, per shape id, the sync requests of each port not yet
 	// undone by unsync: a shape is unsubscribed only when no port holds it.
-	holds map[string]map[int]int
+	holds   map[string]map[int]int
 	nextID  int // live query and transaction ids, unique per bridge
 	closing bool
 }

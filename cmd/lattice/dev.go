@@ -2,120 +2,178 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latticesync/lattice/internal/pgtest"
 	"github.com/latticesync/lattice/server"
-	"github.com/latticesync/lattice/server/catalog"
 )
 
-const demoSchema = `
-CREATE TABLE IF NOT EXISTS project (
-    id         text PRIMARY KEY,
-    name       text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS issue (
-    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    project_id  text NOT NULL REFERENCES project(id),
-    title       text NOT NULL,
-    status      text NOT NULL DEFAULT 'open',
-    priority    integer NOT NULL DEFAULT 0,
-    estimate    numeric(6,2),
-    tags        text[],
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-INSERT INTO project (id, name) VALUES ('p1', 'Lattice'), ('p2', 'Website') ON CONFLICT DO NOTHING;
-INSERT INTO issue (project_id, title, status, priority, estimate, tags)
-SELECT CASE WHEN i % 3 = 0 THEN 'p2' ELSE 'p1' END, 'Issue ' || i,
-       (ARRAY['open','in_progress','done'])[1 + i % 3], i % 4, (i % 7) * 0.5, ARRAY['demo']
-FROM generate_series(1, 20) i
-WHERE NOT EXISTS (SELECT 1 FROM issue);
-`
-
-// devCmd runs the demo: a throwaway Postgres (wal_level=logical) with a
-// small schema, and the sync service in insecure mode, until interrupted.
+// devCmd runs the demo: Postgres (a cluster kept under --data-dir, unless
+// DATABASE_URL is set), the example app's schema and seed data, the sync
+// service in insecure mode, and the example app (examples/react, built when
+// stale) served with the sync endpoint on one origin, until interrupted.
 func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", envOr("LATTICE_LISTEN", ":5133"), "HTTP listen address")
+	listen := fs.String("listen", envOr("LATTICE_LISTEN", ":5133"), "sync service address (WebSocket /v1/sync, /healthz, /metrics)")
+	appListen := fs.String("app-listen", ":5173", "address serving the example app (and /v1/sync on the same origin)")
+	dataDir := fs.String("data-dir", ".lattice-dev", "kept between runs: the Postgres cluster (unless DATABASE_URL is set) and the service's change log")
+	appDir := fs.String("app-dir", "examples/react", "the example app (a Vite project)")
+	seed := fs.Bool("seed", false, "add seed data (default: only when the database has no project yet; --seed=false never)")
+	projects := fs.Int("projects", 5, "projects to seed")
+	issues := fs.Int("issues", 5000, "issues of the first seeded project (the others get a tenth)")
+	comments := fs.Int("comments", 20000, "comments of the first seeded project (the others get a tenth)")
+	noBuild := fs.Bool("no-build", false, "serve the app's dist/ as it is (no npm ci / npm run build)")
+	noApp := fs.Bool("no-app", false, "do not serve the example app (Postgres and the service only)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("dev: unexpected arguments %q", fs.Args())
+	}
+	seedSet := false
+	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
+	if *projects < 1 || *issues < 1 || *comments < 0 {
+		return errors.New("dev: --projects and --issues must be at least 1, --comments at least 0")
 	}
 	logger, err := newLogger(stderr, *level, "text")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stderr, "starting a throwaway Postgres (wal_level=logical)...")
-	pg, err := pgtest.Start(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("start postgres: %w", err)
+
+	// The app first: a build failure should not wait for a seed.
+	var dist string
+	if !*noApp {
+		dist, err = prepareApp(ctx, *appDir, !*noBuild, stderr)
+		if err != nil {
+			return err
+		}
 	}
-	defer pg.Stop()
-	dbURL := pg.URL("postgres")
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+
+	dbURL := os.Getenv("DATABASE_URL")
+	if dbURL == "" {
+		fmt.Fprintf(stderr, "starting Postgres (wal_level=logical) in %s ...\n", filepath.Join(*dataDir, "pg"))
+		pg, err := pgtest.Start(ctx, &pgtest.Options{Dir: filepath.Join(*dataDir, "pg"), Durable: true})
+		if err != nil {
+			return fmt.Errorf("start postgres: %w", err)
+		}
+		defer pg.Stop()
+		dbURL = pg.URL("postgres")
+	} else {
+		fmt.Fprintln(stderr, "using the Postgres of DATABASE_URL")
 	}
-	_, err = conn.Exec(ctx, demoSchema)
-	conn.Close(ctx)
-	if err != nil {
-		return fmt.Errorf("create demo schema: %w", err)
-	}
-	dataDir, err := os.MkdirTemp("", "lattice-dev-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dataDir)
+
 	svc, err := server.Start(ctx, server.Config{
 		DatabaseURL: dbURL, Listen: *listen, Insecure: true,
-		DataDir: filepath.Join(dataDir, "data"), Logger: logger,
+		DataDir: filepath.Join(*dataDir, "service"), Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	conn, err = pgx.Connect(ctx, dbURL)
+
+	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	for _, t := range []string{"project", "issue"} {
-		if err := catalog.Electrify(ctx, conn, t); err != nil {
-			conn.Close(ctx)
-			return err
+	err = prepareData(ctx, conn, *seed, seedSet, seedOptions{*projects, *issues, *comments}, stderr)
+	conn.Close(context.Background())
+	if err != nil {
+		return err
+	}
+
+	svcLn, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (is another lattice running? use --listen): %w", *listen, err)
+	}
+	var appLn net.Listener
+	if !*noApp {
+		appLn, err = net.Listen("tcp", *appListen)
+		if err != nil {
+			svcLn.Close()
+			return fmt.Errorf("listen on %s (use --app-listen): %w", *appListen, err)
 		}
 	}
-	conn.Close(ctx)
-	host := *listen
-	if host != "" && host[0] == ':' {
-		host = "localhost" + host
+
+	errc := make(chan error, 2)
+	go func() { errc <- svc.Serve(ctx, svcLn) }()
+	if appLn != nil {
+		srv := &http.Server{Handler: appHandler(dist, svc.Handler()), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		}()
+		go func() {
+			if err := srv.Serve(appLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve app: %w", err)
+			}
+		}()
 	}
-	fmt.Fprintf(stdout, `
-Lattice demo is running (Ctrl-C stops it and removes everything).
+	printDevBanner(stdout, dbURL, *dataDir, hostPort(svcLn), appLn)
 
-  Postgres:  %s
-  Service:   ws://%s  (insecure mode: no token needed)
-  Health:    http://%s/healthz   Metrics: http://%s/metrics
+	err = <-errc
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "stopping...")
+		return nil
+	}
+	return err
+}
 
-Replicate project p1's issues into a SQLite file, live:
-  ./bin/lattice replicate --url ws://%s --db demo.db --shape issue --where "project_id = \$1" --param p1
+// prepareData applies the schema and seeds when asked (or, by default, when
+// the database is empty).
+func prepareData(ctx context.Context, conn *pgx.Conn, seed, seedSet bool, opts seedOptions, stderr io.Writer) error {
+	if err := applyDemoSchema(ctx, conn); err != nil {
+		return err
+	}
+	empty, err := demoEmpty(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if seedSet && !seed || !seedSet && !empty {
+		return nil
+	}
+	t0 := time.Now()
+	fmt.Fprintf(stderr, "seeding %d projects (%d issues and %d comments in the first)...\n", opts.Projects, opts.Issues, opts.Comments)
+	if err := seedDemo(ctx, conn, opts); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "seeded in %v\n", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
 
-Then write to Postgres and watch demo.db follow:
-  psql '%s' -c "INSERT INTO issue (project_id, title) VALUES ('p1', 'hello from psql')"
-  sqlite3 demo.db 'SELECT title, status FROM issue'
+func hostPort(ln net.Listener) string {
+	addr := ln.Addr().(*net.TCPAddr)
+	host := "localhost"
+	if !addr.IP.IsUnspecified() && !addr.IP.IsLoopback() {
+		host = addr.IP.String()
+	}
+	return fmt.Sprintf("%s:%d", host, addr.Port)
+}
 
-And write to demo.db with any SQLite program: it syncs to Postgres.
-  sqlite3 demo.db "UPDATE issue SET status = 'done' WHERE title = 'Issue 1'"
-  sqlite3 demo.db "INSERT INTO issue (project_id, title) VALUES ('p1', 'from sqlite3')"
-  psql '%s' -c "SELECT title, status FROM issue WHERE title IN ('Issue 1', 'from sqlite3')"
-
-`, dbURL, host, host, host, host, dbURL, dbURL)
-	return svc.ListenAndServe(ctx)
+func printDevBanner(w io.Writer, dbURL, dataDir, svcAddr string, appLn net.Listener) {
+	fmt.Fprintf(w, "\nLattice demo is running. Ctrl-C stops it; the next run reuses the data (%s/).\n\n", dataDir)
+	if appLn != nil {
+		app := "http://" + hostPort(appLn)
+		fmt.Fprintf(w, "  App:          %s/\n", app)
+		fmt.Fprintf(w, "  Second user:  %s/?user=alice   (another local database and name; open it in a\n", app)
+		fmt.Fprintf(w, "                second window and watch edits appear in both, even after going offline)\n")
+	}
+	fmt.Fprintf(w, "  Service:      ws://%s   (insecure mode: no token needed, local development only)\n", svcAddr)
+	fmt.Fprintf(w, "  Health:       http://%s/healthz   Metrics: http://%s/metrics\n", svcAddr, svcAddr)
+	fmt.Fprintf(w, "  Postgres:     %s\n\n", dbURL)
+	fmt.Fprintf(w, "Write with plain SQL and watch the app follow:\n")
+	fmt.Fprintf(w, "  psql '%s' -c \"UPDATE issue SET status = 'done' WHERE id = (SELECT id FROM issue ORDER BY modified DESC LIMIT 1)\"\n\n", dbURL)
 }

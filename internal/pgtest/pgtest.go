@@ -1,6 +1,7 @@
 // Package pgtest starts throwaway Postgres clusters for tests: initdb into a
 // temporary directory, wal_level=logical, a free port on 127.0.0.1 and a unix
-// socket in the same directory. When the test runs as root, the server runs
+// socket in the same directory. With Options.Dir the cluster lives in a
+// directory that is kept and reused by the next Start (lattice dev). When the test runs as root, the server runs
 // as the "postgres" user, because Postgres refuses to run as root.
 //
 // Use one server per test package (from TestMain via Main) and a fresh
@@ -31,10 +32,13 @@ import (
 
 // Server is a running throwaway cluster.
 type Server struct {
-	Dir  string // data directory parent (removed by Stop)
+	Dir  string // data directory parent (removed by Stop unless Options.Dir was given)
 	Port int
 	User string // superuser name
+	// Reused is true when Start found an existing cluster in Options.Dir.
+	Reused bool
 
+	keep    bool
 	cmd     *exec.Cmd
 	bin     string
 	cred    *syscall.Credential
@@ -47,8 +51,18 @@ type Server struct {
 type Options struct {
 	// WalLevel overrides wal_level (default "logical").
 	WalLevel string
-	// Conf holds extra postgresql.conf lines.
+	// Conf holds extra postgresql.conf lines (written when the cluster is
+	// initialised).
 	Conf []string
+	// Dir, when set, holds a persistent cluster: initialised on first use,
+	// reused by later calls, kept by Stop. It is created if missing.
+	Dir string
+	// Port is the TCP port; 0 picks a free one (with Dir: the port of the
+	// previous run when it is still free).
+	Port int
+	// Durable keeps fsync and full_page_writes on (for data that must
+	// survive a machine crash). Off by default: tests do not need it.
+	Durable bool
 }
 
 // BinDir finds the Postgres server binaries: $PG_BINDIR, then
@@ -70,7 +84,8 @@ func BinDir() (string, error) {
 	return "", errors.New("postgres server binaries not found: install postgresql (initdb) or set PG_BINDIR")
 }
 
-// Start initialises and starts a new cluster.
+// Start initialises and starts a new cluster, or with Options.Dir starts the
+// cluster kept there (initialising it the first time).
 func Start(ctx context.Context, opts *Options) (*Server, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -79,91 +94,87 @@ func Start(ctx context.Context, opts *Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "lattice-pg-")
-	if err != nil {
+	var dir string
+	if opts.Dir != "" {
+		dir, err = filepath.Abs(opts.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		// Parents readable by the server's user; the cluster itself private.
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return nil, fmt.Errorf("make data dir: %w", err)
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+			return nil, fmt.Errorf("make data dir: %w", err)
+		}
+	} else if dir, err = os.MkdirTemp("", "lattice-pg-"); err != nil {
 		return nil, fmt.Errorf("make temp dir: %w", err)
 	}
-	s := &Server{Dir: dir, bin: bin, User: "postgres", stopped: make(chan struct{})}
+	s := &Server{Dir: dir, bin: bin, User: "postgres", stopped: make(chan struct{}), keep: opts.Dir != ""}
+	fail := func(err error) (*Server, error) {
+		if !s.keep {
+			os.RemoveAll(dir)
+		}
+		return nil, err
+	}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("running as root needs a 'postgres' user to run the server as: %w", err)
+			return fail(fmt.Errorf("running as root needs a 'postgres' user to run the server as: %w", err))
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("chown %s: %w", dir, err)
+			return fail(fmt.Errorf("chown %s: %w", dir, err))
+		}
+		if err := reachable(dir, uint32(uid)); err != nil {
+			return fail(err)
 		}
 	} else if cur, err := user.Current(); err == nil {
 		s.User = cur.Username
 	}
 	data := filepath.Join(dir, "data")
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", s.User,
-		"--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err == nil && s.keep {
+		s.Reused = true
+	} else {
+		if err := s.initdb(ctx, data, opts); err != nil {
+			return fail(err)
+		}
 	}
-	walLevel := opts.WalLevel
-	if walLevel == "" {
-		walLevel = "logical"
+	portFile := filepath.Join(dir, "port")
+	s.Port = opts.Port
+	if s.Port == 0 && s.keep {
+		if b, err := os.ReadFile(portFile); err == nil {
+			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && portFree(p) {
+				s.Port = p
+			}
+		}
 	}
-	s.Port, err = freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+	if s.Port == 0 {
+		if s.Port, err = freePort(); err != nil {
+			return fail(err)
+		}
 	}
-	conf := []string{
-		"listen_addresses = '127.0.0.1'",
-		fmt.Sprintf("port = %d", s.Port),
-		fmt.Sprintf("unix_socket_directories = '%s'", dir),
-		"wal_level = " + walLevel,
-		"max_replication_slots = 64",
-		"max_wal_senders = 64",
-		"max_connections = 300",
-		"fsync = off",
-		"synchronous_commit = off",
-		// Logical decoding only sees WAL the WAL writer has flushed: keep
-		// that delay short so tests do not wait up to 200 ms per change.
-		"wal_writer_delay = 10ms",
-		"full_page_writes = off",
-		"shared_buffers = 128MB",
-		"log_min_messages = warning",
-		"logging_collector = off",
-	}
-	conf = append(conf, opts.Conf...)
-	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("open postgresql.conf: %w", err)
-	}
-	_, err = f.WriteString("\n" + strings.Join(conf, "\n") + "\n")
-	f.Close()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("write postgresql.conf: %w", err)
+	if s.keep {
+		os.WriteFile(portFile, []byte(strconv.Itoa(s.Port)+"\n"), 0o644)
 	}
 	s.logPath = filepath.Join(dir, "postgres.log")
 	logf, err := os.Create(s.logPath)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return fail(err)
 	}
 	if s.cred != nil {
 		os.Chown(s.logPath, int(s.cred.Uid), int(s.cred.Gid))
 	}
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data)
+	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
+		"-c", fmt.Sprintf("port=%d", s.Port), "-c", "unix_socket_directories="+dir)
 	s.cmd.Stdout = logf
 	s.cmd.Stderr = logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start postgres: %w", err)
+		return fail(fmt.Errorf("start postgres: %w", err))
 	}
 	go func() {
 		s.cmd.Wait()
@@ -175,6 +186,48 @@ func Start(ctx context.Context, opts *Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// initdb creates the cluster in data and writes its configuration.
+func (s *Server) initdb(ctx context.Context, data string, opts *Options) error {
+	initdb := exec.CommandContext(ctx, filepath.Join(s.bin, "initdb"), "-D", data, "-U", s.User,
+		"--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	walLevel := opts.WalLevel
+	if walLevel == "" {
+		walLevel = "logical"
+	}
+	conf := []string{
+		"listen_addresses = '127.0.0.1'",
+		"wal_level = " + walLevel,
+		"max_replication_slots = 64",
+		"max_wal_senders = 64",
+		"max_connections = 300",
+		"synchronous_commit = off",
+		// Logical decoding only sees WAL the WAL writer has flushed: keep
+		// that delay short so tests do not wait up to 200 ms per change.
+		"wal_writer_delay = 10ms",
+		"shared_buffers = 128MB",
+		"log_min_messages = warning",
+		"logging_collector = off",
+	}
+	if !opts.Durable {
+		conf = append(conf, "fsync = off", "full_page_writes = off")
+	}
+	conf = append(conf, opts.Conf...)
+	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open postgresql.conf: %w", err)
+	}
+	_, err = f.WriteString("\n" + strings.Join(conf, "\n") + "\n")
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("write postgresql.conf: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) waitReady(ctx context.Context) error {
@@ -203,7 +256,8 @@ func (s *Server) URL(db string) string {
 	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", s.User, s.Port, db)
 }
 
-// Stop shuts the server down (fast mode, then SIGKILL) and removes its files.
+// Stop shuts the server down (fast mode, then SIGKILL) and removes its files
+// unless they live in Options.Dir.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -216,7 +270,9 @@ func (s *Server) Stop() {
 			<-s.stopped
 		}
 	}
-	os.RemoveAll(s.Dir)
+	if !s.keep {
+		os.RemoveAll(s.Dir)
+	}
 }
 
 // CreateDB creates a fresh database and returns its URL.
@@ -256,6 +312,35 @@ func (s *Server) DropDB(ctx context.Context, name string) error {
 
 // Restart stops and starts the server on the same port and data directory.
 // Nothing here needs it yet; tests that kill Postgres can add it.
+
+// reachable checks that user uid can traverse every parent of dir (the
+// server runs as "postgres" when we are root, e.g. with a directory under
+// /root, which only root may enter).
+func reachable(dir string, uid uint32) error {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if ok && st.Uid != uid && fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("the server runs as user postgres (we are root), which cannot enter %s: "+
+				"use a data directory elsewhere or allow it with chmod o+x %s", p, p)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+func portFree(p int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

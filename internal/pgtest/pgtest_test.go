@@ -2,6 +2,8 @@ package pgtest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -33,5 +35,47 @@ func TestFreshDBs(t *testing.T) {
 	a, b := DB(t), DB(t)
 	if a == b {
 		t.Fatal("same database twice")
+	}
+}
+
+func TestPersistentDir(t *testing.T) {
+	ctx := context.Background()
+	parent, err := os.MkdirTemp("", "pgtest-persist-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(parent)
+	os.Chmod(parent, 0o755) // the server may run as user postgres
+	dir := filepath.Join(parent, "pg")
+	s, err := Start(ctx, &Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Reused {
+		t.Fatal("fresh cluster reported as reused")
+	}
+	Exec(t, s.URL("postgres"), "CREATE TABLE kept (x int)", "INSERT INTO kept VALUES (42)")
+	port := s.Port
+	s.Stop()
+
+	s, err = Start(ctx, &Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if !s.Reused {
+		t.Fatal("second start did not reuse the cluster")
+	}
+	if s.Port != port {
+		t.Errorf("port %d, previous run had %d (still free)", s.Port, port)
+	}
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var x int
+	if err := conn.QueryRow(ctx, "SELECT x FROM kept").Scan(&x); err != nil || x != 42 {
+		t.Fatalf("kept data: %d, %v", x, err)
 	}
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// prepareApp returns the example app's dist directory, building it first
+// (npm ci when node_modules is missing or older than package-lock.json, npm
+// run build when a source is newer than dist/index.html) if build is set.
+func prepareApp(ctx context.Context, dir string, build bool, stderr io.Writer) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "package.json")); err != nil {
+		return "", fmt.Errorf("example app not found in %s (run from the repository root, or pass --app-dir or --no-app): %w", dir, err)
+	}
+	dist := filepath.Join(dir, "dist")
+	if build {
+		if _, err := exec.LookPath("npm"); err != nil {
+			return "", errors.New("npm not found: install Node.js 20 or newer (with npm), or pass --no-app")
+		}
+		lock := filepath.Join(dir, "package-lock.json")
+		if newer(lock, filepath.Join(dir, "node_modules", ".package-lock.json")) {
+			if err := npm(ctx, dir, stderr, "ci", "--no-audit", "--no-fund"); err != nil {
+				return "", err
+			}
+		}
+		stale, err := staleBuild(dir)
+		if err != nil {
+			return "", err
+		}
+		if stale {
+			if err := npm(ctx, dir, stderr, "run", "build"); err != nil {
+				return "", err
+			}
+		} else {
+			fmt.Fprintf(stderr, "%s is up to date\n", dist)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dist, "index.html")); err != nil {
+		return "", fmt.Errorf("the app is not built (%s/index.html missing): run without --no-build", dist)
+	}
+	return dist, nil
+}
+
+func npm(ctx context.Context, dir string, stderr io.Writer, args ...string) error {
+	fmt.Fprintf(stderr, "npm %s (in %s)\n", strings.Join(args, " "), dir)
+	cmd := exec.CommandContext(ctx, "npm", args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("npm %s in %s: %w", strings.Join(args, " "), dir, err)
+	}
+	return nil
+}
+
+// newer reports whether file a is newer than b, or b is missing.
+func newer(a, b string) bool {
+	sb, err := os.Stat(b)
+	if err != nil {
+		return true
+	}
+	sa, err := os.Stat(a)
+	return err == nil && sa.ModTime().After(sb.ModTime())
+}
+
+// appInputs are the files and directories (relative to the app) whose
+// changes make a new build necessary. The package the app depends on is
+// followed through node_modules (a link into the repository).
+var appInputs = []string{"index.html", "package.json", "package-lock.json", "vite.config.ts",
+	"tsconfig.json", "src", "public", "node_modules/@latticesync/web"}
+
+// staleBuild reports whether some input is newer than dist/index.html.
+func staleBuild(dir string) (bool, error) {
+	out, err := os.Stat(filepath.Join(dir, "dist", "index.html"))
+	if err != nil {
+		return true, nil
+	}
+	built := out.ModTime()
+	stale := errors.New("stale")
+	for _, in := range appInputs {
+		root := filepath.Join(dir, in)
+		if real, err := filepath.EvalSymlinks(root); err == nil {
+			root = real
+		}
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if d.IsDir() && p != root && (d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			if info, err := d.Info(); err == nil && !d.IsDir() && info.ModTime().After(built) {
+				return stale
+			}
+			return nil
+		})
+		if errors.Is(err, stale) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("check %s: %w", root, err)
+		}
+	}
+	return false, nil
+}
+
+// appHandler serves the built app from dist, and sync (the service's
+// handler: /v1/sync, /healthz, /metrics) on the same origin. Files under
+// assets/ have content hashes in their names and are cached for good; the
+// rest (index.html, the service worker) is revalidated. Unknown paths
+// without an extension get index.html (client-side routes).
+func appHandler(dist string, sync http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", sync)
+	mux.Handle("/healthz", sync)
+	mux.Handle("/metrics", sync)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		p := path.Clean("/" + r.URL.Path)
+		file := filepath.Join(dist, filepath.FromSlash(p))
+		st, err := os.Stat(file)
+		if err != nil || st.IsDir() {
+			if path.Ext(p) != "" && p != "/" {
+				http.NotFound(w, r)
+				return
+			}
+			file, p = filepath.Join(dist, "index.html"), "/index.html"
+		}
+		switch {
+		case strings.HasPrefix(p, "/assets/"):
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		default:
+			w.Header().Set("Cache-Control", "no-cache")
+		}
+		if strings.HasSuffix(p, ".wasm") {
+			w.Header().Set("Content-Type", "application/wasm")
+		}
+		f, err := os.Open(file)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		defer f.Close()
+		info, err := f.Stat()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		http.ServeContent(w, r, p, info.ModTime().Truncate(time.Second), f)
+	})
+	return mux
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/server/catalog"
+)
+
+// demoSchema is the example app's schema (examples/react): projects, their
+// issues and the issues' comments. Idempotent. Status and priority are text
+// with CHECK constraints (the app shows the sets; Postgres enforces them and
+// rejects a bad client write).
+const demoSchema = `
+CREATE TABLE IF NOT EXISTS project (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name        text NOT NULL,
+    description text NOT NULL DEFAULT '',
+    created     timestamptz NOT NULL DEFAULT now(),
+    modified    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS issue (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    project_id  uuid NOT NULL REFERENCES project(id) ON DELETE CASCADE,
+    title       text NOT NULL,
+    description text NOT NULL DEFAULT '',
+    priority    text NOT NULL DEFAULT 'none'
+                CHECK (priority IN ('none', 'urgent', 'high', 'medium', 'low')),
+    status      text NOT NULL DEFAULT 'backlog'
+                CHECK (status IN ('backlog', 'todo', 'in_progress', 'done', 'canceled')),
+    kanbanorder text NOT NULL DEFAULT '',
+    username    text NOT NULL DEFAULT '',
+    created     timestamptz NOT NULL DEFAULT now(),
+    modified    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS issue_project_id ON issue (project_id);
+CREATE TABLE IF NOT EXISTS comment (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    issue_id    uuid NOT NULL REFERENCES issue(id) ON DELETE CASCADE,
+    body        text NOT NULL,
+    username    text NOT NULL DEFAULT '',
+    created     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS comment_issue_id ON comment (issue_id);
+`
+
+// demoTables are electrified parents first.
+var demoTables = []string{"project", "issue", "comment"}
+
+// applyDemoSchema creates the tables (idempotent) and electrifies them. The
+// service must have bootstrapped schema lattice first.
+func applyDemoSchema(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, demoSchema); err != nil {
+		return fmt.Errorf("create demo schema: %w", err)
+	}
+	for _, t := range demoTables {
+		if err := catalog.Electrify(ctx, conn, t); err != nil {
+			return fmt.Errorf("electrify %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// seedOptions size the generated data. The first project gets Issues issues
+// and Comments comments; every other project a tenth of that.
+type seedOptions struct {
+	Projects int
+	Issues   int
+	Comments int
+}
+
+var seedProjects = []struct{ name, desc string }{
+	{"Atlas", "The core product: sync engine, client libraries and the web app."},
+	{"Beacon", "Marketing site, docs and the public changelog."},
+	{"Compass", "Onboarding, navigation and search across the app."},
+	{"Drift", "Mobile apps for iOS and Android."},
+	{"Ember", "Internal tools: billing, admin console and support dashboards."},
+	{"Fjord", "Data pipeline, exports and analytics."},
+	{"Grove", "Design system and component library."},
+	{"Harbor", "Infrastructure, deploys and observability."},
+}
+
+var (
+	seedUsers   = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"}
+	seedVerbs   = []string{"Fix", "Add", "Improve", "Refactor", "Remove", "Investigate", "Update", "Document", "Support", "Speed up", "Migrate", "Handle errors in", "Validate", "Cache", "Test", "Redesign", "Simplify", "Localize"}
+	seedObjects = []string{"the login flow", "the sync status indicator", "kanban drag and drop", "search results", "the comment editor", "the offline queue", "project settings", "notification emails", "keyboard shortcuts", "dark mode", "CSV export", "issue filters", "avatar upload", "API rate limits", "the mobile layout", "the date picker", "webhook retries", "the audit log", "the onboarding tour", "the billing page", "password reset", "file attachments", "the activity feed", "team invitations", "the issue list", "two-factor auth", "the public API", "markdown rendering"}
+	seedContext = []string{"", "", "", " on Safari", " for large projects", " after a reconnect", " in the sidebar", " when offline", " for new users", " on slow networks", " in the board view", " under load", " for admins", " on Firefox", " with screen readers"}
+	seedDescs   = []string{
+		"Steps to reproduce: open the page, wait a few seconds, then try again.",
+		"Several customers reported this in the last week.",
+		"This blocks the next release.",
+		"We should measure before and after the change.",
+		"The current behaviour is confusing and not documented anywhere.",
+		"A quick fix is possible, but the proper one needs a small refactor.",
+		"Expected: it works the same on every browser. Actual: it does not.",
+		"See the discussion in the planning meeting for context.",
+		"Low risk: the change is behind a feature flag.",
+		"Needs a design review before implementation starts.",
+		"The logs show a timeout after about thirty seconds.",
+		"Check the accessibility guidelines while we are at it.",
+		"This regressed after the last dependency upgrade.",
+		"Please add a test that covers the edge case.",
+		"Related to the performance work planned for next quarter.",
+		"Customers on the enterprise plan are affected most.",
+	}
+	seedComments = []string{
+		"I can reproduce this on my machine.",
+		"Looks good to me, merging.",
+		"Could you add a screenshot?",
+		"I think this is a duplicate of an older issue.",
+		"Working on it now.",
+		"Pushed a fix, please take another look.",
+		"This also happens on staging.",
+		"Can we split this into two smaller changes?",
+		"Nice catch!",
+		"Moved to the next sprint.",
+		"The fix is deployed, closing soon.",
+		"Does this affect mobile too?",
+		"I added a test that fails without the fix.",
+		"Let's discuss this in tomorrow's standup.",
+		"Customer confirmed it works now.",
+		"Blocked on the API change.",
+		"The numbers look much better after the change.",
+		"Not sure this is worth the complexity.",
+		"+1, we hit this every week.",
+		"Reverted for now, it broke the build.",
+	}
+)
+
+// demoEmpty reports whether the demo has no project yet.
+func demoEmpty(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM project").Scan(&n); err != nil {
+		return false, fmt.Errorf("count projects: %w", err)
+	}
+	return n == 0, nil
+}
+
+// seedDemo adds opts.Projects projects with generated issues and comments,
+// in one transaction, with set-based statements (generate_series).
+func seedDemo(ctx context.Context, conn *pgx.Conn, opts seedOptions) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	// pick(a) returns a random element; VOLATILE so it runs per row.
+	if _, err := tx.Exec(ctx, `CREATE OR REPLACE FUNCTION pg_temp.pick(a text[]) RETURNS text
+		LANGUAGE sql VOLATILE AS 'SELECT a[1 + floor(random() * cardinality(a))::int]'`); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	var existing int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM project").Scan(&existing); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	for i := 0; i < opts.Projects; i++ {
+		k := existing + i
+		p := seedProjects[k%len(seedProjects)]
+		name := p.name
+		if k >= len(seedProjects) {
+			name = fmt.Sprintf("%s %d", p.name, k/len(seedProjects)+1)
+		}
+		issues, comments := opts.Issues, opts.Comments
+		if i > 0 {
+			issues, comments = max(issues/10, 1), comments/10
+		}
+		// Created one minute apart, in name order, so "oldest first" and
+		// "by name" agree on which project is the first.
+		created := time.Now().Add(-time.Duration(30*24*60-k) * time.Minute)
+		var id string
+		err := tx.QueryRow(ctx, `INSERT INTO project (name, description, created, modified)
+			VALUES ($1, $2, $3, $3) RETURNING id::text`, name, p.desc, created).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("seed project: %w", err)
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO issue (project_id, title, description, priority, status, kanbanorder, username, created, modified)
+			SELECT $1::uuid,
+			       pg_temp.pick($3) || ' ' || pg_temp.pick($4) || pg_temp.pick($5),
+			       pg_temp.pick($6) || ' ' || pg_temp.pick($6) ||
+			           CASE WHEN random() < 0.5 THEN ' ' || pg_temp.pick($6) ELSE '' END,
+			       pg_temp.pick('{none,urgent,high,high,medium,medium,medium,low,low}'),
+			       pg_temp.pick('{backlog,backlog,todo,todo,todo,in_progress,in_progress,done,done,canceled}'),
+			       'a' || lpad(g::text, 8, '0'),
+			       pg_temp.pick($7),
+			       s.created,
+			       s.created + random() * (now() - s.created)
+			FROM (SELECT g, now() - random() * interval '180 days' AS created
+			      FROM generate_series(1, $2::int) g) s`,
+			id, issues, seedVerbs, seedObjects, seedContext, seedDescs, seedUsers)
+		if err != nil {
+			return fmt.Errorf("seed issues: %w", err)
+		}
+		if comments == 0 {
+			continue
+		}
+		_, err = tx.Exec(ctx, `
+			WITH iss AS (
+			    SELECT id, created, row_number() OVER (ORDER BY id) AS rn
+			    FROM issue WHERE project_id = $1::uuid
+			)
+			INSERT INTO comment (issue_id, body, username, created)
+			SELECT i.id,
+			       pg_temp.pick($4) || CASE WHEN random() < 0.3 THEN ' ' || pg_temp.pick($4) ELSE '' END,
+			       pg_temp.pick($5),
+			       i.created + random() * (now() - i.created)
+			FROM (SELECT g, 1 + floor(random() * $3::int)::bigint AS rn
+			      FROM generate_series(1, $2::int) g) c
+			JOIN iss i USING (rn)`,
+			id, comments, issues, seedComments, seedUsers)
+		if err != nil {
+			return fmt.Errorf("seed comments: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return nil
+}

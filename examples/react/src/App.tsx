@@ -1,0 +1,55 @@
+import { useEffect, useMemo, useState } from 'react';
+import { useLattice, useShape } from '@latticesync/web/react';
+import { useRoute, type Route } from './lib/router';
+import { ALL_PROJECTS, projectShape } from './db/db';
+import { ensureIndexes } from './db/mutations';
+import { useRow } from './db/hooks';
+import { Header } from './components/Header';
+import { ProjectList } from './components/ProjectList';
+import { IssueList } from './components/IssueList';
+import { Board } from './components/Board';
+import { IssueDetail } from './components/IssueDetail';
+import { ErrorNote, Spinner } from './components/ui';
+
+export function App({ user }: { user: string }) {
+  const route = useRoute();
+  const db = useLattice();
+  const projects = useShape(ALL_PROJECTS);
+  const [indexError, setIndexError] = useState<unknown>(null);
+  useEffect(() => {
+    // The synced tables exist locally once the first shape is in.
+    if (projects.synced) ensureIndexes(db).catch(setIndexError);
+  }, [db, projects.synced]);
+
+  return (
+    <div className="app">
+      <Header route={route} user={user} />
+      <ErrorNote error={projects.error ?? indexError} />
+      <main>
+        {route.name === 'projects' && <ProjectList synced={projects.synced} />}
+        {'projectId' in route && <ProjectScope key={route.projectId} route={route} user={user} />}
+        {route.name === 'notfound' && <div className="page muted">Page not found.</div>}
+      </main>
+    </div>
+  );
+}
+
+// ProjectScope keeps one project's shape (the project, its issues and their
+// comments) synced while any of its views is open.
+function ProjectScope({ route, user }: { route: Route & { projectId: string }; user: string }) {
+  const shape = useMemo(() => projectShape(route.projectId), [route.projectId]);
+  const { synced, error } = useShape(shape);
+  // Rows already local (a previous visit, an offline reload) show at once;
+  // the spinner is for a project not yet here.
+  const { row } = useRow<{ n: number }>(`SELECT count(*) AS n FROM issue WHERE project_id = ?`, [route.projectId]);
+  const have = (row?.n ?? 0) > 0;
+  if (error) return <ErrorNote error={error} />;
+  if (!synced && !have) return <Spinner label="Syncing project…" />;
+  return (
+    <div className="scope" data-testid="project-scope" data-synced={synced ? 'true' : 'false'}>
+      {route.name === 'issues' && <IssueList projectId={route.projectId} user={user} />}
+      {route.name === 'board' && <Board projectId={route.projectId} user={user} />}
+      {route.name === 'issue' && <IssueDetail projectId={route.projectId} issueId={route.issueId} user={user} />}
+    </div>
+  );
+}

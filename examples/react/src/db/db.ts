@@ -1,0 +1,34 @@
+// Opening the local database: one per user (?user=NAME), so two users can
+// share a browser for the demo. The sync endpoint is on the page's own
+// origin (lattice dev serves both; Vite's dev server proxies /v1).
+import { createLattice } from '@latticesync/web';
+import { schema } from '../generated';
+
+export type Db = Awaited<ReturnType<typeof createLattice>>;
+
+export function currentUser(): string {
+  const u = new URLSearchParams(location.search).get('user') ?? '';
+  return /^[a-z0-9_-]{1,32}$/i.test(u) ? u.toLowerCase() : 'demo';
+}
+
+export function openDb(user: string): Promise<Db> {
+  return createLattice({
+    url: location.origin,
+    dbName: `lattice-example-${user}`,
+    schema,
+  });
+}
+
+// The shapes the app syncs: every project (names for the list and the
+// "move to project" menu), and one project at a time with its issues and
+// their comments.
+export const ALL_PROJECTS = { table: 'project' } as const;
+
+export function projectShape(projectId: string) {
+  return {
+    table: 'project',
+    where: 'id = $1',
+    params: [projectId],
+    include: { issue: { include: { comment: {} } } },
+  };
+}

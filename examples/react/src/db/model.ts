@@ -1,0 +1,28 @@
+// The app's data model: row types come from the generated client
+// (src/generated, made by `lattice generate` from the Postgres schema);
+// the value sets below mirror the CHECK constraints of that schema.
+export type { Project, Issue, Comment } from '../generated';
+
+export const STATUSES = ['backlog', 'todo', 'in_progress', 'done', 'canceled'] as const;
+export type Status = (typeof STATUSES)[number];
+export const STATUS_LABEL: Record<Status, string> = {
+  backlog: 'Backlog',
+  todo: 'Todo',
+  in_progress: 'In progress',
+  done: 'Done',
+  canceled: 'Canceled',
+};
+
+export const PRIORITIES = ['urgent', 'high', 'medium', 'low', 'none'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+export const PRIORITY_LABEL: Record<Priority, string> = {
+  urgent: 'Urgent',
+  high: 'High',
+  medium: 'Medium',
+  low: 'Low',
+  none: 'No priority',
+};
+
+// SQL that sorts priorities by urgency (text in the database).
+export const PRIORITY_RANK = `CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END`;
+export const STATUS_RANK = `CASE status WHEN 'backlog' THEN 0 WHEN 'todo' THEN 1 WHEN 'in_progress' THEN 2 WHEN 'done' THEN 3 ELSE 4 END`;

@@ -11,10 +11,16 @@ import (
 )
 
 // demoSchema is the example app's schema (examples/react): projects, their
-// issues and the issues' comments. Idempotent. Status and priority are text
-// with CHECK constraints (the app shows the sets; Postgres enforces them and
-// rejects a bad client write).
+// issues and the issues' comments. Idempotent. Status and priority are
+// enums: the generated client types them as unions of their labels, and
+// Postgres rejects a bad client write.
 const demoSchema = `
+DO $$ BEGIN
+    CREATE TYPE issue_status AS ENUM ('backlog', 'todo', 'in_progress', 'done', 'canceled');
+EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN
+    CREATE TYPE issue_priority AS ENUM ('none', 'urgent', 'high', 'medium', 'low');
+EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 CREATE TABLE IF NOT EXISTS project (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name        text NOT NULL,
@@ -27,10 +33,8 @@ CREATE TABLE IF NOT EXISTS issue (
     project_id  uuid NOT NULL REFERENCES project(id) ON DELETE CASCADE,
     title       text NOT NULL,
     description text NOT NULL DEFAULT '',
-    priority    text NOT NULL DEFAULT 'none'
-                CHECK (priority IN ('none', 'urgent', 'high', 'medium', 'low')),
-    status      text NOT NULL DEFAULT 'backlog'
-                CHECK (status IN ('backlog', 'todo', 'in_progress', 'done', 'canceled')),
+    priority    issue_priority NOT NULL DEFAULT 'none',
+    status      issue_status NOT NULL DEFAULT 'backlog',
     kanbanorder text NOT NULL DEFAULT '',
     username    text NOT NULL DEFAULT '',
     created     timestamptz NOT NULL DEFAULT now(),
@@ -182,8 +186,8 @@ func seedDemo(ctx context.Context, conn *pgx.Conn, opts seedOptions) error {
 			       pg_temp.pick($3) || ' ' || pg_temp.pick($4) || pg_temp.pick($5),
 			       pg_temp.pick($6) || ' ' || pg_temp.pick($6) ||
 			           CASE WHEN random() < 0.5 THEN ' ' || pg_temp.pick($6) ELSE '' END,
-			       pg_temp.pick('{none,urgent,high,high,medium,medium,medium,low,low}'),
-			       pg_temp.pick('{backlog,backlog,todo,todo,todo,in_progress,in_progress,done,done,canceled}'),
+			       pg_temp.pick('{none,urgent,high,high,medium,medium,medium,low,low}')::issue_priority,
+			       pg_temp.pick('{backlog,backlog,todo,todo,todo,in_progress,in_progress,done,done,canceled}')::issue_status,
 			       'a' || lpad(g::text, 8, '0'),
 			       pg_temp.pick($7),
 			       s.created,

@@ -1,6 +1,11 @@
 import { defineConfig, type Plugin } from 'vite';
 import react from '@vitejs/plugin-react';
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
 
 // serviceWorker emits sw.js with the list of every file of the build, so the
 // first visit caches the whole app (scripts, worker, wasm) and a reload with
@@ -53,14 +58,59 @@ self.addEventListener('fetch', (e) => {
 `;
 }
 
+// latticeAssets ships the package's worker files (worker.js, wasm_exec.js,
+// lattice.wasm) unchanged, side by side (worker.js imports ./wasm_exec.js),
+// under assets/lattice-<content hash>/ so they are cached for good, and tells
+// the app their URLs through the module "virtual:lattice-assets".
+function latticeAssets(): Plugin {
+  const names = ['worker.js', 'wasm_exec.js', 'lattice.wasm'];
+  const dir = path.join(path.dirname(require.resolve('@latticesync/web/package.json')), 'dist');
+  const read = () => names.map((n) => ({ name: n, source: fs.readFileSync(path.join(dir, n)) }));
+  let base = '/lattice-assets/';
+  return {
+    name: 'lattice-example-assets',
+    config(_c, env) {
+      if (env.command === 'build') {
+        const h = createHash('sha256');
+        for (const f of read()) h.update(f.name).update(f.source);
+        base = `/assets/lattice-${h.digest('hex').slice(0, 10)}/`;
+      }
+    },
+    resolveId(id) {
+      return id === 'virtual:lattice-assets' ? '\0virtual:lattice-assets' : null;
+    },
+    load(id) {
+      if (id !== '\0virtual:lattice-assets') return null;
+      return `export const workerUrl = ${JSON.stringify(base + 'worker.js')};\nexport const wasmUrl = ${JSON.stringify(base + 'lattice.wasm')};\n`;
+    },
+    generateBundle() {
+      for (const f of read()) this.emitFile({ type: 'asset', fileName: base.slice(1) + f.name, source: f.source });
+    },
+    configureServer(server) {
+      server.middlewares.use(base, (req, res, next) => {
+        const name = (req.url ?? '').replace(/^\//, '').split('?')[0];
+        if (!names.includes(name)) return next();
+        res.setHeader('Content-Type', name.endsWith('.wasm') ? 'application/wasm' : 'text/javascript');
+        res.end(fs.readFileSync(path.join(dir, name)));
+      });
+    },
+  };
+}
+
 // The sync service: "lattice dev" serves the built app and /v1/sync on one
 // origin; "npm run dev" (Vite's dev server) proxies /v1 to a running service.
 const service = process.env.LATTICE_SERVICE ?? 'http://localhost:5133';
 
 export default defineConfig({
-  plugins: [react(), serviceWorker()],
+  plugins: [react(), latticeAssets(), serviceWorker()],
   build: { target: 'es2022', sourcemap: true },
-  worker: { format: 'es' },
+  // The package is linked from ../../web, which has its own dev copy of React:
+  // one React for the whole app.
+  resolve: { dedupe: ['react', 'react-dom'] },
+  // Keep the package out of pre-bundling (it finds its worker and wasm
+  // next to its own code).
+  optimizeDeps: { exclude: ['@latticesync/web'] },
+
   server: {
     port: 5173,
     proxy: { '/v1': { target: service, ws: true } },

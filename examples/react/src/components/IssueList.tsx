@@ -5,7 +5,7 @@ import { useRows } from '../db/hooks';
 import { PRIORITIES, PRIORITY_LABEL, PRIORITY_RANK, STATUSES, STATUS_LABEL, STATUS_RANK, type Issue, type Status } from '../db/model';
 import { ago } from '../lib/time';
 import { NewIssue } from './NewIssue';
-import { Avatar, ErrorNote, PriorityIcon, StatusIcon } from './ui';
+import { Avatar, CommentIcon, ErrorNote, PriorityIcon, StatusIcon } from './ui';
 
 type Row = Pick<Issue, 'id' | 'title' | 'priority' | 'status' | 'username' | 'modified' | 'created'> & { comments: number };
 
@@ -112,7 +112,11 @@ function IssueRow({ r, projectId }: { r: Row; projectId: string }) {
       <span className="title" data-testid="issue-title">
         {r.title}
       </span>
-      {r.comments > 0 && <span className="comments muted">💬 {r.comments}</span>}
+      {r.comments > 0 && (
+        <span className="comments muted" title={`${r.comments} comments`}>
+          <CommentIcon /> {r.comments}
+        </span>
+      )}
       <span className="when muted">{ago(r.modified)}</span>
       <Avatar name={r.username} />
     </a>

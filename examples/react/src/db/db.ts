@@ -3,6 +3,9 @@
 // origin (lattice dev serves both; Vite's dev server proxies /v1).
 import { createLattice } from '@latticesync/web';
 import { schema } from '../generated';
+// The package's worker and wasm, shipped unchanged by vite.config.ts under a
+// content-hashed folder (cached for good, kept by the service worker).
+import { workerUrl, wasmUrl } from 'virtual:lattice-assets';
 
 export type Db = Awaited<ReturnType<typeof createLattice>>;
 
@@ -13,9 +16,11 @@ export function currentUser(): string {
 
 export function openDb(user: string): Promise<Db> {
   return createLattice({
-    url: location.origin,
+    url: location.origin.replace(/^http/, 'ws'),
     dbName: `lattice-example-${user}`,
     schema,
+    workerUrl,
+    wasmUrl,
   });
 }
 

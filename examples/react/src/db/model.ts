@@ -1,10 +1,13 @@
 // The app's data model: row types come from the generated client
 // (src/generated, made by `lattice generate` from the Postgres schema);
-// the value sets below mirror the CHECK constraints of that schema.
+// the enums' labels are listed below in display order.
+import type { IssuePriority, IssueStatus } from '../generated';
 export type { Project, Issue, Comment } from '../generated';
 
-export const STATUSES = ['backlog', 'todo', 'in_progress', 'done', 'canceled'] as const;
-export type Status = (typeof STATUSES)[number];
+export type Status = IssueStatus;
+export type Priority = IssuePriority;
+
+export const STATUSES: readonly Status[] = ['backlog', 'todo', 'in_progress', 'done', 'canceled'];
 export const STATUS_LABEL: Record<Status, string> = {
   backlog: 'Backlog',
   todo: 'Todo',
@@ -13,8 +16,7 @@ export const STATUS_LABEL: Record<Status, string> = {
   canceled: 'Canceled',
 };
 
-export const PRIORITIES = ['urgent', 'high', 'medium', 'low', 'none'] as const;
-export type Priority = (typeof PRIORITIES)[number];
+export const PRIORITIES: readonly Priority[] = ['urgent', 'high', 'medium', 'low', 'none'];
 export const PRIORITY_LABEL: Record<Priority, string> = {
   urgent: 'Urgent',
   high: 'High',

@@ -1,8 +1,10 @@
 // Every write of the app. Each is a local SQLite write: instant, visible to
 // every live query at once, online or offline; Lattice syncs it. Updates set
 // only the columns that change (merge is per column: a concurrent edit of
-// another column elsewhere is kept).
+// another column elsewhere is kept). Writes go through the typed helpers
+// that `lattice generate` made (src/generated).
 import type { Db } from './db';
+import { tables } from '../generated';
 import { between } from '../lib/order';
 import { nowTs } from '../lib/time';
 import type { Priority, Status } from './model';
@@ -17,7 +19,7 @@ export type IssueInput = {
 };
 
 // lastOrder is the kanban key after which a new card of status goes.
-async function lastOrder(db: Db, projectId: string, status: string): Promise<string> {
+async function lastOrder(db: Db, projectId: string, status: Status): Promise<string> {
   const rows = await db.query(`SELECT max(kanbanorder) AS k FROM issue WHERE project_id = ? AND status = ?`, [projectId, status]);
   return (rows[0]?.k as string | null) ?? 'a';
 }
@@ -25,42 +27,44 @@ async function lastOrder(db: Db, projectId: string, status: string): Promise<str
 export async function createIssue(db: Db, input: IssueInput): Promise<string> {
   const id = crypto.randomUUID();
   const now = nowTs();
-  const order = between(await lastOrder(db, input.projectId, input.status), null);
-  await db.exec(
-    `INSERT INTO issue (id, project_id, title, description, priority, status, kanbanorder, username, created, modified)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    [id, input.projectId, input.title, input.description, input.priority, input.status, order, input.username, now, now],
-  );
+  await tables(db).issue.create({
+    id,
+    project_id: input.projectId,
+    title: input.title,
+    description: input.description,
+    priority: input.priority,
+    status: input.status,
+    kanbanorder: between(await lastOrder(db, input.projectId, input.status), null),
+    username: input.username,
+    created: now,
+    modified: now,
+  });
   return id;
 }
 
 export type IssuePatch = Partial<{ title: string; description: string; priority: Priority; status: Status }>;
 
-const EDITABLE = ['title', 'description', 'priority', 'status'] as const;
-
 export async function updateIssue(db: Db, id: string, patch: IssuePatch): Promise<void> {
-  const cols = EDITABLE.filter((c) => patch[c] !== undefined);
-  if (cols.length === 0) return;
-  const sets = cols.map((c) => `${c} = ?`).join(', ');
-  await db.exec(`UPDATE issue SET ${sets}, modified = ? WHERE id = ?`, [...cols.map((c) => patch[c]!), nowTs(), id]);
+  await tables(db).issue.update({ where: { id }, data: { ...patch, modified: nowTs() } });
 }
 
 // changeStatus moves an issue to the end of another status column.
 export async function changeStatus(db: Db, id: string, projectId: string, status: Status): Promise<void> {
-  const order = between(await lastOrder(db, projectId, status), null);
-  await db.exec(`UPDATE issue SET status = ?, kanbanorder = ?, modified = ? WHERE id = ?`, [status, order, nowTs(), id]);
+  const kanbanorder = between(await lastOrder(db, projectId, status), null);
+  await tables(db).issue.update({ where: { id }, data: { status, kanbanorder, modified: nowTs() } });
 }
 
 // moveCard puts an issue in column status between two neighbours' keys.
 export async function moveCard(db: Db, id: string, status: Status, before: string | null, after: string | null): Promise<void> {
-  const order = between(before ?? '', after);
-  await db.exec(`UPDATE issue SET status = ?, kanbanorder = ?, modified = ? WHERE id = ?`, [status, order, nowTs(), id]);
+  const kanbanorder = between(before ?? '', after);
+  await tables(db).issue.update({ where: { id }, data: { status, kanbanorder, modified: nowTs() } });
 }
 
-// moveToProject moves an issue (its comments follow it: they hang off the issue).
-export async function moveToProject(db: Db, id: string, projectId: string, status: string): Promise<void> {
-  const order = between(await lastOrder(db, projectId, status), null);
-  await db.exec(`UPDATE issue SET project_id = ?, kanbanorder = ?, modified = ? WHERE id = ?`, [projectId, order, nowTs(), id]);
+// moveToProject moves an issue to another project (its comments follow: they
+// hang off the issue).
+export async function moveToProject(db: Db, id: string, projectId: string, status: Status): Promise<void> {
+  const kanbanorder = between(await lastOrder(db, projectId, status), null);
+  await tables(db).issue.update({ where: { id }, data: { project_id: projectId, kanbanorder, modified: nowTs() } });
 }
 
 export async function deleteIssue(db: Db, id: string): Promise<void> {
@@ -72,30 +76,18 @@ export async function deleteIssue(db: Db, id: string): Promise<void> {
 
 export async function addComment(db: Db, issueId: string, body: string, username: string): Promise<string> {
   const id = crypto.randomUUID();
-  await db.exec(`INSERT INTO comment (id, issue_id, body, username, created) VALUES (?, ?, ?, ?, ?)`, [
-    id,
-    issueId,
-    body,
-    username,
-    nowTs(),
-  ]);
+  await tables(db).comment.create({ id, issue_id: issueId, body, username, created: nowTs() });
   return id;
 }
 
 export async function deleteComment(db: Db, id: string): Promise<void> {
-  await db.exec(`DELETE FROM comment WHERE id = ?`, [id]);
+  await tables(db).comment.delete({ where: { id } });
 }
 
 export async function createProject(db: Db, name: string, description: string): Promise<string> {
   const id = crypto.randomUUID();
   const now = nowTs();
-  await db.exec(`INSERT INTO project (id, name, description, created, modified) VALUES (?, ?, ?, ?, ?)`, [
-    id,
-    name,
-    description,
-    now,
-    now,
-  ]);
+  await tables(db).project.create({ id, name, description, created: now, modified: now });
   return id;
 }
 

@@ -14,8 +14,18 @@ export function currentUser(): string {
   return /^[a-z0-9_-]{1,32}$/i.test(u) ? u.toLowerCase() : 'demo';
 }
 
+// ?worker=dedicated|shared picks how tabs share the database (default: the
+// package's choice, a SharedWorker where available). The end-to-end tests use
+// dedicated workers where they cut the network, because Chromium's network
+// emulation does not reach shared workers.
+function workerMode(): 'auto' | 'shared' | 'dedicated' {
+  const w = new URLSearchParams(location.search).get('worker');
+  return w === 'shared' || w === 'dedicated' ? w : 'auto';
+}
+
 export function openDb(user: string): Promise<Db> {
   return createLattice({
+    worker: workerMode(),
     url: location.origin.replace(/^http/, 'ws'),
     dbName: `lattice-example-${user}`,
     schema,

@@ -34,8 +34,15 @@ export function href(r: Route): string {
       p = `/p/${encodeURIComponent(r.projectId)}/i/${encodeURIComponent(r.issueId)}`;
       break;
   }
-  const user = new URLSearchParams(location.search).get('user');
-  return user ? `${p}?user=${encodeURIComponent(user)}` : p;
+  // Keep ?user= and ?worker= (which local database, how tabs share it).
+  const cur = new URLSearchParams(location.search);
+  const keep = new URLSearchParams();
+  for (const k of ['user', 'worker']) {
+    const v = cur.get(k);
+    if (v) keep.set(k, v);
+  }
+  const q = keep.toString();
+  return q ? `${p}?${q}` : p;
 }
 
 const listeners = new Set<() => void>();

@@ -2,8 +2,14 @@
 // space and a Z ("2024-01-02 03:04:05.123Z"), which sorts as text, and which
 // Postgres reads back exactly.
 
+// nowTs is the current time exactly as Postgres prints it back (trailing
+// zeros of the fraction dropped), so a local write and its echo from the
+// service hold the same text.
 export function nowTs(): string {
-  return new Date().toISOString().replace('T', ' ');
+  return new Date()
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.?0+Z$/, 'Z');
 }
 
 export function parseTs(ts: string): Date {

@@ -52,12 +52,9 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	// The app first: a build failure should not wait for a seed.
-	var dist string
 	if !*noApp {
-		dist, err = prepareApp(ctx, *appDir, !*noBuild, stderr)
-		if err != nil {
-			return err
+		if _, err := os.Stat(filepath.Join(*appDir, "package.json")); err != nil {
+			return fmt.Errorf("example app not found in %s (run from the repository root, or pass --app-dir or --no-app): %w", *appDir, err)
 		}
 	}
 
@@ -91,6 +88,19 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	conn.Close(context.Background())
 	if err != nil {
 		return err
+	}
+
+	var dist string
+	if !*noApp {
+		if !*noBuild {
+			// The app's typed client follows the schema.
+			if err := regenerateClient(ctx, dbURL, filepath.Join(*appDir, "src", "generated"), stderr); err != nil {
+				return err
+			}
+		}
+		if dist, err = prepareApp(ctx, *appDir, !*noBuild, stderr); err != nil {
+			return err
+		}
 	}
 
 	svcLn, err := net.Listen("tcp", *listen)

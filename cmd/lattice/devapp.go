@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,15 +14,14 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/latticesync/lattice/codegen"
 )
 
 // prepareApp returns the example app's dist directory, building it first
 // (npm ci when node_modules is missing or older than package-lock.json, npm
 // run build when a source is newer than dist/index.html) if build is set.
 func prepareApp(ctx context.Context, dir string, build bool, stderr io.Writer) (string, error) {
-	if _, err := os.Stat(filepath.Join(dir, "package.json")); err != nil {
-		return "", fmt.Errorf("example app not found in %s (run from the repository root, or pass --app-dir or --no-app): %w", dir, err)
-	}
 	dist := filepath.Join(dir, "dist")
 	if build {
 		if _, err := exec.LookPath("npm"); err != nil {
@@ -49,6 +49,30 @@ func prepareApp(ctx context.Context, dir string, build bool, stderr io.Writer) (
 		return "", fmt.Errorf("the app is not built (%s/index.html missing): run without --no-build", dist)
 	}
 	return dist, nil
+}
+
+// regenerateClient writes the typed client of the database's electrified
+// tables (what lattice generate writes) into dir when it differs from the
+// files there (the example app commits them; a schema change updates them).
+func regenerateClient(ctx context.Context, dbURL, dir string, stderr io.Writer) error {
+	files, _, err := generate(ctx, dbURL, codegen.Int8String)
+	if err != nil {
+		return fmt.Errorf("generate the app's client: %w", err)
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		fmt.Fprintf(stderr, "regenerated %s (the schema changed)\n", p)
+	}
+	return nil
 }
 
 func npm(ctx context.Context, dir string, stderr io.Writer, args ...string) error {

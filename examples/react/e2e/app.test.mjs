@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  launch, localRows, openUser, pending, screenshot, screenshotDir, startDev, syncState, trace, waitFor, waitSettled,
+  launch, localRows, openUser, pending, screenshot, screenshotDir, startDev, syncState, trace, waitFor, waitSettled, withUser,
 } from './harness.mjs';
 
 let dev, browser, projectId, issueIds;
@@ -26,8 +26,8 @@ after(async () => {
 
 const issuePath = (id) => `/p/${projectId}/i/${id}`;
 
-async function openIssue(page, user, id) {
-  await page.goto(`${dev.appUrl}${issuePath(id)}?user=${user}`);
+async function openIssue(page, user, id, worker) {
+  await page.goto(dev.appUrl + withUser(issuePath(id), user, worker));
   await page.waitForSelector(`[data-testid=issue-detail][data-id="${id}"]`, { timeout: 60_000 });
 }
 
@@ -123,7 +123,7 @@ describe('example app', () => {
 
   test('offline edits and creates sync when back online; everyone converges with Postgres', async () => {
     const a = await openUser(browser, dev.appUrl, 'alice', `/p/${projectId}`);
-    const b = await openUser(browser, dev.appUrl, 'bob', issuePath(issueIds[1]));
+    const b = await openUser(browser, dev.appUrl, 'bob', issuePath(issueIds[1]), { worker: 'dedicated' });
     try {
       await a.page.waitForSelector('[data-testid=issue-row]', { timeout: 60_000 });
       await b.page.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
@@ -164,7 +164,7 @@ describe('example app', () => {
   test('conflicts: per column the newest write wins; an edit beats a concurrent delete', async () => {
     const [c, d] = [issueIds[3], issueIds[4]];
     const a = await openUser(browser, dev.appUrl, 'alice', issuePath(c));
-    const b = await openUser(browser, dev.appUrl, 'bob', issuePath(c));
+    const b = await openUser(browser, dev.appUrl, 'bob', issuePath(c), { worker: 'dedicated' });
     try {
       await a.page.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
       await b.page.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
@@ -178,7 +178,8 @@ describe('example app', () => {
       await b.page.waitForTimeout(50);
       await setTitle(a.page, 'Title by alice (newer)');
       // Bob (offline) edits d, which alice deletes meanwhile.
-      await openIssue(b.page, 'bob', d);
+      await b.page.goto(dev.appUrl + withUser(issuePath(d), 'bob', 'dedicated')); // offline: the service worker serves the app
+      await b.page.waitForSelector(`[data-testid=issue-detail][data-id="${d}"]`, { timeout: 30_000 });
       await setTitle(b.page, 'Kept alive by bob');
       await openIssue(a.page, 'alice', d);
       await a.page.click('[data-testid=detail-delete]');
@@ -199,7 +200,7 @@ describe('example app', () => {
   });
 
   test('a reload with the network off shows the local data', async () => {
-    const u = await openUser(browser, dev.appUrl, 'dora', `/p/${projectId}`);
+    const u = await openUser(browser, dev.appUrl, 'dora', `/p/${projectId}`, { worker: 'dedicated' });
     try {
       await u.page.waitForSelector('[data-testid=issue-row]', { timeout: 60_000 });
       await waitSettled(u.page);
@@ -218,14 +219,16 @@ describe('example app', () => {
     }
   });
 
-  test('two tabs of one user stay live; closing the first tab loses nothing', async () => {
-    const id = issueIds[5];
-    const u = await openUser(browser, dev.appUrl, 'carol', issuePath(id));
+  for (const [i, worker] of [[5, undefined], [6, 'dedicated']]) {
+  test(`two tabs of one user stay live; closing the first tab loses nothing (${worker ?? 'shared'} worker)`, async () => {
+    const id = issueIds[i];
+    const user = `carol${i}`;
+    const u = await openUser(browser, dev.appUrl, user, issuePath(id), { worker });
     const page2 = await u.context.newPage();
     trace(page2, 'carol-2');
     try {
       await u.page.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
-      await page2.goto(`${dev.appUrl}${issuePath(id)}?user=carol`);
+      await page2.goto(dev.appUrl + withUser(issuePath(id), user, worker));
       await page2.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
       await setTitle(page2, 'From the second tab');
       await waitFor(async () => (await title(u.page)) === 'From the second tab', { what: 'tab 1 sees tab 2' });
@@ -245,6 +248,7 @@ describe('example app', () => {
       await u.context.close();
     }
   });
+  }
 
   test('screenshots of the main views', async () => {
     const u = await openUser(browser, dev.appUrl, 'erin', '/');

@@ -76,23 +76,27 @@ export async function launch() {
 }
 
 // openUser opens a browser context (its own storage: an empty profile) and
-// a page of the app as user.
-export async function openUser(browser, appUrl, user, pathName = '/') {
+// a page of the app as user. worker: 'dedicated' for tests that cut the
+// network with context.setOffline (Chromium's network emulation does not
+// reach shared workers), else the app's default.
+export async function openUser(browser, appUrl, user, pathName = '/', { worker } = {}) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   trace(page, user);
-  await page.goto(`${appUrl}${pathName}${pathName.includes('?') ? '&' : '?'}user=${user}`);
+  await page.goto(appUrl + withUser(pathName, user, worker));
   return { context, page };
+}
+
+export function withUser(pathName, user, worker) {
+  const q = new URLSearchParams({ user });
+  if (worker) q.set('worker', worker);
+  return `${pathName}?${q}`;
 }
 
 export function trace(page, name) {
   page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message));
   page.on('console', (m) => m.type() === 'error' && console.error(`[${name}] console:`, m.text()));
   page.on('dialog', (d) => d.accept());
-}
-
-export function userPath(p, user) {
-  return `${p}?user=${user}`;
 }
 
 // waitFor polls fn until it returns a truthy value.

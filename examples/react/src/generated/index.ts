@@ -70,7 +70,7 @@ export type IssueStatus =
 // ---- public.project (local table "project")
 
 /** A row of public.project. */
-export interface Project {
+export type Project = {
   /** uuid NOT NULL, primary key */
   id: string;
   /** text NOT NULL */
@@ -81,10 +81,10 @@ export interface Project {
   created: string;
   /** timestamp with time zone NOT NULL */
   modified: string;
-}
+};
 
 /** What create() takes for public.project: columns with a local default, and nullable columns, may be left out. */
-export interface ProjectInsert {
+export type ProjectInsert = {
   /** default: (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) */
   id?: string;
   name: string;
@@ -94,34 +94,34 @@ export interface ProjectInsert {
   created?: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
   modified?: string;
-}
+};
 
 /** What update() sets for public.project: any columns but the primary key. */
-export interface ProjectUpdate {
+export type ProjectUpdate = {
   name?: string;
   description?: string;
   created?: string;
   modified?: string;
-}
+};
 
 /** The values a where clause on public.project compares each column with. */
-export interface ProjectValues {
+export type ProjectValues = {
   id: string;
   name: string;
   description: string;
   created: string;
   modified: string;
-}
+};
 
 /** The primary key of public.project, for findUnique. */
-export interface ProjectKey {
+export type ProjectKey = {
   id: string;
-}
+};
 
 // ---- public.issue (local table "issue")
 
 /** A row of public.issue. */
-export interface Issue {
+export type Issue = {
   /** uuid NOT NULL, primary key */
   id: string;
   /** uuid NOT NULL, references project(id) */
@@ -142,10 +142,10 @@ export interface Issue {
   created: string;
   /** timestamp with time zone NOT NULL */
   modified: string;
-}
+};
 
 /** What create() takes for public.issue: columns with a local default, and nullable columns, may be left out. */
-export interface IssueInsert {
+export type IssueInsert = {
   /** default: (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) */
   id?: string;
   project_id: string;
@@ -164,10 +164,10 @@ export interface IssueInsert {
   created?: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
   modified?: string;
-}
+};
 
 /** What update() sets for public.issue: any columns but the primary key. */
-export interface IssueUpdate {
+export type IssueUpdate = {
   project_id?: string;
   title?: string;
   description?: string;
@@ -177,10 +177,10 @@ export interface IssueUpdate {
   username?: string;
   created?: string;
   modified?: string;
-}
+};
 
 /** The values a where clause on public.issue compares each column with. */
-export interface IssueValues {
+export type IssueValues = {
   id: string;
   project_id: string;
   title: string;
@@ -191,17 +191,17 @@ export interface IssueValues {
   username: string;
   created: string;
   modified: string;
-}
+};
 
 /** The primary key of public.issue, for findUnique. */
-export interface IssueKey {
+export type IssueKey = {
   id: string;
-}
+};
 
 // ---- public.comment (local table "comment")
 
 /** A row of public.comment. */
-export interface Comment {
+export type Comment = {
   /** uuid NOT NULL, primary key */
   id: string;
   /** uuid NOT NULL, references issue(id) */
@@ -212,10 +212,10 @@ export interface Comment {
   username: string;
   /** timestamp with time zone NOT NULL */
   created: string;
-}
+};
 
 /** What create() takes for public.comment: columns with a local default, and nullable columns, may be left out. */
-export interface CommentInsert {
+export type CommentInsert = {
   /** default: (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) */
   id?: string;
   issue_id: string;
@@ -224,29 +224,29 @@ export interface CommentInsert {
   username?: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
   created?: string;
-}
+};
 
 /** What update() sets for public.comment: any columns but the primary key. */
-export interface CommentUpdate {
+export type CommentUpdate = {
   issue_id?: string;
   body?: string;
   username?: string;
   created?: string;
-}
+};
 
 /** The values a where clause on public.comment compares each column with. */
-export interface CommentValues {
+export type CommentValues = {
   id: string;
   issue_id: string;
   body: string;
   username: string;
   created: string;
-}
+};
 
 /** The primary key of public.comment, for findUnique. */
-export interface CommentKey {
+export type CommentKey = {
   id: string;
-}
+};
 
 /**
  * The electrified tables, for createLattice({ schema }): the local tables are

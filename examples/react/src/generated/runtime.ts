@@ -383,15 +383,15 @@ export function tableHelpers<R, I, U, V, K>(db: LatticeLike, meta: TableMeta): T
       return db.liveQuery(sql, params, (rows) => onRows(rows as R[]), onError);
     },
     query: (args) => q.findMany(args),
-    create(data) {
+    async create(data) {
       const { sql, params } = compileCreate(meta, data as Record<string, unknown>);
       return db.exec(sql, params);
     },
-    update(args) {
+    async update(args) {
       const { sql, params } = compileUpdate(meta, args as { where: unknown; data: Record<string, unknown> });
       return db.exec(sql, params);
     },
-    delete(args) {
+    async delete(args) {
       const { sql, params } = compileDelete(meta, args);
       return db.exec(sql, params);
     },

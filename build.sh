@@ -4,7 +4,7 @@
 # it cannot.
 #
 #   ./build.sh test     run every test (what CI runs)
-#   ./build.sh demo     run the demo: a throwaway Postgres + lattice serve
+#   ./build.sh demo     run the demo: the example app on a local Postgres (lattice dev)
 #   ./build.sh build    build bin/lattice and the browser worker (web/dist)
 #   ./build.sh bench    run the benchmarks (figures go in BENCHMARKS.md)
 #   ./build.sh fuzz     run the protocol fuzzers (FUZZTIME, default 30s each)
@@ -12,6 +12,7 @@
 #   ./build.sh deps     install prerequisites only
 #   ./build.sh web      build and unit-test web/ (the npm package) only
 #   ./build.sh web-browser  web/ in Chromium and the npm pack test (after build)
+#   ./build.sh example  build the example app and run its end-to-end tests only
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -165,6 +166,24 @@ browser_test() {
 	(cd browsertest && node --test --test-concurrency=1 test/) || die "browser tests failed"
 }
 
+# --- examples/react: the example app; its end-to-end tests run lattice dev
+# and drive Chromium through browsertest/'s harness.
+
+example_build() {
+	need_node
+	web_build
+	log "building examples/react (npm ci, npm run build)"
+	(cd examples/react && npm ci --no-audit --no-fund --loglevel=error) >&2 || die "npm ci in examples/react failed"
+	(cd examples/react && npm run --silent build) >&2 || die "examples/react build failed"
+}
+
+example_test() {
+	[ -d browsertest/node_modules ] || browser_deps
+	example_build
+	log "example app end-to-end tests (examples/react/e2e, headless Chromium)"
+	(cd examples/react && LATTICE_BIN="$ROOT/bin/lattice" node --test --test-concurrency=1 e2e/) || die "example app end-to-end tests failed"
+}
+
 build() {
 	need_go
 	need_gcc
@@ -230,6 +249,8 @@ test_() {
 	build_wasm
 	browser_test
 	web_browser_test
+	go build -o bin/lattice ./cmd/lattice
+	example_test
 	log "all tests passed"
 }
 
@@ -250,6 +271,7 @@ fuzz() {
 demo() {
 	deps
 	build
+	web_build
 	exec ./bin/lattice dev "$@"
 }
 
@@ -265,8 +287,12 @@ lint) lint ;;
 deps) deps ;;
 web) web_test ;;
 web-browser) web_browser_test ;;
+example)
+	build
+	example_test
+	;;
 *)
-	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 	[ -z "$cmd" ] && exit 0 || die "unknown subcommand: $cmd"
 	;;
 esac

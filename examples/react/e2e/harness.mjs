@@ -2,29 +2,20 @@
 // a temporary folder, the service and the built app on free ports), drives
 // Debian's chromium with playwright-core, and reads Postgres with pg.
 //
-// Environment: LATTICE_BIN (default ../../bin/lattice), CHROMIUM (default
-// chromium on PATH), E2E_SCREENSHOTS (default test-results/screenshots).
-import { spawn, execFileSync } from 'node:child_process';
+// Environment: LATTICE_BIN (default ../../bin/lattice), CHROMIUM (see
+// browsertest/lib/harness.js), E2E_SCREENSHOTS (default
+// test-results/screenshots).
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch as launchChromium } from '../../../browsertest/lib/harness.js';
 import pg from 'pg';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const appDir = path.resolve(here, '..');
 const repo = path.resolve(appDir, '../..');
-
-function findChromium() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
-  for (const name of ['chromium', 'chromium-browser']) {
-    try {
-      return execFileSync('which', [name], { encoding: 'utf8' }).trim();
-    } catch {}
-  }
-  throw new Error('chromium not found: install it (./build.sh deps does) or set CHROMIUM');
-}
 
 // startDev runs lattice dev with a fresh cluster and a small seed; returns
 // { appUrl, dbUrl, sql(query, params), stop() }.
@@ -71,8 +62,11 @@ export async function startDev({ issues = 300, comments = 1200, projects = 3 } =
   };
 }
 
+// launch starts Debian's Chromium through browsertest/'s harness; each user
+// gets a context of its own (browser.newContext: an empty profile).
 export async function launch() {
-  return chromium.launch({ executablePath: findChromium(), args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  const c = await launchChromium();
+  return { newContext: (opts) => c.browser.newContext(opts), close: () => c.close() };
 }
 
 // openUser opens a browser context (its own storage: an empty profile) and

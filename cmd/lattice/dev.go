@@ -54,7 +54,13 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	if !*noApp {
 		if _, err := os.Stat(filepath.Join(*appDir, "package.json")); err != nil {
-			return fmt.Errorf("example app not found in %s (run from the repository root, or pass --app-dir or --no-app): %w", *appDir, err)
+			appSet := false
+			fs.Visit(func(f *flag.Flag) { appSet = appSet || f.Name == "app-dir" })
+			if appSet {
+				return fmt.Errorf("example app not found in %s: %w", *appDir, err)
+			}
+			fmt.Fprintf(stderr, "no example app in %s (run from the repository root to serve it): Postgres and the service only\n", *appDir)
+			*noApp = true
 		}
 	}
 

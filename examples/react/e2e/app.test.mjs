@@ -31,6 +31,14 @@ async function openIssue(page, user, id, worker) {
   await page.waitForSelector(`[data-testid=issue-detail][data-id="${id}"]`, { timeout: 60_000 });
 }
 
+// goOffline cuts a user's network: new connections fail (setOffline) and the
+// open ones die (the relay drops them; the other users reconnect at once).
+async function goOffline(u) {
+  await u.context.setOffline(true);
+  dev.dropConnections();
+  await waitFor(async () => (await syncState(u.page)) === 'offline', { what: 'offline' });
+}
+
 async function setTitle(page, title) {
   await page.fill('[data-testid=detail-title]', title);
   await page.press('[data-testid=detail-title]', 'Enter');
@@ -128,8 +136,7 @@ describe('example app', () => {
       await a.page.waitForSelector('[data-testid=issue-row]', { timeout: 60_000 });
       await b.page.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
       await waitSettled(b.page);
-      await b.context.setOffline(true);
-      await waitFor(async () => (await syncState(b.page)) === 'offline', { what: 'bob offline' });
+      await goOffline(b);
 
       await setTitle(b.page, 'Edited offline by bob');
       await b.page.selectOption('[data-testid=detail-status]', 'in_progress');
@@ -137,7 +144,9 @@ describe('example app', () => {
       await b.page.waitForSelector('[data-testid=issue-row]', { timeout: 30_000 });
       await createIssue(b.page, 'Created offline by bob');
       assert.ok((await pending(b.page)) >= 3, 'writes are pending while offline');
-      assert.deepEqual((await topTitles(b.page, 2)).sort(), ['Created offline by bob', 'Edited offline by bob']);
+      await waitFor(async () => JSON.stringify((await topTitles(b.page, 2)).sort()) === JSON.stringify(['Created offline by bob', 'Edited offline by bob']), {
+        what: 'bob’s offline edits at the top of his list',
+      });
       await screenshot(b.page, 'offline-pending');
 
       // Meanwhile alice edits another issue.
@@ -169,8 +178,7 @@ describe('example app', () => {
       await a.page.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
       await b.page.waitForSelector('[data-testid=issue-detail]', { timeout: 60_000 });
       await waitSettled(b.page);
-      await b.context.setOffline(true);
-      await waitFor(async () => (await syncState(b.page)) === 'offline', { what: 'bob offline' });
+      await goOffline(b);
 
       // Bob (offline) sets title and priority of c; later alice sets c's title.
       await setTitle(b.page, 'Title by bob (older)');
@@ -206,7 +214,7 @@ describe('example app', () => {
       await waitSettled(u.page);
       await u.page.evaluate(() => navigator.serviceWorker.ready);
       const before = await u.page.textContent('[data-testid=issue-count]');
-      await u.context.setOffline(true);
+      await goOffline(u);
       const t0 = Date.now();
       await u.page.reload();
       await u.page.waitForSelector('[data-testid=issue-row]', { timeout: 30_000 });
@@ -234,9 +242,14 @@ describe('example app', () => {
       await waitFor(async () => (await title(u.page)) === 'From the second tab', { what: 'tab 1 sees tab 2' });
       await setTitle(u.page, 'From the first tab');
       await waitFor(async () => (await title(page2)) === 'From the first tab', { what: 'tab 2 sees tab 1' });
-      // A last write, and the first tab closes at once.
+      // A last write, committed locally but not yet synced (dedicated: the
+      // network is cut, so it is pending in the first tab's worker), and
+      // the first tab closes at once.
+      if (worker === 'dedicated') await goOffline(u);
       await u.page.selectOption('[data-testid=detail-status]', 'done');
+      await waitFor(async () => (await localRows(u.page, 'SELECT status FROM issue WHERE id = ?', [id]))[0]?.status === 'done', { what: 'local commit' });
       await u.page.close();
+      if (worker === 'dedicated') await u.context.setOffline(false);
       await waitFor(async () => (await page2.inputValue('[data-testid=detail-status]')) === 'done', { what: 'tab 2 has the last write' });
       await waitSettled(page2);
       const [row] = await dev.sql(`SELECT title, status::text FROM issue WHERE id = $1`, [id]);

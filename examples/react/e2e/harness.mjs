@@ -7,6 +7,7 @@
 // test-results/screenshots).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,12 @@ export const appDir = path.resolve(here, '..');
 const repo = path.resolve(appDir, '../..');
 
 // startDev runs lattice dev with a fresh cluster and a small seed; returns
-// { appUrl, dbUrl, sql(query, params), stop() }.
+// { appUrl, dbUrl, sql(query, params), dropConnections(), stop() }.
+//
+// The browsers reach the app (and /v1/sync on the same origin) through a TCP
+// relay, so that a test can cut every open connection (dropConnections):
+// Chromium's offline emulation (context.setOffline) refuses new connections
+// but leaves an open WebSocket alone, where a real network loss kills it.
 export async function startDev({ issues = 300, comments = 1200, projects = 3 } = {}) {
   const bin = process.env.LATTICE_BIN ?? path.join(repo, 'bin', 'lattice');
   if (!fs.existsSync(bin)) throw new Error(`${bin} missing: run ./build.sh build`);
@@ -44,14 +50,17 @@ export async function startDev({ issues = 300, comments = 1200, projects = 3 } =
     await new Promise((r) => setTimeout(r, 100));
   }
   const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
+  const relay = await startRelay(new URL(appUrl).port);
   return {
-    appUrl,
+    appUrl: `http://127.0.0.1:${relay.port}`,
+    dropConnections: relay.drop,
     dbUrl,
     log: () => out,
     async sql(q, params = []) {
       return (await pool.query(q, params)).rows;
     },
     async stop() {
+      relay.close();
       await pool.end();
       proc.kill('SIGINT');
       const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
@@ -64,6 +73,37 @@ export async function startDev({ issues = 300, comments = 1200, projects = 3 } =
 
 // launch starts Debian's Chromium through browsertest/'s harness; each user
 // gets a context of its own (browser.newContext: an empty profile).
+// startRelay forwards 127.0.0.1:<free port> to 127.0.0.1:target.
+async function startRelay(target) {
+  const open = new Set();
+  const server = net.createServer((down) => {
+    const up = net.connect(Number(target), '127.0.0.1');
+    for (const [a, b] of [[down, up], [up, down]]) {
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => b.destroy());
+    }
+    const pair = { down, up };
+    open.add(pair);
+    down.on('close', () => open.delete(pair));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    drop() {
+      for (const { down, up } of open) {
+        down.destroy();
+        up.destroy();
+      }
+      open.clear();
+    },
+    close() {
+      this.drop();
+      server.close();
+    },
+  };
+}
+
 export async function launch() {
   const c = await launchChromium();
   return { newContext: (opts) => c.browser.newContext(opts), close: () => c.close() };

@@ -10,7 +10,7 @@ import { Avatar, ErrorNote, PriorityIcon, StatusIcon } from './ui';
 
 type Card = Pick<Issue, 'id' | 'title' | 'priority' | 'status' | 'kanbanorder' | 'username'>;
 
-const CARD_HEIGHT = 84;
+const CARD_HEIGHT = 96;
 
 export function Board({ projectId, user }: { projectId: string; user: string }) {
   const db = useLattice();

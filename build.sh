@@ -292,7 +292,7 @@ example)
 	example_test
 	;;
 *)
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 	[ -z "$cmd" ] && exit 0 || die "unknown subcommand: $cmd"
 	;;
 esac

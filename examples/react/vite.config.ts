@@ -15,7 +15,10 @@ function serviceWorker(): Plugin {
     name: 'lattice-example-sw',
     apply: 'build',
     generateBundle(_options, bundle) {
-      const files = Object.keys(bundle).filter((f) => !f.endsWith('.map'));
+      // Not the copies of the worker and wasm that Vite emits for the
+      // package's default URLs: the app passes its own (latticeAssets).
+      const unused = /^assets\/(lattice-[^/]+\.wasm|worker-[^/]+\.js)$/;
+      const files = Object.keys(bundle).filter((f) => !f.endsWith('.map') && !unused.test(f));
       const version = createHash('sha256').update(files.sort().join('\n')).digest('hex').slice(0, 12);
       const precache = ['/', ...files.map((f) => '/' + f)];
       this.emitFile({

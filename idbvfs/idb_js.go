@@ -65,8 +65,9 @@ func try(op string, f func()) (err error) {
 // waiter receives the events of one IndexedDB request or transaction. The
 // JS callback only does a non-blocking send; the goroutine blocks in wait.
 type waiter struct {
-	fn js.Func
-	ch chan js.Value
+	fn   js.Func
+	ch   chan js.Value
+	done bool // an event arrived: the callback will not be called again
 }
 
 func newWaiter() *waiter {
@@ -95,13 +96,21 @@ func (w *waiter) on(target js.Value, events ...string) {
 func (w *waiter) wait(ctx context.Context, op string) (js.Value, error) {
 	select {
 	case ev := <-w.ch:
+		w.done = true
 		return ev, nil
 	case <-ctx.Done():
 		return js.Value{}, fmt.Errorf("indexeddb %s: %w", op, ctx.Err())
 	}
 }
 
-func (w *waiter) release() { w.fn.Release() }
+// release frees the callback once it has fired. After a timeout it is left
+// alone (a small leak): IndexedDB may still call it, and calling a released
+// js.Func would crash the program.
+func (w *waiter) release() {
+	if w.done {
+		w.fn.Release()
+	}
+}
 
 func indexedDB() (js.Value, error) {
 	f := js.Global().Get("indexedDB")
@@ -121,21 +130,28 @@ func (b *idbBackend) Open(ctx context.Context, name string, create bool) (Handle
 	created := false
 	upgrade := js.FuncOf(func(this js.Value, args []js.Value) any {
 		// Runs inside the versionchange transaction: create the stores,
-		// or refuse to create a database that should exist.
-		req := args[0].Get("target")
-		if args[0].Get("oldVersion").Int() == 0 {
-			created = true
-			if !create {
-				req.Get("transaction").Call("abort")
-				return nil
+		// or refuse to create a database that should exist. A throw here
+		// aborts the open, which then reports an error event.
+		try("upgrade", func() {
+			req := args[0].Get("target")
+			if args[0].Get("oldVersion").Int() == 0 {
+				created = true
+				if !create {
+					req.Get("transaction").Call("abort")
+					return
+				}
+				db := req.Get("result")
+				db.Call("createObjectStore", "blocks")
+				db.Call("createObjectStore", "meta")
 			}
-			db := req.Get("result")
-			db.Call("createObjectStore", "blocks")
-			db.Call("createObjectStore", "meta")
-		}
+		})
 		return nil
 	})
-	defer upgrade.Release()
+	defer func() {
+		if w.done {
+			upgrade.Release()
+		}
+	}()
 	var req js.Value
 	if err := try("open", func() {
 		req = idb.Call("open", dbPrefix+name, 1)
@@ -158,7 +174,7 @@ func (b *idbBackend) Open(ctx context.Context, name string, create bool) (Handle
 	// Another connection wants to delete or upgrade the database: let it,
 	// and fail from now on (an SQLite I/O error) instead of blocking it.
 	h.onVersionChange = js.FuncOf(func(this js.Value, args []js.Value) any {
-		h.db.Call("close")
+		try("close", func() { h.db.Call("close") })
 		return nil
 	})
 	h.db.Set("onversionchange", h.onVersionChange)
@@ -181,6 +197,7 @@ func (b *idbBackend) Exists(ctx context.Context, name string) (bool, error) {
 	}
 	select {
 	case list := <-w.ch:
+		w.done, fail.done = true, true
 		for i := range list.Length() {
 			if list.Index(i).Get("name").String() == dbPrefix+name {
 				return true, nil
@@ -188,6 +205,7 @@ func (b *idbBackend) Exists(ctx context.Context, name string) (bool, error) {
 		}
 		return false, nil
 	case e := <-fail.ch:
+		w.done, fail.done = true, true
 		return false, domError("databases", e)
 	case <-ctx.Done():
 		return false, fmt.Errorf("indexeddb databases: %w", ctx.Err())

@@ -30,6 +30,9 @@ const wasqliteOptions = JSON.parse(flag('--wasqlite-options', 'null'));
 const engines = {
   lattice: { label: 'Lattice idbvfs', url: 'worker.js', type: undefined, options: latticeOptions },
   memdb: { label: 'Lattice engine, memdb', url: 'worker.js', type: undefined, options: { vfs: 'memdb' } },
+  // The same two, built with bounds checks off in the SQLite translation (-gcflags=...=-B).
+  latticeB: { label: 'Lattice idbvfs, -B build', url: 'worker.js?wasm=testworker-B.wasm', type: undefined, options: latticeOptions },
+  memdbB: { label: 'Lattice engine, memdb, -B build', url: 'worker.js?wasm=testworker-B.wasm', type: undefined, options: { vfs: 'memdb' } },
   wasqlite: { label: 'wa-sqlite IDBBatchAtomic', url: 'wasqlite-worker.js', type: 'module', options: wasqliteOptions },
   sahpool: { label: 'sqlite.org opfs-sahpool', url: 'sahpool-worker.js', type: 'module', options: null },
 };
@@ -41,6 +44,9 @@ console.error('building the Lattice test wasm (GOOS=js GOARCH=wasm)...');
 const gcflags = flag('--gcflags');
 const goenv = flag('--goenv') ? Object.fromEntries(flag('--goenv').split(',').map((kv) => kv.split('='))) : {};
 const wasm = buildWasm('./idbvfs/internal/testworker', path.join(web, 'testworker.wasm'), { flags: gcflags ? [`-gcflags=${gcflags}`] : [], env: goenv });
+if (only.some((k) => k.endsWith('B'))) {
+  buildWasm('./idbvfs/internal/testworker', path.join(web, 'testworker-B.wasm'), { flags: ['-gcflags=github.com/ncruces/go-sqlite3-wasm/v6=-B'], env: goenv });
+}
 const raw = readFileSync(wasm);
 const sizes = {
   raw: raw.length,
@@ -68,7 +74,7 @@ try {
         const open = await page.evaluate(([name, options]) => window.call('open', { name, ...(options ? { options } : {}) }), [`speedtest${round}.db`, e.options]);
         if (!open.ok) throw new Error(`${key} open: ${JSON.stringify(open.error)}`);
         // The published figures ran after this preamble (memdb has no journal files).
-        const pre = await page.evaluate(([sql]) => window.call('exec', { sql }), [key === 'memdb' ? 'SELECT 1' : 'PRAGMA journal_mode=delete;']);
+        const pre = await page.evaluate(([sql]) => window.call('exec', { sql }), [key.startsWith('memdb') ? 'SELECT 1' : 'PRAGMA journal_mode=delete;']);
         if (!pre.ok) throw new Error(`${key} preamble: ${JSON.stringify(pre.error)}`);
         await page.evaluate((s) => { window.scripts = s; }, scripts);
         const ms = await page.evaluate(() => window.runScripts());
@@ -91,23 +97,21 @@ const med = {};
 for (const key of Object.keys(results)) med[key] = titles.map((_, i) => median(results[key].map((r) => r[i])));
 const sec = (ms) => (ms / 1000).toFixed(3);
 const cols = Object.keys(med);
-const hasRatio = med.lattice && med.wasqlite;
-const head = ['#', 'test', ...cols.map((k) => engines[k].label + ' (s)'), ...(hasRatio ? ['Lattice / wa-sqlite'] : [])];
+const ratioKeys = med.wasqlite ? cols.filter((k) => k.startsWith('lattice')) : [];
+const head = ['#', 'test', ...cols.map((k) => engines[k].label + ' (s)'), ...ratioKeys.map((k) => engines[k].label + ' / wa-sqlite')];
 const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
 titles.forEach((t, i) => {
-  const row = [String(i + 1), t, ...cols.map((k) => sec(med[k][i]))];
-  if (hasRatio) row.push((med.lattice[i] / med.wasqlite[i]).toFixed(2));
+  const row = [String(i + 1), t, ...cols.map((k) => sec(med[k][i])), ...ratioKeys.map((k) => (med[k][i] / med.wasqlite[i]).toFixed(2))];
   lines.push(`| ${row.join(' | ')} |`);
 });
 const totals = Object.fromEntries(cols.map((k) => [k, med[k].reduce((a, b) => a + b, 0)]));
-const trow = ['', '**total**', ...cols.map((k) => `**${sec(totals[k])}**`)];
-if (hasRatio) trow.push(`**${(totals.lattice / totals.wasqlite).toFixed(2)}**`);
+const trow = ['', '**total**', ...cols.map((k) => `**${sec(totals[k])}**`), ...ratioKeys.map((k) => `**${(totals[k] / totals.wasqlite).toFixed(2)}**`)];
 lines.push(`| ${trow.join(' | ')} |`);
 console.log(lines.join('\n'));
 console.log(`\n${rounds} round(s), median per test (first, cold-cache round totals: ${cols.map((k) => engines[k].label + ' ' + sec(results[k][0].reduce((a, b) => a + b, 0))).join(', ')}); workload: ${flag('--scripts') ? 'published scripts from ' + flag('--scripts') : 'generated (bench/browser/speedtest.js, seed 1)'}`);
-if (hasRatio) {
-  const worst = Math.max(...med.lattice.map((v, i) => v / med.wasqlite[i]));
-  console.log(`total ratio Lattice/wa-sqlite ${(totals.lattice / totals.wasqlite).toFixed(2)} (target <= 0.5), worst single test ${worst.toFixed(2)} (target <= 1.5)`);
+for (const k of ratioKeys) {
+  const worst = Math.max(...med[k].map((v, i) => v / med.wasqlite[i]));
+  console.log(`${engines[k].label}: total / wa-sqlite ${(totals[k] / totals.wasqlite).toFixed(2)} (target <= 0.5), worst single test ${worst.toFixed(2)} (target <= 1.5)`);
 }
 const mib = (n) => (n / 1048576).toFixed(2) + ' MiB';
 console.log(`test wasm (stripped): ${mib(sizes.raw)} raw, ${mib(sizes.gzip)} gzip -9, ${mib(sizes.brotli)} brotli -11`);

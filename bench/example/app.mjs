@@ -89,8 +89,14 @@ try {
   await a.page.waitForSelector('[data-testid=issue-detail]');
   const peer = [];
   for (const [i, id] of ids.entries()) {
-    await a.page.goto(dev.appUrl + withUser(`${projectPath}/i/${id}`, 'alice'));
+    // Client-side navigation (a page load would restart alice's worker).
+    await a.page.evaluate((url) => {
+      history.pushState(null, '', url);
+      dispatchEvent(new PopStateEvent('popstate'));
+    }, withUser(`${projectPath}/i/${id}`, 'alice'));
     await a.page.waitForSelector(`[data-testid=issue-detail][data-id="${id}"]`);
+    await waitSettled(a.page);
+    await waitSettled(b.page);
     const title = `Peer edit ${i} ${Date.now()}`;
     const seen = b.page.waitForFunction(
       (t) => [...document.querySelectorAll('[data-testid=issue-title]')].some((e) => e.textContent === t) && performance.now(),

@@ -13,18 +13,12 @@ import { ErrorNote, Spinner } from './components/ui';
 
 export function App({ user }: { user: string }) {
   const route = useRoute();
-  const db = useLattice();
   const projects = useShape(ALL_PROJECTS);
-  const [indexError, setIndexError] = useState<unknown>(null);
-  useEffect(() => {
-    // The synced tables exist locally once the first shape is in.
-    if (projects.synced) ensureIndexes(db).catch(setIndexError);
-  }, [db, projects.synced]);
 
   return (
     <div className="app">
       <Header route={route} user={user} />
-      <ErrorNote error={projects.error ?? indexError} />
+      <ErrorNote error={projects.error} />
       <main>
         {route.name === 'projects' && <ProjectList synced={projects.synced} />}
         {'projectId' in route && <ProjectScope key={route.projectId} route={route} user={user} />}
@@ -39,11 +33,16 @@ export function App({ user }: { user: string }) {
 function ProjectScope({ route, user }: { route: Route & { projectId: string }; user: string }) {
   const shape = useMemo(() => projectShape(route.projectId), [route.projectId]);
   const { synced, error } = useShape(shape);
+  const db = useLattice();
+  const [indexError, setIndexError] = useState<unknown>(null);
+  useEffect(() => {
+    if (synced) ensureIndexes(db).catch(setIndexError);
+  }, [db, synced]);
   // Rows already local (a previous visit, an offline reload) show at once;
   // the spinner is for a project not yet here.
   const { row } = useRow<{ n: number }>(`SELECT count(*) AS n FROM issue WHERE project_id = ?`, [route.projectId]);
   const have = (row?.n ?? 0) > 0;
-  if (error) return <ErrorNote error={error} />;
+  if (error ?? indexError) return <ErrorNote error={error ?? indexError} />;
   if (!synced && !have) return <Spinner label="Syncing project…" />;
   return (
     <div className="scope" data-testid="project-scope" data-synced={synced ? 'true' : 'false'}>

@@ -10,11 +10,11 @@ import { Avatar, CommentIcon, ErrorNote, PriorityIcon, StatusIcon } from './ui';
 type Row = Pick<Issue, 'id' | 'title' | 'priority' | 'status' | 'username' | 'modified' | 'created'> & { comments: number };
 
 const SORTS = {
-  modified: { label: 'Last updated', sql: 'modified DESC, id' },
-  created: { label: 'Newest', sql: 'created DESC, id' },
-  priority: { label: 'Priority', sql: `${PRIORITY_RANK}, modified DESC, id` },
-  status: { label: 'Status', sql: `${STATUS_RANK}, modified DESC, id` },
-  title: { label: 'Title', sql: 'title COLLATE NOCASE, id' },
+  modified: { label: 'Last updated', sql: 'i.modified DESC, i.id' },
+  created: { label: 'Newest', sql: 'i.created DESC, i.id' },
+  priority: { label: 'Priority', sql: `${PRIORITY_RANK}, i.modified DESC, i.id` },
+  status: { label: 'Status', sql: `${STATUS_RANK}, i.modified DESC, i.id` },
+  title: { label: 'Title', sql: 'i.title COLLATE NOCASE, i.id' },
 } as const;
 type Sort = keyof typeof SORTS;
 
@@ -40,9 +40,12 @@ export function IssueList({ projectId, user }: { projectId: string; user: string
       where.push(`i.title LIKE ? ESCAPE '\\'`);
       params.push(`%${f.search.trim().replace(/[\\%_]/g, (c) => '\\' + c)}%`);
     }
+    // Comment counts in one pass over the comments (fast with or without
+    // the local index on comment.issue_id).
     const sql = `SELECT i.id, i.title, i.priority, i.status, i.username, i.modified, i.created,
-        (SELECT count(*) FROM comment c WHERE c.issue_id = i.id) AS comments
-      FROM issue i WHERE ${where.join(' AND ')} ORDER BY ${SORTS[f.sort].sql}`;
+        coalesce(c.n, 0) AS comments
+      FROM issue i LEFT JOIN (SELECT issue_id, count(*) AS n FROM comment GROUP BY issue_id) c ON c.issue_id = i.id
+      WHERE ${where.join(' AND ')} ORDER BY ${SORTS[f.sort].sql}`;
     return [sql, params];
   }, [projectId, f]);
   const { rows, error } = useRows<Row>(sql, params);

@@ -25,6 +25,6 @@ export const PRIORITY_LABEL: Record<Priority, string> = {
   none: 'No priority',
 };
 
-// SQL that sorts priorities by urgency (text in the database).
-export const PRIORITY_RANK = `CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END`;
-export const STATUS_RANK = `CASE status WHEN 'backlog' THEN 0 WHEN 'todo' THEN 1 WHEN 'in_progress' THEN 2 WHEN 'done' THEN 3 ELSE 4 END`;
+// SQL that sorts priorities by urgency (text in the database), over issue i.
+export const PRIORITY_RANK = `CASE i.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END`;
+export const STATUS_RANK = `CASE i.status WHEN 'backlog' THEN 0 WHEN 'todo' THEN 1 WHEN 'in_progress' THEN 2 WHEN 'done' THEN 3 ELSE 4 END`;

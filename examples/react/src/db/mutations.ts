@@ -91,14 +91,13 @@ export async function createProject(db: Db, name: string, description: string): 
   return id;
 }
 
-// ensureIndexes creates the local indexes the views need (SQLite only; the
-// Postgres schema has its own). Safe to call again.
+// ensureIndexes creates the local index the views need beyond the keys
+// (SQLite only; Postgres has its own): comments by issue, for the comment
+// counts of the list and the detail view. Safe to call again. The app calls
+// it once a project is synced: in Chromium (IndexedDB VFS) every extra index
+// slows the initial sync down a lot, more than it speeds the queries up
+// (5,000 issues with three local indexes: 21 s instead of 1.1 s), so the
+// lists sort without one.
 export async function ensureIndexes(db: Db): Promise<void> {
-  for (const sql of [
-    `CREATE INDEX IF NOT EXISTS issue_project_modified ON issue (project_id, modified)`,
-    `CREATE INDEX IF NOT EXISTS issue_project_status_order ON issue (project_id, status, kanbanorder)`,
-    `CREATE INDEX IF NOT EXISTS comment_issue_created ON comment (issue_id, created)`,
-  ]) {
-    await db.exec(sql, []);
-  }
+  await db.exec(`CREATE INDEX IF NOT EXISTS comment_issue_created ON comment (issue_id, created)`, []);
 }

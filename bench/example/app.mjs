@@ -12,8 +12,20 @@
 //   node bench/example/app.mjs [--issues 5000] [--comments 20000] [--peer 20]
 import { parseArgs } from 'node:util';
 import {
-  launch, openUser, startDev, syncState, waitFor, waitSettled, withUser,
+  launch, openUser, screenshot, startDev, syncState, waitFor, waitSettled, withUser,
 } from '../../examples/react/e2e/harness.mjs';
+
+// firstRows waits for the first issue rows; on a timeout it saves a
+// screenshot and says what the page shows.
+async function firstRows(page, name) {
+  try {
+    await page.waitForSelector('[data-testid=issue-row]', { timeout: 60_000 });
+  } catch (e) {
+    const file = await screenshot(page, `bench-${name}`);
+    const text = (await page.textContent('body').catch(() => '')).slice(0, 300);
+    throw new Error(`${name}: no rows after 60 s (screenshot ${file}; page: ${text})`, { cause: e });
+  }
+}
 
 const { values: opt } = parseArgs({
   options: {
@@ -62,7 +74,7 @@ try {
   for (let i = 0; i < 5; i++) {
     const t0 = Date.now();
     await page.reload();
-    await page.waitForSelector('[data-testid=issue-row]', { timeout: 60_000 });
+    await firstRows(page, `warm-${i}`);
     warm.push(Date.now() - t0);
   }
   console.log(`warm reload, first rows painted: ${warm.join(', ')} ms`);
@@ -73,7 +85,7 @@ try {
   for (let i = 0; i < 3; i++) {
     const t0 = Date.now();
     await page.reload();
-    await page.waitForSelector('[data-testid=issue-row]', { timeout: 60_000 });
+    await firstRows(page, `warm-offline-${i}`);
     warmOffline.push(Date.now() - t0);
   }
   console.log(`warm reload offline, first rows painted: ${warmOffline.join(', ')} ms`);

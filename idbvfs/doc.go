@@ -7,6 +7,16 @@
 //	import _ "github.com/latticesync/lattice/idbvfs"
 //	db, err := sqlite3.Open("file:app.db?vfs=idb")
 //
+// Register(name, Options) registers another instance with other options
+// (cache bound, block size, durability); Default returns the "idb" instance;
+// Delete(ctx, name) deletes a database that is not open; VFS.Stats reports
+// an open database's cache and IndexedDB counters.
+//
+// One worker per database: the cache and the locks live in this process
+// (the connections of one worker share them), so two workers (tabs) must
+// not open the same database at once; Lattice makes one worker the owner
+// (SharedWorker, or a Web Lock).
+//
 // # Layout
 //
 // Each SQLite database file is its own IndexedDB database, named

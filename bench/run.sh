@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                 all three
 #   bench/run.sh sync|live|mem   one of them
+#   bench/run.sh shapes          the relational-shape benchmarks (not in "all")
 #   COUNT=5 bench/run.sh live
 #
 # Needs what ./build.sh test needs (Go, gcc, Postgres server binaries); the
@@ -40,7 +41,8 @@ case "$what" in
 all | sync) run -bench '^BenchmarkInitialSync100k$' -benchtime 3x ;;&
 all | live) run -bench '^BenchmarkCommitToLiveQuery$' -benchtime 500x ;;&
 all | mem) run -bench '^BenchmarkIdleConnMemory$' -benchtime 1x ;;&
-all | sync | live | mem) ;;
+shapes) run -bench '^BenchmarkShapeIngest$' -benchtime 1x ; run -bench '^BenchmarkShapeMoveIn$' -benchtime 5x ;;&
+all | sync | live | mem | shapes) ;;
 *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 

@@ -24,7 +24,8 @@ import (
 // they reference (referential closure).
 //
 // Fixed seeds run by default; LATTICE_SHAPE_SEEDS=N runs N more random
-// seeds (the failing seed is in the test name).
+// seeds (the failing seed is in the subtest name); LATTICE_SHAPE_SEED=S
+// runs seed S alone.
 
 type dtable struct {
 	name string
@@ -448,6 +449,9 @@ func execTxn(t *testing.T, e *env, stmts []string) {
 
 func TestShapeDifferential(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4}
+	if v, err := strconv.ParseUint(os.Getenv("LATTICE_SHAPE_SEED"), 10, 64); err == nil {
+		seeds = []uint64{v} // rerun one seed
+	}
 	if n, _ := strconv.Atoi(os.Getenv("LATTICE_SHAPE_SEEDS")); n > 0 {
 		for i := 0; i < n; i++ {
 			seeds = append(seeds, uint64(time.Now().UnixNano())+uint64(i))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/codegen"
 )
 
 // startDev runs lattice dev without the app and returns it with its
@@ -86,6 +88,17 @@ func TestDevSeedsOnceAndReusesData(t *testing.T) {
 	rows := pgRows(t, url, `SELECT count(DISTINCT status), count(DISTINCT priority), min(length(title)) > 5 FROM issue`)
 	if rows[0] != "5|5|t" {
 		t.Errorf("seeded issues: distinct statuses|priorities|titles long enough = %s", rows[0])
+	}
+	// The example app commits the client generated from this schema.
+	files, _, err := generate(context.Background(), url, codegen.Int8String)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		path := filepath.Join("..", "..", "examples", "react", "src", "generated", name)
+		if got, err := os.ReadFile(path); err != nil || string(got) != string(want) {
+			t.Errorf("%s is not what lattice generate writes for the demo schema (%v): run lattice dev (it regenerates) and commit it", path, err)
+		}
 	}
 	stopDev(t, p)
 

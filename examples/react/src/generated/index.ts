@@ -25,8 +25,9 @@
 //   text, varchar, char, name         string                     string
 //   enum                              union of its labels        the same
 //   uuid                              string (lower case)        string
-//   date, time, timestamp             string (ISO 8601)          string
-//   timestamptz                       string, UTC ('...Z')       string
+//   time                              string (ISO 8601)          string
+//   date, timestamp                   string (ISO 8601)          string | Date (its UTC date / time)
+//   timestamptz                       string, UTC ('...Z')       string | Date
 //   interval                          string (ISO 8601)          string
 //   json, jsonb                       string (JSON text)         string: JSON.stringify it
 //   bytea                             Uint8Array                 Uint8Array
@@ -43,7 +44,8 @@
 // Where clauses: { col: value } (null is IS NULL), or operators
 // { eq, ne, gt, gte, lt, lte, in, notIn, isNull, like, notLike }; entries
 // are ANDed, AND: [...] / OR: [...] / NOT: {...} combine clauses. Every
-// value is a ? parameter.
+// value is a ? parameter. timestamptz columns order and compare without
+// their 'Z' suffix, so that fractions of a second sort right.
 
 import * as rt from './runtime.js';
 
@@ -91,17 +93,17 @@ export type ProjectInsert = {
   /** default: '' */
   description?: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
-  created?: string;
+  created?: string | Date;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
-  modified?: string;
+  modified?: string | Date;
 };
 
 /** What update() sets for public.project: any columns but the primary key. */
 export type ProjectUpdate = {
   name?: string;
   description?: string;
-  created?: string;
-  modified?: string;
+  created?: string | Date;
+  modified?: string | Date;
 };
 
 /** The values a where clause on public.project compares each column with. */
@@ -109,8 +111,8 @@ export type ProjectValues = {
   id: string;
   name: string;
   description: string;
-  created: string;
-  modified: string;
+  created: string | Date;
+  modified: string | Date;
 };
 
 /** The primary key of public.project, for findUnique. */
@@ -161,9 +163,9 @@ export type IssueInsert = {
   /** default: '' */
   username?: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
-  created?: string;
+  created?: string | Date;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
-  modified?: string;
+  modified?: string | Date;
 };
 
 /** What update() sets for public.issue: any columns but the primary key. */
@@ -175,8 +177,8 @@ export type IssueUpdate = {
   status?: IssueStatus;
   kanbanorder?: string;
   username?: string;
-  created?: string;
-  modified?: string;
+  created?: string | Date;
+  modified?: string | Date;
 };
 
 /** The values a where clause on public.issue compares each column with. */
@@ -189,8 +191,8 @@ export type IssueValues = {
   status: IssueStatus;
   kanbanorder: string;
   username: string;
-  created: string;
-  modified: string;
+  created: string | Date;
+  modified: string | Date;
 };
 
 /** The primary key of public.issue, for findUnique. */
@@ -223,7 +225,7 @@ export type CommentInsert = {
   /** default: '' */
   username?: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
-  created?: string;
+  created?: string | Date;
 };
 
 /** What update() sets for public.comment: any columns but the primary key. */
@@ -231,7 +233,7 @@ export type CommentUpdate = {
   issue_id?: string;
   body?: string;
   username?: string;
-  created?: string;
+  created?: string | Date;
 };
 
 /** The values a where clause on public.comment compares each column with. */
@@ -240,7 +242,7 @@ export type CommentValues = {
   issue_id: string;
   body: string;
   username: string;
-  created: string;
+  created: string | Date;
 };
 
 /** The primary key of public.comment, for findUnique. */
@@ -308,8 +310,8 @@ const table0: rt.TableMeta = {
     { name: "id" },
     { name: "name" },
     { name: "description" },
-    { name: "created" },
-    { name: "modified" },
+    { name: "created", kind: "timestamptz" },
+    { name: "modified", kind: "timestamptz" },
   ],
   pk: ["id"],
 };
@@ -324,8 +326,8 @@ const table1: rt.TableMeta = {
     { name: "status" },
     { name: "kanbanorder" },
     { name: "username" },
-    { name: "created" },
-    { name: "modified" },
+    { name: "created", kind: "timestamptz" },
+    { name: "modified", kind: "timestamptz" },
   ],
   pk: ["id"],
 };
@@ -336,7 +338,7 @@ const table2: rt.TableMeta = {
     { name: "issue_id" },
     { name: "body" },
     { name: "username" },
-    { name: "created" },
+    { name: "created", kind: "timestamptz" },
   ],
   pk: ["id"],
 };

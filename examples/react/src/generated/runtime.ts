@@ -8,7 +8,11 @@
 /** A row as the database returns it: column name to value. */
 export type Row = Record<string, unknown>;
 
-/** A value bound to a `?` parameter (booleans are bound as 1 / 0). */
+/**
+ * A value bound to a `?` parameter. The helpers bind booleans as 1 / 0, and
+ * Dates for date / timestamp / timestamptz columns as the text the replica
+ * stores (see ColumnMeta.kind).
+ */
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
 /** What a write statement reports. */
@@ -129,6 +133,16 @@ export interface ColumnMeta {
   readonly name: string;
   /** The SELECT expression when it is not the column itself (e.g. a CAST). */
   readonly select?: string;
+  /**
+   * Date and time columns: a Date parameter is bound as the text the replica
+   * stores (UTC: `2024-01-02` for date, `2024-01-02 03:04:05.5` for
+   * timestamp, `2024-01-02 03:04:05.5Z` for timestamptz, fractional seconds
+   * trimmed as Postgres prints them). timestamptz also orders and compares
+   * (gt, gte, lt, lte, orderBy) without its `Z`: stored text such as
+   * `...05.12Z` and `...05.123Z` would otherwise sort byte-wise in the wrong
+   * order.
+   */
+  readonly kind?: 'date' | 'timestamp' | 'timestamptz';
 }
 
 /** Quotes an SQL identifier. */
@@ -136,8 +150,27 @@ export function ident(name: string): string {
   return '"' + name.replace(/"/g, '""') + '"';
 }
 
-function param(v: unknown): SqlValue {
-  return (typeof v === 'boolean' ? (v ? 1 : 0) : v) as SqlValue;
+function pad(n: number, width = 2): string {
+  return String(n).padStart(width, '0');
+}
+
+/** The replica's text for a Date in a column of kind (UTC). */
+export function dateText(d: Date, kind: 'date' | 'timestamp' | 'timestamptz'): string {
+  if (Number.isNaN(d.getTime())) throw new Error('lattice: invalid Date parameter');
+  const y = d.getUTCFullYear();
+  if (y < 1 || y > 9999) throw new Error(`lattice: a Date parameter in year ${y} cannot be converted: pass the text instead`);
+  const date = `${pad(y, 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+  if (kind === 'date') return date;
+  let time = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+  const ms = d.getUTCMilliseconds();
+  if (ms !== 0) time += '.' + pad(ms, 3).replace(/0+$/, '');
+  return date + ' ' + time + (kind === 'timestamptz' ? 'Z' : '');
+}
+
+function param(v: unknown, col: ColumnMeta | undefined): SqlValue {
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (v instanceof Date && col?.kind !== undefined) return dateText(v, col.kind);
+  return v as SqlValue;
 }
 
 function isOps(v: unknown): v is Record<string, unknown> {
@@ -147,29 +180,41 @@ function isOps(v: unknown): v is Record<string, unknown> {
 class Compiler {
   readonly params: SqlValue[] = [];
   private readonly meta: TableMeta;
-  private readonly cols: Set<string>;
+  private readonly cols: Map<string, ColumnMeta>;
   private readonly table: string;
 
   constructor(meta: TableMeta) {
     this.meta = meta;
-    this.cols = new Set(meta.columns.map((c) => c.name));
+    this.cols = new Map(meta.columns.map((c) => [c.name, c]));
     this.table = ident(meta.local);
   }
 
-  col(name: string): string {
-    if (!this.cols.has(name)) {
+  column(name: string): ColumnMeta {
+    const c = this.cols.get(name);
+    if (c === undefined) {
       throw new Error(`lattice: table ${this.meta.local} has no column ${JSON.stringify(name)}`);
     }
+    return c;
+  }
+
+  col(name: string): string {
+    this.column(name);
     return this.table + '.' + ident(name);
   }
 
-  p(v: unknown): string {
-    this.params.push(param(v));
+  /** The column as it orders and compares (gt, lt, orderBy). */
+  ordered(name: string): string {
+    const c = this.col(name);
+    return this.column(name).kind === 'timestamptz' ? `rtrim(${c}, 'Z')` : c;
+  }
+
+  p(v: unknown, col?: ColumnMeta): string {
+    this.params.push(param(v, col));
     return '?';
   }
 
-  list(vs: readonly unknown[]): string {
-    return '(' + vs.map((v) => this.p(v)).join(', ') + ')';
+  list(vs: readonly unknown[], col: ColumnMeta): string {
+    return '(' + vs.map((v) => this.p(v, col)).join(', ') + ')';
   }
 
   where(w: Record<string, unknown> | undefined): string {
@@ -184,45 +229,51 @@ class Compiler {
       } else if (key === 'NOT') {
         terms.push('NOT (' + (this.where(value as Record<string, unknown>) || '1') + ')');
       } else {
-        terms.push(...this.filter(this.col(key), value));
+        terms.push(...this.filter(key, value));
       }
     }
     return terms.join(' AND ');
   }
 
-  filter(c: string, f: unknown): string[] {
+  filter(name: string, f: unknown): string[] {
+    const m = this.column(name);
+    const c = this.col(name);
     if (f === null) return [c + ' IS NULL'];
-    if (!isOps(f)) return [c + ' = ' + this.p(f)];
+    if (!isOps(f)) return [c + ' = ' + this.p(f, m)];
     const out: string[] = [];
+    const range = (op: string, v: unknown) => {
+      const arg = this.p(v, m);
+      return this.ordered(name) + ' ' + op + ' ' + (m.kind === 'timestamptz' ? `rtrim(${arg}, 'Z')` : arg);
+    };
     for (const [op, v] of Object.entries(f)) {
       if (v === undefined) continue;
       switch (op) {
         case 'eq':
-          out.push(v === null ? c + ' IS NULL' : c + ' = ' + this.p(v));
+          out.push(v === null ? c + ' IS NULL' : c + ' = ' + this.p(v, m));
           break;
         case 'ne':
-          out.push(v === null ? c + ' IS NOT NULL' : c + ' IS NOT ' + this.p(v));
+          out.push(v === null ? c + ' IS NOT NULL' : c + ' IS NOT ' + this.p(v, m));
           break;
         case 'gt':
-          out.push(c + ' > ' + this.p(v));
+          out.push(range('>', v));
           break;
         case 'gte':
-          out.push(c + ' >= ' + this.p(v));
+          out.push(range('>=', v));
           break;
         case 'lt':
-          out.push(c + ' < ' + this.p(v));
+          out.push(range('<', v));
           break;
         case 'lte':
-          out.push(c + ' <= ' + this.p(v));
+          out.push(range('<=', v));
           break;
         case 'in': {
           const vs = v as readonly unknown[];
-          out.push(vs.length === 0 ? '0' : c + ' IN ' + this.list(vs));
+          out.push(vs.length === 0 ? '0' : c + ' IN ' + this.list(vs, m));
           break;
         }
         case 'notIn': {
           const vs = v as readonly unknown[];
-          out.push(vs.length === 0 ? '1' : '(' + c + ' IS NULL OR ' + c + ' NOT IN ' + this.list(vs) + ')');
+          out.push(vs.length === 0 ? '1' : '(' + c + ' IS NULL OR ' + c + ' NOT IN ' + this.list(vs, m) + ')');
           break;
         }
         case 'isNull':
@@ -251,7 +302,7 @@ class Compiler {
         if (dir !== 'asc' && dir !== 'desc') {
           throw new Error(`lattice: sort order of ${key} must be 'asc' or 'desc'`);
         }
-        terms.push(this.col(key) + (dir === 'desc' ? ' DESC' : ' ASC'));
+        terms.push(this.ordered(key) + (dir === 'desc' ? ' DESC' : ' ASC'));
       }
     }
     return terms.length === 0 ? '' : ' ORDER BY ' + terms.join(', ');
@@ -291,7 +342,7 @@ function findUnique(meta: TableMeta, key: Record<string, unknown>): Query {
     if (v === undefined || v === null) {
       throw new Error(`lattice: findUnique on ${meta.local} needs primary key column ${k}`);
     }
-    return c.col(k) + ' = ' + c.p(v);
+    return c.col(k) + ' = ' + c.p(v, c.column(k));
   });
   const sql = 'SELECT ' + c.selectList() + ' FROM ' + ident(meta.local) + ' WHERE ' + terms.join(' AND ');
   return { sql, params: c.params };
@@ -310,9 +361,8 @@ export function compileCreate(meta: TableMeta, data: Record<string, unknown>): Q
   const marks: string[] = [];
   for (const [k, v] of Object.entries(data)) {
     if (v === undefined) continue;
-    c.col(k);
     names.push(ident(k));
-    marks.push(c.p(v));
+    marks.push(c.p(v, c.column(k)));
   }
   const sql =
     names.length === 0
@@ -327,11 +377,11 @@ export function compileUpdate(meta: TableMeta, args: { where: unknown; data: Rec
   const sets: string[] = [];
   for (const [k, v] of Object.entries(args.data)) {
     if (v === undefined) continue;
-    c.col(k);
+    const m = c.column(k);
     if (meta.pk.includes(k)) {
       throw new Error(`lattice: the primary key of ${meta.local} cannot be updated (column ${k}); delete and insert instead`);
     }
-    sets.push(ident(k) + ' = ' + c.p(v));
+    sets.push(ident(k) + ' = ' + c.p(v, m));
   }
   if (sets.length === 0) {
     throw new Error(`lattice: update of ${meta.local} sets no column`);

@@ -237,3 +237,29 @@ test('a bad request gets an error with a code and the worker keeps working', asy
     await b.close();
   }
 });
+
+test('reloading a page mid-write, again and again, never corrupts the database', async () => {
+  const b = await launch();
+  try {
+    for (const mode of ['dedicated', 'shared']) {
+      const w = await openPage(b, { mode });
+      const db = 'reload-' + mode;
+      await w.ok('open', { config: { dbName: db, schema: ITEM_SCHEMA } });
+      for (let i = 1; i <= 6; i++) {
+        // Writes in flight while the page goes away: the old worker may
+        // still run while the new one opens the database.
+        void w.page.evaluate((p) => window.writeLoop(p, 1e9), `r${i}-`).catch(() => {});
+        await new Promise((r) => setTimeout(r, 150 + 100 * i));
+        await w.page.reload();
+        await w.page.waitForFunction(() => window.ready);
+        await w.page.evaluate((mode) => window.connect(mode), mode);
+        await w.ok('open', { config: { dbName: db, schema: ITEM_SCHEMA } });
+        assert.equal(await w.one('PRAGMA integrity_check'), 'ok', `${mode}, reload ${i}`);
+      }
+      assert.ok(await w.one('SELECT count(*) FROM item') > 0);
+      await w.page.close();
+    }
+  } finally {
+    await b.close();
+  }
+});

@@ -125,9 +125,43 @@ scope.__latticeHost = {
   },
   ready(h: (port: number, data: string) => void): void {
     handler = h;
-    for (const [port, data] of queue.splice(0)) h(port, data);
+    flush();
   },
 };
+
+// One worker at a time owns a database: the IndexedDB VFS caches pages and
+// locks per worker, so two workers writing one database would corrupt it.
+// A worker that is going away (its page reloading, the last tab of a
+// SharedWorker closing) may still be running while its successor starts:
+// the first open takes the Web Lock lattice:db:<dbName> for the worker's
+// lifetime, and requests wait until it is granted (when the old worker is
+// gone, the browser releases its lock).
+let dbLock: 'none' | 'waiting' | 'held' = 'none';
+
+function dispatch(port: number, data: string): void {
+  if (handler && dbLock !== 'waiting') handler(port, data);
+  else queue.push([port, data]);
+}
+
+function flush(): void {
+  if (!handler || dbLock === 'waiting') return;
+  for (const [port, data] of queue.splice(0)) handler(port, data);
+}
+
+function lockDatabase(dbName: string): void {
+  const locks = scope.navigator.locks;
+  if (dbLock !== 'none' || !locks) return;
+  dbLock = 'waiting';
+  const slow = setTimeout(() => {
+    console.warn(`lattice: waiting for another worker to release database ${dbName}`);
+  }, 5000);
+  void locks.request(`lattice:db:${dbName}`, () => {
+    clearTimeout(slow);
+    dbLock = 'held';
+    flush();
+    return new Promise<void>(() => {}); // held until this worker ends
+  });
+}
 
 const closing = new Set<string>();
 
@@ -148,6 +182,10 @@ function onMessage(port: number, msg: unknown): void {
   if (req.op === 'open' && typeof req.tab === 'string' && scope.navigator.locks) {
     watchTab(port, req.tab);
   }
+  if (req.op === 'open') {
+    const cfg = (msg as { config?: { dbName?: unknown } }).config;
+    if (cfg && typeof cfg.dbName === 'string' && cfg.dbName !== '') lockDatabase(cfg.dbName);
+  }
   if (req.op === 'close') closing.add(`${port}:${String(req.id)}`);
   let data: string;
   try {
@@ -156,8 +194,7 @@ function onMessage(port: number, msg: unknown): void {
     post(port, { id: req.id, ok: false, error: { code: 'BAD_REQUEST', message: String(e) } });
     return;
   }
-  if (handler) handler(port, data);
-  else queue.push([port, data]);
+  dispatch(port, data);
 }
 
 // watchTab detaches the port when its tab is gone: the page holds the lock
@@ -170,9 +207,7 @@ function watchTab(port: number, tab: string): void {
   void scope.navigator.locks.request(`lattice:tab:${tab}`, () => {
     watched.delete(key);
     if (!ports.has(port)) return;
-    const data = JSON.stringify({ id: null, op: 'detach' });
-    if (handler) handler(port, data);
-    else queue.push([port, data]);
+    dispatch(port, JSON.stringify({ id: null, op: 'detach' }));
     ports.delete(port);
   });
 }

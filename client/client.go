@@ -131,6 +131,14 @@ type Client struct {
 	live liveState
 	loc  localState // local writes; see local.go
 
+	// net is what NetworkChanged acts on: the current session (dialing or
+	// connected) and the wake-up of Run's wait between attempts.
+	net struct {
+		mu   sync.Mutex
+		sess *session
+		wake chan struct{}
+	}
+
 	idleTimeout time.Duration // see the constant; tests shorten it
 
 	closeCtx    context.Context // done when Close is called
@@ -218,6 +226,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Client, error) {
 		db:   make(chan struct{}, 1),
 		subs: make(map[string]*subState),
 	}
+	c.net.wake = make(chan struct{}, 1)
 	if opts != nil {
 		c.opts = *opts
 	}

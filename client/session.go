@@ -106,6 +106,8 @@ func (c *Client) Run(ctx context.Context) error {
 		attempt++
 		select {
 		case <-time.After(d):
+		case <-c.net.wake: // the network is back: try now
+			attempt = 0
 		case <-ctx.Done():
 		}
 	}
@@ -225,6 +227,30 @@ func newSession(c *Client, ctx context.Context, ws *websocket.Conn) *session {
 }
 
 // touch records a sign of life from the service.
+// errNetworkDown ends a session when the platform says the network is gone.
+var errNetworkDown = errors.New("the network is down")
+
+// NetworkChanged tells the client what the platform knows of the network
+// (a browser's online and offline events): offline ends the current
+// connection at once (a dead network can otherwise keep a WebSocket open
+// until TCP gives up; browsers do not report pings), online ends the wait
+// before the next connection attempt.
+func (c *Client) NetworkChanged(online bool) {
+	if online {
+		select {
+		case c.net.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	c.net.mu.Lock()
+	s := c.net.sess
+	c.net.mu.Unlock()
+	if s != nil {
+		s.abort(errNetworkDown)
+	}
+}
+
 // moreQueued reports whether frames are waiting to be applied.
 func (s *session) moreQueued() bool { return len(s.frames) > 0 }
 
@@ -393,7 +419,15 @@ func (c *Client) runSession(ctx context.Context, wsURL string) (online time.Dura
 	}
 	s := newSession(c, ctx, nil)
 	defer s.cancel()
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	c.net.mu.Lock()
+	c.net.sess = s
+	c.net.mu.Unlock()
+	defer func() {
+		c.net.mu.Lock()
+		c.net.sess = nil
+		c.net.mu.Unlock()
+	}()
+	dctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 	ws, _, err := websocket.Dial(dctx, wsURL, dialOptions(s.touch))
 	cancel()
 	if err != nil {

@@ -118,6 +118,19 @@ func (b *Bridge) handle(ctx context.Context, portID int, req Request) (any, erro
 	case "detach", "close":
 		b.detach(portID)
 		return nil, nil
+	case "network":
+		// From the worker script: the browser's online / offline events.
+		online, ok := req["online"].(bool)
+		if !ok {
+			return nil, badRequest("network: online must be a boolean")
+		}
+		b.mu.Lock()
+		db := b.db
+		b.mu.Unlock()
+		if db != nil {
+			db.c.NetworkChanged(online)
+		}
+		return nil, nil
 	}
 	db, p, err := b.attached(portID)
 	if err != nil {

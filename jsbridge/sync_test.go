@@ -141,3 +141,29 @@ func TestUnsyncSharedShape(t *testing.T) {
 	ok(t, call(t, b, 2, unsync))
 	waitQuery(t, b, `SELECT count(*) FROM item`, `[[0]]`)
 }
+
+// The browser's offline event ends the connection at once; online
+// reconnects at once.
+func TestNetworkEvents(t *testing.T) {
+	_, wsURL := startService(t)
+	b, ev := newBridge(t)
+	ok(t, call(t, b, 1, `{"id":1,"op":"open","config":{"dbName":"app","url":"`+wsURL+`"}}`))
+	state := func(want string) func(Event) bool {
+		return func(e Event) bool {
+			st, _ := e["status"].(map[string]any)
+			return e["event"] == "status" && st["state"] == want
+		}
+	}
+	ev.wait(t, 1, state("online"))
+	ok(t, call(t, b, -1, `{"id":null,"op":"network","online":false}`))
+	start := time.Now()
+	ev.wait(t, 1, state("offline"))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("offline after %v", d)
+	}
+	ok(t, call(t, b, -1, `{"id":null,"op":"network","online":true}`))
+	ev.wait(t, 1, state("online"))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("online again after %v", d)
+	}
+}

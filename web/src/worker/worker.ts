@@ -226,6 +226,15 @@ if (typeof (globalThis as { SharedWorkerGlobalScope?: unknown }).SharedWorkerGlo
   scope.onmessage = (ev: MessageEvent) => onMessage(0, ev.data);
 }
 
+// The browser's online / offline events reach the client: offline drops the
+// connection at once, online retries at once (sent on a port nobody has,
+// so the replies go nowhere).
+for (const type of ['online', 'offline'] as const) {
+  (globalThis as unknown as EventTarget).addEventListener(type, () => {
+    dispatch(-1, JSON.stringify({ id: null, op: 'network', online: type === 'online' }));
+  });
+}
+
 async function start(): Promise<void> {
   const param = new URL(scope.location.href).searchParams.get('wasm');
   const url = param ?? new URL('./lattice.wasm', import.meta.url).href;

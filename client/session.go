@@ -547,8 +547,10 @@ func (c *Client) handle(s *session, m protocol.Down) (err error) {
 			s.maybeFlushNotify()
 		}
 	}()
-	if _, ok := m.(*protocol.Txn); !ok && c.tx.held {
-		// Group commit spans consecutive transactions only.
+	if _, ok := m.(*protocol.Txn); !ok && c.tx.held && !c.tx.open {
+		// Group commit spans consecutive transactions only (a message
+		// between two chunks of a transaction is handled inside it, as
+		// without a group).
 		if err := c.commitHeld(); err != nil {
 			return err
 		}

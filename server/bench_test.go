@@ -641,51 +641,6 @@ type benchConn struct {
 	data   atomic.Int64 // of which Txn frames with changes
 }
 
-// dialBench connects, says Hello and subscribes to sh, and returns once
-// Subscribed arrived (after the snapshot).
-func dialBench(ctx context.Context, url, token, clientID string, sh protocol.Shape) (*benchConn, error) {
-	ws, _, err := websocket.Dial(ctx, url+protocol.Path, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
-	if err != nil {
-		return nil, err
-	}
-	ws.SetReadLimit(protocol.MaxDownFrame)
-	c := &benchConn{ws: ws}
-	fail := func(err error) (*benchConn, error) {
-		ws.CloseNow()
-		return nil, err
-	}
-	hello := &protocol.Hello{Version: protocol.Version, Token: token, ClientID: clientID}
-	if err := ws.Write(ctx, websocket.MessageBinary, hello.Encode(nil)); err != nil {
-		return fail(err)
-	}
-	sent := false
-	for {
-		_, data, err := ws.Read(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		m, err := protocol.DecodeDown(data)
-		if err != nil {
-			return fail(err)
-		}
-		switch m := m.(type) {
-		case *protocol.Error:
-			return fail(m)
-		case *protocol.Welcome:
-			if sent {
-				return fail(errors.New("second Welcome"))
-			}
-			sub := &protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{sh}}
-			if err := ws.Write(ctx, websocket.MessageBinary, sub.Encode(nil)); err != nil {
-				return fail(err)
-			}
-			sent = true
-		case *protocol.Subscribed:
-			return c, nil
-		}
-	}
-}
-
 // discard reads frames until the connection ends, counting them; onData
 // gets the sequence number (1-based) of every Txn frame with changes.
 func (c *benchConn) discard(ctx context.Context, onData func(seq int64)) {
@@ -736,33 +691,7 @@ func (c *benchConn) read(ctx context.Context, onData func(seq int64), lazy time.
 // dialMany opens n connections, 16 at a time; shape(i) is the shape of
 // the i-th. On error it returns the connections opened so far.
 func dialMany(url, token string, n int, shape func(i int) protocol.Shape) ([]*benchConn, error) {
-	conns := make([]*benchConn, n)
-	errs := make([]error, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				conns[i], errs[i] = dialBench(ctx, url, token, fmt.Sprintf("bench-%d-%d", i, rand.Int64()), shape(i))
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	var ok []*benchConn
-	for _, c := range conns {
-		if c != nil {
-			ok = append(ok, c)
-		}
-	}
-	return ok, errors.Join(errs...)
+	return dialShapes(url, token, n, func(*benchConn) {}, func(i int) []protocol.Shape { return []protocol.Shape{shape(i)} })
 }
 
 func closeAll(conns []*benchConn) {

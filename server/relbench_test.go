@@ -375,6 +375,7 @@ func dialBenchShapes(ctx context.Context, url, token, clientID string, shapes []
 	if err := ws.Write(ctx, websocket.MessageBinary, hello.Encode(nil)); err != nil {
 		return fail(err)
 	}
+	sent := false
 	for {
 		_, data, err := ws.Read(ctx)
 		if err != nil {
@@ -388,10 +389,14 @@ func dialBenchShapes(ctx context.Context, url, token, clientID string, shapes []
 		case *protocol.Error:
 			return fail(m)
 		case *protocol.Welcome:
+			if sent {
+				return fail(errors.New("second Welcome"))
+			}
 			sub := &protocol.Subscribe{ReqID: 1, Shapes: shapes}
 			if err := ws.Write(ctx, websocket.MessageBinary, sub.Encode(nil)); err != nil {
 				return fail(err)
 			}
+			sent = true
 		case *protocol.Subscribed:
 			return &benchConn{ws: ws}, nil
 		}

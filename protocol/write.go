@@ -23,13 +23,21 @@ type WriteChange struct {
 	Table string // "schema.table", as in Relation
 	Op    Op     // OpInsert, OpUpdate or OpDelete
 	// Version is the row version the client held when it wrote (from
-	// Change.Version); 0 when it held none. The write has seen exactly the
-	// versions up to it (and the client's own earlier writes).
+	// Change.Version): the write has seen exactly the row's versions up to
+	// it, and the client's own earlier writes. 0: the client held no
+	// version of the row from the service (a new row, or one only its own
+	// writes made). VersionCurrent: the client held the row at a version it
+	// does not know (the service sent 0); the write is taken to have seen
+	// the row as the service holds it when applying the write.
 	Version uint64
 	Key     []coltype.Value // primary key values, in PK order
 	Columns []uint32        // indexes of the columns written (OpInsert: all)
 	Values  []coltype.Value // one per entry of Columns
 }
+
+// VersionCurrent is the WriteChange.Version of a write made on a row held
+// at an unknown version.
+const VersionCurrent = ^uint64(0)
 
 // Encode appends the Write frame to dst.
 func (m *Write) Encode(dst []byte) []byte {

@@ -27,7 +27,12 @@ func (s *session) write(m *protocol.Write) error {
 	}
 	txn := &writes.Txn{Origin: s.clientID, ID: m.TxnID, HLC: merge.HLC(m.HLC), Changes: make([]writes.Change, len(m.Changes))}
 	for i, c := range m.Changes {
-		wc := writes.Change{Table: c.Table, Key: c.Key, Values: c.Values, SeenLive: true}
+		wc := writes.Change{Table: c.Table, Key: c.Key, Values: c.Values}
+		if c.Version == protocol.VersionCurrent {
+			wc.SeenLive = true // held at an unknown version
+		} else {
+			wc.BySeenVersion, wc.SeenVersion = true, c.Version
+		}
 		switch c.Op {
 		case protocol.OpInsert:
 			wc.Op = writes.Insert
@@ -111,13 +116,14 @@ func (s *session) restoreRows(m *protocol.Write, returned bool) error {
 			continue
 		}
 		var vals []coltype.Value
-		rows, err := s.svc.pool.Query(s.ctx, "SELECT "+catalog.ColumnList(rel)+" FROM "+tb.QualifiedSQL+
-			" WHERE "+strings.Join(conds, " AND "), args...)
+		var ver uint64
+		rows, err := s.svc.pool.Query(s.ctx, versioned(tb, "SELECT "+catalog.ColumnList(rel)+" FROM "+tb.QualifiedSQL+
+			" WHERE "+strings.Join(conds, " AND ")), args...)
 		if err != nil {
 			return fmt.Errorf("read rows of a rejected transaction: %w", err)
 		}
 		for rows.Next() {
-			if vals, err = rowValues(rel, rows.RawValues()); err != nil {
+			if vals, ver, err = versionedRow(rel, rows.RawValues()); err != nil {
 				rows.Close()
 				return fmt.Errorf("read rows of a rejected transaction: %w", err)
 			}
@@ -136,7 +142,7 @@ func (s *session) restoreRows(m *protocol.Write, returned bool) error {
 			}
 		}
 		if held {
-			err = w.add(protocol.OpUpdate, rel, vals)
+			err = w.addVersion(protocol.OpUpdate, rel, vals, ver)
 		} else {
 			err = w.add(protocol.OpMoveOut, rel, c.Key)
 		}

@@ -149,6 +149,9 @@ type graph struct {
 	snaps   []*snapFilter
 	tx      pgx.Tx
 	txSnap  *snapFilter
+	// vers holds the versions of the rows fetched in the open snapshot, by
+	// table and key, until it ends.
+	vers    map[string]uint64
 	rows    int // rows read by fetches of the current snapshot
 	limit   int // 0: none
 	limitID string
@@ -468,7 +471,7 @@ func (g *graph) hold(table, key string, rel *changelog.Rel, row []coltype.Value)
 		}
 	}
 	if g.cur != table+"\x00"+key {
-		return g.w.addVersion(protocol.OpInsert, rel, row, 0)
+		return g.w.addVersion(protocol.OpInsert, rel, row, g.vers[table+"\x00"+key])
 	}
 	return nil
 }
@@ -807,7 +810,7 @@ func (g *graph) refresh(table string, rel *changelog.Rel, row []coltype.Value) e
 		if !before {
 			op = protocol.OpInsert
 		}
-		return g.w.addVersion(op, rel, row, 0)
+		return g.w.addVersion(op, rel, row, g.vers[table+"\x00"+key])
 	case before:
 		return g.moveOut(table, key)
 	}
@@ -852,6 +855,7 @@ func (g *graph) end() {
 	}
 	g.tx.Rollback(context.Background())
 	g.tx = nil
+	clear(g.vers)
 	if len(g.txSnap.keys) > 0 {
 		g.snaps = append(g.snaps, g.txSnap)
 	}
@@ -960,18 +964,22 @@ func (g *graph) query(n *node, keys []string, all bool) error {
 		b.WriteString(n.where)
 		b.WriteString(")")
 	}
-	rows, err := g.tx.Query(g.s.ctx, b.String(), args...)
+	rows, err := g.tx.Query(g.s.ctx, versioned(tb, b.String()), args...)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", n.key, err)
 	}
 	var got [][]coltype.Value
+	if g.vers == nil {
+		g.vers = map[string]uint64{}
+	}
 	for rows.Next() {
-		vals, err := rowValues(rel, rows.RawValues())
+		vals, ver, err := versionedRow(rel, rows.RawValues())
 		if err != nil {
 			rows.Close()
 			return fmt.Errorf("fetch %s: %w", n.key, err)
 		}
 		got = append(got, vals)
+		g.vers[n.key+"\x00"+pkKey(rel, vals)] = ver
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

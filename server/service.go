@@ -109,7 +109,8 @@ type Service struct {
 	connMu sync.Mutex
 	conns  map[*session]struct{}
 
-	router *router
+	router  *router
+	shadows shadowRels // shadow tables in the replication stream (row versions)
 }
 
 // ErrConfig wraps problems with the database setup that an operator must fix.
@@ -272,6 +273,9 @@ func (s *Service) replicate(ctx context.Context) {
 }
 
 func (s *Service) sink(ctx context.Context, txns []*changelog.Txn) error {
+	for _, t := range txns {
+		s.pairVersions(t)
+	}
 	if err := s.clog.Append(txns...); err != nil {
 		return err
 	}
@@ -295,6 +299,9 @@ func (s *Service) sink(ctx context.Context, txns []*changelog.Txn) error {
 // and types from the message (the table as of that point in the WAL),
 // primary key and NOT NULL from the catalog.
 func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationMessage) (*changelog.Rel, error) {
+	if isShadow(msg.Namespace, msg.RelationName) {
+		return s.describeShadow(ctx, msg)
+	}
 	tb, err := s.tables.Describe(ctx, msg.RelationID, true)
 	if err != nil {
 		return nil, err

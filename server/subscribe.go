@@ -486,18 +486,18 @@ func (s *session) snapshotShape(tx pgx.Tx, w *txnWriter, sh *shape) error {
 			}
 		}
 	}
-	rows, err := tx.Query(s.ctx, q, args...)
+	rows, err := tx.Query(s.ctx, versioned(sh.table, q), args...)
 	if err != nil {
 		return s.snapshotErr(sh, err, w.started)
 	}
 	defer rows.Close()
 	n := 0
 	for rows.Next() {
-		vals, err := rowValues(rel, rows.RawValues())
+		vals, ver, err := versionedRow(rel, rows.RawValues())
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", sh.key, err)
 		}
-		if err := w.add(protocol.OpInsert, rel, vals); err != nil {
+		if err := w.addVersion(protocol.OpInsert, rel, vals, ver); err != nil {
 			return err
 		}
 		if sh.snapKeys != nil {

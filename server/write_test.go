@@ -43,7 +43,12 @@ func TestWriteRoundTrip(t *testing.T) {
 	if err := b.Exec(ctx, "DELETE FROM items WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 20*time.Second, "the delete in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 1 && rows[0] == "2|two|1|0", fmt.Sprint(rows)
+	})
 	waitEqual(t, e, a, q, lq)
+	waitEqual(t, e, b, q, lq)
 }
 
 // TestConcurrentColumnsMerge: two clients update different columns of the

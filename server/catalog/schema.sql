@@ -107,6 +107,15 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     FROM (SELECT unnest(adds) EXCEPT SELECT unnest(removes)) s(t)
 $$;
 
+-- The versions at which the tags in live (a subset of adds) were added:
+-- add_ver is parallel to adds; a missing entry (metadata written before
+-- row versions existed) counts as version 1.
+CREATE OR REPLACE FUNCTION lattice.live_versions(adds text[], add_ver bigint[], live text[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(coalesce(add_ver[array_position(adds, l)], 1) ORDER BY o), '{}')
+    FROM unnest(live) WITH ORDINALITY u(l, o)
+$$;
+
 -- The greatest HLC in a row's metadata (0 if none).
 CREATE OR REPLACE FUNCTION lattice.max_hlc(col_hlc bigint[], adds text[], removes text[]) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -170,6 +179,9 @@ DECLARE
     t      bigint;
     cols   int2[] := '{}';
     c      int2;
+    ver    bigint;
+    av     bigint[];
+    lv     bigint[];
 BEGIN
     IF mode <> 'insert' THEN
         -- ARRAY[($1)."a"::text, NULL, ...]::text[]: the values as text, by attnum
@@ -181,11 +193,15 @@ BEGIN
             texts2 := 'NULL::text[]';
         END IF;
     END IF;
-    EXECUTE format('SELECT s.col_hlc, s.col_origin, s.adds, s.removes, %s, %s FROM (SELECT 1) d '
-                   'LEFT JOIN LATERAL (SELECT col_hlc, col_origin, adds, removes FROM %s WHERE (%s) = (%s) FOR UPDATE) s ON true',
+    EXECUTE format('SELECT s.col_hlc, s.col_origin, s.adds, s.removes, s.version, s.add_ver, %s, %s FROM (SELECT 1) d '
+                   'LEFT JOIN LATERAL (SELECT col_hlc, col_origin, adds, removes, version, add_ver FROM %s WHERE (%s) = (%s) FOR UPDATE) s ON true',
                    texts1, texts2, shadow, shkeys, keyexpr)
-        INTO h, o, ad, rm, t1, t2 USING r, old;
+        INTO h, o, ad, rm, ver, av, t1, t2 USING r, old;
     live := lattice.live_tags(coalesce(ad, '{}'), coalesce(rm, '{}'));
+    -- The versions at which the live tags were added (in live's order), and
+    -- the row's next version.
+    lv := lattice.live_versions(coalesce(ad, '{}'), coalesce(av, '{}'), live);
+    ver := coalesce(ver, 0) + 1;
     t := greatest(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16, lattice.max_hlc(h, ad, rm) + 1);
     h := lattice.pad(h, maxatt);
     o := lattice.pad(o, maxatt);
@@ -200,15 +216,18 @@ BEGIN
     END LOOP;
     IF mode = 'delete' THEN
         ad := live;
+        av := lv;
         tomb := t1;
     ELSE
         ad := live || lattice.tag(t, 'pg'); -- t exceeds every HLC: stays sorted
+        av := lv || ver;
     END IF;
-    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds, removes, tomb) VALUES (%s, $2, $3, $4, $5, $6) '
+    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds, removes, tomb, version, add_ver) VALUES (%s, $2, $3, $4, $5, $6, $7, $8) '
                    'ON CONFLICT (%s) DO UPDATE SET col_hlc = excluded.col_hlc, col_origin = excluded.col_origin, '
-                   'adds = excluded.adds, removes = excluded.removes, tomb = excluded.tomb',
+                   'adds = excluded.adds, removes = excluded.removes, tomb = excluded.tomb, '
+                   'version = excluded.version, add_ver = excluded.add_ver',
                    shadow, shkeys, keyexpr, shkeys)
-        USING r, h, o, ad, live, tomb;
+        USING r, h, o, ad, live, tomb, ver, av;
 END
 $$;
 
@@ -326,7 +345,7 @@ BEGIN
         h[c] := t;
         o[c] := 'pg';
     END LOOP;
-    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds) SELECT %s, $1, $2, $3 FROM lattice_new n ON CONFLICT DO NOTHING',
+    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds, version, add_ver) SELECT %s, $1, $2, $3, 1, ''{1}'' FROM lattice_new n ON CONFLICT DO NOTHING',
                    shadow, shkeys, srckeys)
         USING h, o, ARRAY[lattice.tag(t, 'pg')];
     RETURN NULL;
@@ -396,6 +415,22 @@ BEGIN
                        qshadow, keydefs, shkeys);
         EXECUTE format('COMMENT ON TABLE %s IS %L', qshadow, format('Lattice merge metadata of %s (see server/writes/README.md)', tbl));
     END IF;
+    -- Row versions (protocol 2.6): version counts the row's writes;
+    -- add_ver, parallel to adds, the version at which each tag was added.
+    -- Metadata from before they existed is at version 1.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(qshadow) AND attname = 'add_ver' AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0, '
+                       'ADD COLUMN IF NOT EXISTS add_ver bigint[] NOT NULL DEFAULT ''{}''', qshadow);
+        EXECUTE format('UPDATE %s SET version = 1, add_ver = array_fill(1::bigint, ARRAY[cardinality(adds)]) '
+                       'WHERE version = 0 AND cardinality(adds) > 0', qshadow);
+    END IF;
+    -- The versions reach the replication stream with the rows they belong
+    -- to: the shadow is published, its key and version only.
+    IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'lattice')
+       AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                       WHERE p.pubname = 'lattice' AND pr.prrelid = to_regclass(qshadow)) THEN
+        EXECUTE format('ALTER PUBLICATION lattice ADD TABLE %s (%s, version)', qshadow, shkeys);
+    END IF;
     UPDATE lattice.electrified SET shadow = qshadow WHERE relid = tbl AND shadow IS DISTINCT FROM qshadow;
     -- Inserts are stamped per statement (bulk loads), updates and deletes
     -- per row. (Earlier versions stamped inserts per row: replace that.)
@@ -424,7 +459,7 @@ BEGIN
         h[c] := t;
         o[c] := 'pg';
     END LOOP;
-    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds) SELECT %s, $1, $2, $3 FROM %s ON CONFLICT DO NOTHING',
+    EXECUTE format('INSERT INTO %s (%s, col_hlc, col_origin, adds, version, add_ver) SELECT %s, $1, $2, $3, 1, ''{1}'' FROM %s ON CONFLICT DO NOTHING',
                    qshadow, shkeys, srckeys, tbl)
         USING h, o, ARRAY[lattice.tag(t, 'pg')];
 END
@@ -438,7 +473,11 @@ BEGIN
     FOR r IN SELECT e.relid FROM lattice.electrified e
              WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = e.relid)
                AND (e.shadow IS NULL OR to_regclass(e.shadow) IS NULL
-                    OR NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = e.relid AND t.tgname = 'lattice_stamp_insert'))
+                    OR NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = e.relid AND t.tgname = 'lattice_stamp_insert')
+                    OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(e.shadow) AND a.attname = 'add_ver')
+                    OR (EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'lattice')
+                        AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                                        WHERE p.pubname = 'lattice' AND pr.prrelid = to_regclass(e.shadow))))
     LOOP
         CALL lattice.ensure_shadow(r.relid);
     END LOOP;

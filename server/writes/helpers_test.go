@@ -177,6 +177,8 @@ type shadow struct {
 	Adds    []merge.Stamp
 	Removes []merge.Stamp
 	Tomb    []*string // nil slice when the row exists
+	Version int64
+	AddVer  map[merge.Stamp]int64 // version at which each tag of Adds was added
 }
 
 func (s shadow) live() []merge.Stamp {
@@ -192,15 +194,16 @@ func (e *env) shadowOf(table, key string) *shadow {
 		e.tb.Fatal(err)
 	}
 	var hl, or, ad, rm, tomb *string
-	err := e.pool.QueryRow(e.ctx, "SELECT col_hlc::text, col_origin::text, adds::text, removes::text, tomb::text FROM "+name+" WHERE pk1 = $1::text::"+e.keyType(table), key).
-		Scan(&hl, &or, &ad, &rm, &tomb)
+	var s shadow
+	var addVer []int64
+	err := e.pool.QueryRow(e.ctx, "SELECT col_hlc::text, col_origin::text, adds::text, removes::text, tomb::text, version, add_ver FROM "+name+" WHERE pk1 = $1::text::"+e.keyType(table), key).
+		Scan(&hl, &or, &ad, &rm, &tomb, &s.Version, &addVer)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		e.tb.Fatal(err)
 	}
-	var s shadow
 	hs, err := parseArray([]byte(*hl))
 	if err != nil {
 		e.tb.Fatal(err)
@@ -222,6 +225,13 @@ func (e *env) shadowOf(table, key string) *shadow {
 	}
 	if s.Removes, err = parseTags([]byte(*rm)); err != nil {
 		e.tb.Fatal(err)
+	}
+	if len(addVer) != len(s.Adds) {
+		e.tb.Fatalf("shadow of %s %s: %d add versions for %d tags", table, key, len(addVer), len(s.Adds))
+	}
+	s.AddVer = map[merge.Stamp]int64{}
+	for i, tag := range s.Adds {
+		s.AddVer[tag] = addVer[i]
 	}
 	if tomb != nil {
 		ts, err := parseArray([]byte(*tomb))

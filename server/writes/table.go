@@ -196,10 +196,10 @@ func (t *table) buildSQL() {
 	t.selBase[lockUpdate] = newStmt(fmt.Sprintf("SELECT %s FROM %s WHERE %s FOR UPDATE", cols, t.qual, bw))
 	t.insShadow = newStmt(fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING",
 		t.shadow, strings.Join(shKeys, ", "), strings.Join(params, ", ")))
-	t.selShadow = newStmt(fmt.Sprintf("SELECT %s, col_hlc, col_origin, adds, removes, tomb FROM %s WHERE %s FOR UPDATE",
+	t.selShadow = newStmt(fmt.Sprintf("SELECT %s, col_hlc, col_origin, adds, removes, tomb, version, add_ver FROM %s WHERE %s FOR UPDATE",
 		strings.Join(shKeys, ", "), t.shadow, sw))
-	t.updShadow = newStmt(fmt.Sprintf("UPDATE %s SET col_hlc = $%d, col_origin = $%d, adds = $%d, removes = $%d, tomb = $%d WHERE %s",
-		t.shadow, n+1, n+2, n+3, n+4, n+5, sw))
+	t.updShadow = newStmt(fmt.Sprintf("UPDATE %s SET col_hlc = $%d, col_origin = $%d, adds = $%d, removes = $%d, tomb = $%d, version = $%d, add_ver = $%d WHERE %s",
+		t.shadow, n+1, n+2, n+3, n+4, n+5, n+6, n+7, sw))
 	vals := make([]string, len(t.cols))
 	var sets []string
 	for i := range t.cols {

@@ -64,6 +64,19 @@ type rowState struct {
 	// attnums the applier does not know (a column added since).
 	rawHLC, rawOrigin [][]byte
 	changes           int // client changes to this row in the transaction
+	// version is the row's version (protocol 2.6) as stored; addVer the
+	// version at which each loaded tag was added.
+	version int64
+	addVer  map[merge.Stamp]int64
+}
+
+// tagVersion is the version at which tag was added; tags added by the
+// transaction being applied are not in addVer and get next.
+func (st *rowState) tagVersion(tag merge.Stamp, next int64) int64 {
+	if v, ok := st.addVer[tag]; ok {
+		return v
+	}
+	return next
 }
 
 // run is one attempt at applying a transaction.
@@ -457,7 +470,8 @@ func (r *run) oneChangePerRow() error {
 }
 
 // loadRow builds a row state from the base row (nil if absent) and the
-// shadow row (key texts, col_hlc, col_origin, adds, removes, tomb).
+// shadow row (key texts, col_hlc, col_origin, adds, removes, tomb, version,
+// add_ver).
 func (t *table) loadRow(base, sh [][]byte) (*rowState, error) {
 	n := len(t.pk)
 	st := &rowState{t: t, key: sh[:n:n], present: base != nil}
@@ -479,6 +493,25 @@ func (t *table) loadRow(base, sh [][]byte) (*rowState, error) {
 	removes, err := parseTags(sh[n+3])
 	if err != nil {
 		return nil, bad("removes", err)
+	}
+	if sh[n+5] != nil {
+		if st.version, err = strconv.ParseInt(string(sh[n+5]), 10, 64); err != nil {
+			return nil, bad("version", err)
+		}
+	}
+	addVer, err := parseArray(sh[n+6])
+	if err != nil {
+		return nil, bad("add_ver", err)
+	}
+	st.addVer = make(map[merge.Stamp]int64, len(adds)+1)
+	for i, tag := range adds {
+		v := int64(1) // metadata from before row versions
+		if i+1 < len(addVer) && addVer[i+1] != nil {
+			if v, err = strconv.ParseInt(string(addVer[i+1]), 10, 64); err != nil {
+				return nil, bad("add_ver", err)
+			}
+		}
+		st.addVer[tag] = v
 	}
 	st.texts = make([][]byte, len(t.cols))
 	switch {
@@ -532,6 +565,8 @@ func (t *table) loadRow(base, sh [][]byte) (*rowState, error) {
 		}
 		h := max(merge.MakeHLC(time.Now().UnixMilli(), 0), maxHLC+1)
 		row.Adds = []merge.Stamp{{HLC: h, Origin: PlainSQLOrigin}}
+		// Whoever holds the row's current version has seen it.
+		st.addVer[row.Adds[0]] = max(st.version, 1)
 	} else if !st.present && len(row.Adds) > 0 {
 		row.Removes = row.Adds
 	}
@@ -580,8 +615,11 @@ func (r *run) simulate() *simulation {
 	for i := range r.txn.Changes {
 		op := r.ops[i]
 		sr := s.get(r.rows[r.changeReq[i]])
-		if r.txn.Changes[i].SeenLive {
+		switch ch := &r.txn.Changes[i]; {
+		case ch.SeenLive:
 			op.Seen = sr.row.Live()
+		case ch.BySeenVersion:
+			op.Seen = r.seenAt(sr, ch.SeenVersion, op.Stamp)
 		}
 		if rej := s.apply(sr, op, i); rej != nil {
 			s.rej = rej
@@ -602,6 +640,27 @@ func (r *run) simulate() *simulation {
 	s.writes = append(s.writes, item{stmtOrigin, [][]byte{origin}, -1})
 	s.writes = append(s.writes, item{stmtCommit, nil, -1})
 	return s
+}
+
+// seenAt is what a client that held the row at version v (protocol 2.6)
+// had seen of it: the live tags added at versions 1..v, and those of its
+// own origin (its earlier writes), older than the op's stamp.
+func (r *run) seenAt(sr *simRow, v uint64, stamp merge.Stamp) []merge.Stamp {
+	var seen []merge.Stamp
+	next := sr.st.version + 1
+	for _, tag := range sr.row.Live() {
+		if tag.Compare(stamp) >= 0 {
+			continue
+		}
+		if tag.Origin == r.txn.Origin {
+			seen = append(seen, tag)
+			continue
+		}
+		if av := sr.st.tagVersion(tag, next); av >= 1 && uint64(av) <= v {
+			seen = append(seen, tag)
+		}
+	}
+	return seen
 }
 
 // apply merges a client op into the row and records the columns whose
@@ -800,7 +859,19 @@ func (sr *simRow) shadowParams() [][]byte {
 		}
 		tomb = append(tomb, '}')
 	}
-	params := make([][]byte, 0, len(t.pk)+5)
+	// The row's next version; the tags this transaction added get it.
+	next := st.version + 1
+	av := make([]byte, 0, 2+len(sr.row.Adds)*4)
+	av = append(av, '{')
+	for i, tag := range sr.row.Adds {
+		if i > 0 {
+			av = append(av, ',')
+		}
+		av = strconv.AppendInt(av, st.tagVersion(tag, next), 10)
+	}
+	av = append(av, '}')
+	params := make([][]byte, 0, len(t.pk)+7)
 	params = append(params, st.key...)
-	return append(params, hl, or, tagArray(sr.row.Adds), tagArray(sr.row.Removes), tomb)
+	return append(params, hl, or, tagArray(sr.row.Adds), tagArray(sr.row.Removes), tomb,
+		strconv.AppendInt(nil, next, 10), av)
 }

@@ -61,9 +61,16 @@ type Change struct {
 	// Seen is the set of the row's live tags the client had observed when
 	// it wrote (empty for a row it never saw).
 	Seen []merge.Stamp
+	// SeenVersion, instead of Seen, gives what the client saw as the row
+	// version it held (protocol.WriteChange.Version): the change has seen
+	// the row's live tags added at versions 1..SeenVersion, and every tag
+	// of its own origin (the client's earlier writes). 0: only its own.
+	SeenVersion uint64
+	// BySeenVersion selects SeenVersion instead of Seen.
+	BySeenVersion bool
 	// SeenLive, instead of Seen, says the client saw the row's current
-	// state: every tag live when the change is applied. (Used until clients
-	// report the row version they saw.)
+	// state: every tag live when the change is applied (a client that held
+	// the row at an unknown version).
 	SeenLive bool
 }
 

@@ -347,3 +347,73 @@ func TestIdempotent(t *testing.T) {
 		t.Fatal("c2/7 not applied")
 	}
 }
+
+// Row versions (protocol 2.6): every write bumps the row's version and
+// records the version at which it added its tag; a change that gives the
+// version its author held has seen exactly the tags added up to it, and
+// its own origin's.
+func TestSeenVersion(t *testing.T) {
+	e := newEnv(t, itemsSQL, "items")
+	seenV := func(c Change, v uint64) Change {
+		c.Seen, c.BySeenVersion, c.SeenVersion = nil, true, v
+		return c
+	}
+	wantVersion := func(key string, v int64) *shadow {
+		t.Helper()
+		s := e.shadowOf("items", key)
+		if s.Version != v {
+			t.Fatalf("row %s: version %d, want %d", key, s.Version, v)
+		}
+		return s
+	}
+	e.apply(txn("a", 10, seenV(ins("items", I(1), I(1), T("t"), I(1), Null), 0)))
+	wantVersion("1", 1)
+	// b held version 1 and updates: version 2, its tag added at 2, a's
+	// retired.
+	e.apply(txn("b", 20, seenV(upd("items", I(1), nil, 1, T("by b")), 1)))
+	s := wantVersion("1", 2)
+	wantStamps(t, "live", s.live(), st(20, "b"))
+	if s.AddVer[st(20, "b")] != 2 {
+		t.Errorf("add versions %v", s.AddVer)
+	}
+	// a deletes having held version 1 only: b's update survives it, and
+	// the row is written unchanged (so it returns to a).
+	e.apply(txn("a", 30, seenV(del("items", I(1)), 1)))
+	wantRow(t, e, "items", "id = 1", "1|by b|1|NULL")
+	wantVersion("1", 3)
+	// A plain SQL update bumps the version too.
+	e.exec("UPDATE items SET n = 5 WHERE id = 1")
+	s = wantVersion("1", 4)
+	if live := s.live(); len(live) != 1 || live[0].Origin != PlainSQLOrigin || s.AddVer[live[0]] != 4 {
+		t.Fatalf("after plain SQL: live %v, add versions %v", live, s.AddVer)
+	}
+	// A delete that held version 3 did not see the plain SQL update (its
+	// stamp is the wall clock: later writes must be too).
+	later := func(c Change, d time.Duration) *Txn {
+		x := txn("c", 0, c)
+		x.HLC = nowHLC(d)
+		return x
+	}
+	e.apply(later(seenV(del("items", I(1)), 3), time.Hour))
+	wantRow(t, e, "items", "id = 1", "1|by b|5|NULL")
+	// One that held version 5 (after the previous write) saw everything.
+	e.apply(later(seenV(del("items", I(1)), 5), 2*time.Hour))
+	wantRow(t, e, "items", "id = 1", "<none>")
+	wantVersion("1", 6)
+
+	// A client's own earlier writes count as seen, whatever version it
+	// sends: insert then delete with version 0.
+	e.apply(txn("d", 70, seenV(ins("items", I(2), I(2), T("mine"), I(1), Null), 0)))
+	e.apply(txn("d", 71, seenV(del("items", I(2)), 0)))
+	wantRow(t, e, "items", "id = 2", "<none>")
+	// A concurrent insert of the same key that d never saw survives d's
+	// delete.
+	e.apply(txn("d", 80, seenV(ins("items", I(3), I(3), T("d's"), I(1), Null), 0)))
+	e.apply(txn("x", 81, seenV(ins("items", I(3), I(3), T("x's"), I(1), Null), 0)))
+	e.apply(txn("d", 82, seenV(del("items", I(3)), 0)))
+	wantRow(t, e, "items", "id = 3", "3|x's|1|NULL")
+
+	// Plain SQL inserts start at version 1; bulk too.
+	e.exec("INSERT INTO items (id, title, n) SELECT g, 'bulk', 1 FROM generate_series(10, 12) g")
+	wantVersion("11", 1)
+}

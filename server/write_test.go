@@ -194,3 +194,185 @@ func TestDuplicateWriteReturnsRows(t *testing.T) {
 		t.Fatalf("applied: %v", n)
 	}
 }
+
+// offlineExec runs statements on the replica at path while its client is
+// not running (no connection): the writes queue locally.
+func offlineExec(t *testing.T, e *env, path string, stmts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token("alice"), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, s := range stmts {
+		if err := c.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDeleteKeepsUnseenUpdate: a delete made offline, concurrent with an
+// update it never saw, removes only what its author saw: the row stays,
+// with the update, everywhere, including on the deleting client.
+func TestDeleteKeepsUnseenUpdate(t *testing.T) {
+	e := newEnv(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', false, 0), (2, 'two', false, 0)", "items")
+	path := t.TempDir() + "/a.db"
+	a, stopA := e.clientAt(path)
+	e.subscribe(a, client.Shape{Table: "items"})
+	stopA()
+	b, _ := e.clientAt(":memory:")
+	e.subscribe(b, client.Shape{Table: "items"})
+	ctx := context.Background()
+	if err := b.Exec(ctx, "UPDATE items SET title = 'updated by b' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
+	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	eventually(t, 20*time.Second, "b's update in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 2 && rows[0] == "1|updated by b|0|0", fmt.Sprint(rows)
+	})
+	// a, offline since before b's update, deletes both rows; row 2 it had
+	// seen in its last version.
+	offlineExec(t, e, path, "DELETE FROM items")
+	a, _ = e.clientAt(path)
+	eventually(t, 20*time.Second, "a's delete applied", func() (bool, string) {
+		return a.PendingCount() == 0, fmt.Sprint(a.PendingCount())
+	})
+	eventually(t, 20*time.Second, "postgres after a's delete", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 1 && rows[0] == "1|updated by b|0|0", fmt.Sprint(rows)
+	})
+	waitEqual(t, e, a, q, lq)
+	waitEqual(t, e, b, q, lq)
+	// Now that a has seen b's update, its delete removes the row.
+	if err := a.Exec(ctx, "DELETE FROM items WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the row deleted in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 0, fmt.Sprint(rows)
+	})
+	waitEqual(t, e, a, q, lq)
+	waitEqual(t, e, b, q, lq)
+}
+
+// TestUpdateBringsBackUnseenDelete: an update made offline that did not
+// see a concurrent delete brings the row back, with the values of the
+// columns it did not write kept from before the delete.
+func TestUpdateBringsBackUnseenDelete(t *testing.T) {
+	e := newEnv(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', true, 7)", "items")
+	path := t.TempDir() + "/a.db"
+	a, stopA := e.clientAt(path)
+	e.subscribe(a, client.Shape{Table: "items"})
+	stopA()
+	b, _ := e.clientAt(":memory:")
+	e.subscribe(b, client.Shape{Table: "items"})
+	ctx := context.Background()
+	if err := b.Exec(ctx, "DELETE FROM items WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
+	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	eventually(t, 20*time.Second, "b's delete in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 0, fmt.Sprint(rows)
+	})
+	offlineExec(t, e, path, "UPDATE items SET title = 'kept by a' WHERE id = 1")
+	a, _ = e.clientAt(path)
+	eventually(t, 20*time.Second, "the row back in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 1 && rows[0] == "1|kept by a|1|7", fmt.Sprint(rows)
+	})
+	waitEqual(t, e, a, q, lq)
+	waitEqual(t, e, b, q, lq)
+}
+
+// TestOlderWriteLosesOnItsAuthor: an update made offline loses, everywhere,
+// to a newer update of the same column made meanwhile by another client,
+// including on its author, who saw the newer value arrive while its own
+// write was still pending.
+func TestOlderWriteLosesOnItsAuthor(t *testing.T) {
+	e := newEnv(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', false, 0)", "items")
+	path := t.TempDir() + "/a.db"
+	a, stopA := e.clientAt(path)
+	e.subscribe(a, client.Shape{Table: "items"})
+	e.exec("INSERT INTO items VALUES (2, 'two', false, 0)") // a's position moves past the snapshot
+	waitEqual(t, e, a, "SELECT id FROM items ORDER BY id", "SELECT id FROM items ORDER BY id")
+	stopA()
+	offlineExec(t, e, path, "UPDATE items SET title = 'older, by a', n = 1 WHERE id = 1")
+	time.Sleep(5 * time.Millisecond)
+	b, _ := e.clientAt(":memory:")
+	e.subscribe(b, client.Shape{Table: "items"})
+	ctx := context.Background()
+	if err := b.Exec(ctx, "UPDATE items SET title = 'newer, by b' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
+	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	eventually(t, 20*time.Second, "b's write in postgres", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 2 && rows[0] == "1|newer, by b|0|0", fmt.Sprint(rows)
+	})
+	a, _ = e.clientAt(path)
+	eventually(t, 20*time.Second, "a's write applied", func() (bool, string) {
+		return a.PendingCount() == 0, fmt.Sprint(a.PendingCount())
+	})
+	// a's title lost; its n (nobody else wrote it) won.
+	eventually(t, 20*time.Second, "postgres after a's write", func() (bool, string) {
+		rows := e.pgRows(q)
+		return len(rows) == 2 && rows[0] == "1|newer, by b|0|1", fmt.Sprint(rows)
+	})
+	waitEqual(t, e, a, q, lq)
+	waitEqual(t, e, b, q, lq)
+}
+
+// TestChildKeepsParentDeletedElsewhere: a child inserted offline under a
+// parent that another client deletes meanwhile keeps the parent alive
+// (compensation), on every replica.
+func TestChildKeepsParentDeletedElsewhere(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE projects (id text PRIMARY KEY, name text NOT NULL);
+		CREATE TABLE issues (id text PRIMARY KEY, project_id text NOT NULL REFERENCES projects ON DELETE CASCADE, title text NOT NULL);
+		INSERT INTO projects VALUES ('p1', 'Project 1')`, "projects", "issues")
+	path := t.TempDir() + "/a.db"
+	a, stopA := e.clientAt(path)
+	e.subscribe(a, client.Shape{Table: "projects"})
+	e.subscribe(a, client.Shape{Table: "issues"})
+	stopA()
+	b, _ := e.clientAt(":memory:")
+	e.subscribe(b, client.Shape{Table: "projects"})
+	e.subscribe(b, client.Shape{Table: "issues"})
+	ctx := context.Background()
+	if err := b.Exec(ctx, "DELETE FROM projects WHERE id = 'p1'"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the delete in postgres", func() (bool, string) {
+		rows := e.pgRows("SELECT id FROM projects")
+		return len(rows) == 0, fmt.Sprint(rows)
+	})
+	offlineExec(t, e, path, "INSERT INTO issues VALUES ('i1', 'p1', 'written offline')")
+	a, _ = e.clientAt(path)
+	pq, iq := "SELECT id, name FROM projects ORDER BY id", "SELECT id, project_id, title FROM issues ORDER BY id"
+	eventually(t, 20*time.Second, "the parent back in postgres", func() (bool, string) {
+		p, i := e.pgRows(pq), e.pgRows(iq)
+		return len(p) == 1 && p[0] == "p1|Project 1" && len(i) == 1, fmt.Sprint(p, i)
+	})
+	for _, c := range []*client.Client{a, b} {
+		waitEqual(t, e, c, pq, pq)
+		waitEqual(t, e, c, iq, iq)
+	}
+	// b, having now seen the issue (and the parent's new version), deletes
+	// the project: the cascade takes the issue, everywhere.
+	if err := b.Exec(ctx, "DELETE FROM projects WHERE id = 'p1'"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the project deleted", func() (bool, string) {
+		p, i := e.pgRows(pq), e.pgRows(iq)
+		return len(p) == 0 && len(i) == 0, fmt.Sprint(p, i)
+	})
+	for _, c := range []*client.Client{a, b} {
+		waitEqual(t, e, c, pq, pq)
+		waitEqual(t, e, c, iq, iq)
+	}
+}

@@ -287,3 +287,32 @@ func TestConcurrentAppliers(t *testing.T) {
 		t.Errorf("%d applied, want %d", n, workers*per+1)
 	}
 }
+
+// Shadows from before row versions get the version columns and join the
+// publication at the next bootstrap; their rows start at version 1.
+func TestBootstrapAddsRowVersions(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE old (id int PRIMARY KEY, v text); INSERT INTO old VALUES (1, 'x')`, "old")
+	oid := e.oid("old")
+	sh := "lattice.shadow_" + oid
+	e.exec("ALTER PUBLICATION lattice DROP TABLE " + sh)
+	e.exec("ALTER TABLE " + sh + " DROP COLUMN version, DROP COLUMN add_ver")
+	if err := bootstrap(e); err != nil {
+		t.Fatal(err)
+	}
+	s := e.shadowOf("old", "1")
+	if s.Version != 1 || len(s.live()) != 1 || s.AddVer[s.live()[0]] != 1 {
+		t.Fatalf("after bootstrap: version %d, live %v, add versions %v", s.Version, s.live(), s.AddVer)
+	}
+	var cols string
+	if err := e.pool.QueryRow(e.ctx, `SELECT array_to_string(attnames, ',') FROM pg_publication_tables
+		WHERE pubname = 'lattice' AND schemaname = 'lattice' AND tablename = $1`, "shadow_"+oid).Scan(&cols); err != nil {
+		t.Fatalf("shadow not published: %v", err)
+	}
+	if cols != "pk1,version" {
+		t.Errorf("published shadow columns: %s", cols)
+	}
+	e.exec("UPDATE old SET v = 'z' WHERE id = 1")
+	if s := e.shadowOf("old", "1"); s.Version != 2 {
+		t.Errorf("version after an update: %d", s.Version)
+	}
+}

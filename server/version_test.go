@@ -19,10 +19,11 @@ type versionReader struct {
 	rels  map[uint32]string
 	acks  map[uint64]bool
 	calls int
+	last  map[string]uint64 // "table op key" -> version, of every change read
 }
 
 func newVersionReader(t *testing.T, r *rawConn) *versionReader {
-	return &versionReader{t: t, r: r, rels: map[uint32]string{}, acks: map[uint64]bool{}}
+	return &versionReader{t: t, r: r, rels: map[uint32]string{}, acks: map[uint64]bool{}, last: map[string]uint64{}}
 }
 
 // until reads messages until a transaction holds a change of table with
@@ -46,6 +47,7 @@ func (v *versionReader) until(table string, op protocol.Op, key int64) (uint64, 
 					continue
 				}
 				seen = append(seen, fmt.Sprintf("%s %s %d v%d", ch.Op, v.rels[ch.RelID], ch.Values[0].I, ch.Version))
+				v.last[fmt.Sprintf("%s %s %d", v.rels[ch.RelID], ch.Op, ch.Values[0].I)] = ch.Version
 				if v.rels[ch.RelID] == table && ch.Op == op && ch.Values[0].Kind == coltype.Integer && ch.Values[0].I == key {
 					return ch.Version, m
 				}
@@ -128,6 +130,9 @@ func TestRowVersionsOnTheWire(t *testing.T) {
 	e.exec("INSERT INTO parts VALUES (7, 2, 'p')")
 	if v, _ := vr.until("parts", protocol.OpInsert, 7); v != 1 {
 		t.Fatalf("part: version %d, want 1", v)
+	}
+	if v, ok := vr.last["items insert 2"]; !ok || v != 2 {
+		t.Fatalf("item 2 moved in with the part: version %d (%v), want 2", v, ok)
 	}
 	e.exec("UPDATE items SET n = 21 WHERE id = 2")
 	if v, _ := vr.until("items", protocol.OpUpdate, 2); v != 3 {

@@ -216,6 +216,27 @@ func runConvergence(t *testing.T, seed int64) {
 				i, seed, last, len(applied), len(rejected), missing)
 		}
 	}
+	// A client that has seen every version deletes everything: its deletes
+	// remove every row, in Postgres and on every client (the versions it
+	// held, whatever path brought them, cover every live tag).
+	if err := clients[0].c.Transaction(context.Background(), func(tx *client.Tx) error {
+		if err := tx.Exec("DELETE FROM child"); err != nil {
+			return err
+		}
+		return tx.Exec("DELETE FROM parent")
+	}); err != nil {
+		t.Fatalf("seed %d: delete everything: %v", seed, err)
+	}
+	for i, cc := range clients {
+		eventually(t, 60*time.Second, fmt.Sprintf("client %d empty after the final delete (seed %d)", i, seed), func() (bool, string) {
+			var left []string
+			for _, tbl := range []string{"parent", "child"} {
+				left = append(left, e.pgRows(pq[tbl])...)
+				left = append(left, localRows(t, cc.c, pq[tbl])...)
+			}
+			return len(left) == 0, fmt.Sprint("left (postgres, then client): ", left)
+		})
+	}
 	if resp, err := http.Get(e.baseURL() + "/metrics"); err == nil {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unsafe"
@@ -26,6 +27,10 @@ type relation struct {
 	insert *sqlite3.Stmt // as upsert, without ON CONFLICT (cheaper; see handleTxn)
 	del    *sqlite3.Stmt // primary key columns, in key order
 	clear  *sqlite3.Stmt // DELETE FROM t
+	// The row versions (see capture.go): vSet upserts an entry (key
+	// columns in key order, then the version or NULL), vDel deletes one
+	// (key), vClear all.
+	vSet, vDel, vClear *sqlite3.Stmt
 	// touched is the txState.seq of the last transaction that changed the
 	// table, so that each table is recorded once per transaction.
 	touched uint64
@@ -36,6 +41,9 @@ func (r *relation) close() {
 	r.insert.Close()
 	r.del.Close()
 	r.clear.Close()
+	r.vSet.Close()
+	r.vDel.Close()
+	r.vClear.Close()
 }
 
 // txState is the service transaction being applied. Guarded by db, which
@@ -197,6 +205,11 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 
 	changed := false
 	if len(existing) == 0 {
+		// Versions of an earlier table of that name (dropped locally)
+		// are not those of the rows to come.
+		if err := c.conn.Exec("DROP TABLE IF EXISTS " + quoteIdent(versionTable(local))); err != nil {
+			return false, fmt.Errorf("drop versions of %s: %w", local, err)
+		}
 		var b strings.Builder
 		b.WriteString("CREATE TABLE IF NOT EXISTS ")
 		b.WriteString(quoteIdent(local))
@@ -327,12 +340,24 @@ func (c *Client) prepareRelation(local string, m *protocol.Relation) (*relation,
 	delSQL := "DELETE FROM " + q + " WHERE " + strings.Join(where, " AND ")
 	clearSQL := "DELETE FROM " + q
 
+	var pkNames []string
+	for _, k := range m.PK {
+		pkNames = append(pkNames, m.Columns[k].Name)
+	}
+	vt := quoteIdent(versionTable(local))
+	vc := quoteIdent(versionCol(pkNames))
+	vSetSQL := "INSERT INTO " + vt + " (" + strings.Join(pk, ", ") + ", " + vc + ") VALUES (" +
+		strings.Repeat("?, ", len(pk)) + "?) ON CONFLICT (" + strings.Join(pk, ", ") + ") DO UPDATE SET " + vc + " = excluded." + vc
+	vDelSQL := "DELETE FROM " + vt + " WHERE " + strings.Join(where, " AND ")
+	vClearSQL := "DELETE FROM " + vt
+
 	r := &relation{id: m.RelID, local: local, key: strings.ToLower(local), ncols: len(m.Columns), npk: len(m.PK), pk: append([]int(nil), m.PK...)}
 	var err error
 	for _, p := range []struct {
 		st  **sqlite3.Stmt
 		sql string
-	}{{&r.upsert, upsertSQL}, {&r.insert, insertSQL}, {&r.del, delSQL}, {&r.clear, clearSQL}} {
+	}{{&r.upsert, upsertSQL}, {&r.insert, insertSQL}, {&r.del, delSQL}, {&r.clear, clearSQL},
+		{&r.vSet, vSetSQL}, {&r.vDel, vDelSQL}, {&r.vClear, vClearSQL}} {
 		*p.st, _, err = c.conn.PrepareFlags(p.sql, sqlite3.PREPARE_PERSISTENT)
 		if err != nil {
 			r.close()
@@ -410,6 +435,9 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 				if err := r.clear.Exec(); err != nil {
 					return fmt.Errorf("reset table %s: %w", r.local, err)
 				}
+				if err := r.vClear.Exec(); err != nil {
+					return fmt.Errorf("reset versions of %s: %w", r.local, err)
+				}
 				c.touch(r)
 				if c.tx.rebase {
 					c.tx.resets[r.local] = struct{}{}
@@ -475,6 +503,13 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		if err != nil {
 			return fmt.Errorf("apply %s on %s: %w", ch.Op, r.local, err)
 		}
+		// The row's version. A new row at version 1 needs no entry (and
+		// no statement: the initial sync's rows).
+		if st != r.insert || ch.Version != 1 {
+			if err := r.setVersion(ch); err != nil {
+				return fmt.Errorf("apply %s on %s: %w", ch.Op, r.local, err)
+			}
+		}
 		if c.tx.rebase {
 			c.recordRow(r, ch)
 		}
@@ -482,6 +517,38 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 
 	if m.Flags&protocol.FlagLast != 0 {
 		return c.commitTxn(s)
+	}
+	return nil
+}
+
+// setVersion records the version of the row a change of the service
+// wrote (see capture.go): Insert or Update at version 1 deletes the row's
+// entry (the default), at a greater version sets it, at 0 (unknown) sets
+// it NULL; Delete and MoveOut delete it.
+func (r *relation) setVersion(ch *protocol.Change) error {
+	row := ch.Op == protocol.OpInsert || ch.Op == protocol.OpUpdate
+	st := r.vDel
+	if row && ch.Version != 1 {
+		st = r.vSet
+	}
+	for j := range r.npk {
+		v := &ch.Values[j] // Delete, MoveOut: the key
+		if row {
+			v = &ch.Values[r.pk[j]]
+		}
+		if err := bindValue(st, j+1, v); err != nil {
+			return fmt.Errorf("bind version key: %w", err)
+		}
+	}
+	if st == r.vSet {
+		if ch.Version == 0 || ch.Version > math.MaxInt64 {
+			st.BindNull(r.npk + 1)
+		} else {
+			st.BindInt64(r.npk+1, int64(ch.Version))
+		}
+	}
+	if err := st.Exec(); err != nil {
+		return fmt.Errorf("record version: %w", err)
 	}
 	return nil
 }

@@ -41,9 +41,15 @@ func benchRow(i int) []coltype.Value {
 	}
 }
 
-// snapshotFrames encodes a snapshot of n rows as Txn chunks of about
-// protocol.TargetDownFrame bytes, the way the service chunks them.
+// snapshotFrames encodes a snapshot of n rows at version 1 as Txn chunks
+// of about protocol.TargetDownFrame bytes, the way the service chunks them.
 func snapshotFrames(relID uint32, lsn uint64, n int) (frames [][]byte, bytes int) {
+	return snapshotFramesAt(relID, lsn, n, 1)
+}
+
+// snapshotFramesAt is snapshotFrames with the rows at version (0:
+// unknown).
+func snapshotFramesAt(relID uint32, lsn uint64, n int, version uint64) (frames [][]byte, bytes int) {
 	var chunk protocol.Txn
 	var size int
 	flush := func(last bool) {
@@ -58,7 +64,7 @@ func snapshotFrames(relID uint32, lsn uint64, n int) (frames [][]byte, bytes int
 	}
 	chunk = protocol.Txn{LSN: lsn, Flags: protocol.FlagFirst | protocol.FlagSnapshot}
 	for i := range n {
-		ch := protocol.Change{Op: protocol.OpInsert, RelID: relID, Values: benchRow(i)}
+		ch := protocol.Change{Op: protocol.OpInsert, RelID: relID, Version: version, Values: benchRow(i)}
 		size += len(protocol.AppendChange(nil, &ch))
 		chunk.Changes = append(chunk.Changes, ch)
 		if size >= protocol.TargetDownFrame && i < n-1 {
@@ -70,14 +76,20 @@ func snapshotFrames(relID uint32, lsn uint64, n int) (frames [][]byte, bytes int
 }
 
 // BenchmarkApplySnapshot measures the apply path (decode + SQLite upsert,
-// one local transaction) of a 100k-row snapshot into a WAL file database,
-// without network.
+// one local transaction) of a 100k-row snapshot into a WAL file database
+// (file) or an in-memory one (memory), without network. The rows are at
+// version 1, as most are; memory-unknown has them at unknown versions
+// (the service sent 0), each of which is recorded in the version store.
 func BenchmarkApplySnapshot(b *testing.B) {
-	for _, mode := range []string{"file", "memory"} {
+	for _, mode := range []string{"file", "memory", "memory-unknown"} {
 		b.Run(mode, func(b *testing.B) {
 			const rows = 100_000
 			rel := benchRelation(1).Encode(nil)
-			frames, size := snapshotFrames(1, 100, rows)
+			version := uint64(1)
+			if mode == "memory-unknown" {
+				version = 0
+			}
+			frames, size := snapshotFramesAt(1, 100, rows, version)
 			ctx := context.Background()
 			var total time.Duration
 			for i := 0; b.Loop(); i++ {
@@ -146,7 +158,7 @@ func BenchmarkApplyStream(b *testing.B) {
 	var txns [][]byte
 	for i := range 10_000 {
 		t := protocol.Txn{LSN: uint64(2 + i), Flags: protocol.FlagFirst | protocol.FlagLast, CommitTime: 1,
-			Changes: []protocol.Change{{Op: protocol.OpUpdate, RelID: 1, Values: benchRow(i % rows)}}}
+			Changes: []protocol.Change{{Op: protocol.OpUpdate, RelID: 1, Version: uint64(2 + i/rows), Values: benchRow(i % rows)}}}
 		txns = append(txns, t.Encode(nil))
 	}
 	// LSNs must grow: replaying the same frames keeps the stored LSN (it

@@ -3,6 +3,7 @@ package client
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,11 +17,20 @@ import (
 // For a synced table T the client keeps:
 //
 //   - "_lattice_ops_T"(seq INTEGER PRIMARY KEY, op TEXT NOT NULL, changed,
-//     "c.<column>"...): one row per captured row change, seq being the
-//     change's _lattice_oplog.seq. The data columns are untyped (no
-//     affinity), so values keep their kind and bytes. They are named after
-//     the table's columns and only ever appended (the order is stable), so
-//     ops recorded before a schema change stay readable.
+//     v, "c.<column>"...): one row per captured row change, seq being the
+//     change's _lattice_oplog.seq, v the row version the change saw (see
+//     below). The data columns are untyped (no affinity), so values keep
+//     their kind and bytes. They are named after the table's columns and
+//     only ever appended (the order is stable), so ops recorded before a
+//     schema change stay readable. (v is appended to ops tables made before
+//     it existed, after their data columns: columns are found by name.)
+//   - "_lattice_v_T"(<key columns>, v INTEGER, PRIMARY KEY(<key>)) WITHOUT
+//     ROWID: the version of each held row, compressed: no entry means
+//     version 1 (most rows: inserted once, never updated), v >= 1 that
+//     version, v = 0 no version (a row the client inserted, not returned by
+//     the service yet), v NULL an unknown version (the service sent 0). The
+//     service's changes maintain it (apply.go); the capture triggers read
+//     it, and add the 0 entries.
 //   - triggers "_lattice_ins_T", "_lattice_upd_T", "_lattice_del_T" (AFTER
 //     INSERT / UPDATE OF the synced columns / DELETE) writing the oplog, and
 //     "_lattice_pk_T" (BEFORE UPDATE) refusing primary key changes.
@@ -29,7 +39,30 @@ import (
 // client applies a service transaction.
 
 // Names of the capture objects of a local table.
-func opsTable(local string) string { return "_lattice_ops_" + local }
+func opsTable(local string) string     { return "_lattice_ops_" + local }
+func versionTable(local string) string { return "_lattice_v_" + local }
+
+// versionCol is the name of the version column of a version table: "v",
+// or "v_", "v__"... when a key column is named so.
+func versionCol(pk []string) string {
+	name := "v"
+	for {
+		taken := false
+		for _, k := range pk {
+			if strings.EqualFold(k, name) {
+				taken = true
+			}
+		}
+		if !taken {
+			return name
+		}
+		name += "_"
+	}
+}
+
+// opsVersionCol is the ops table's version column (the data columns being
+// prefixed, it cannot collide).
+const opsVersionCol = "v"
 
 const opsColPrefix = "c."
 
@@ -61,9 +94,101 @@ func (c *Client) tableColumns(table string) ([]string, error) {
 	return cols, st.Err()
 }
 
-// ensureCapture creates or updates the ops table and the capture triggers
-// of a synced table (which must exist), so that they cover every column of
-// def. It is idempotent: triggers whose SQL is unchanged are kept. Caller
+// columnInfo is a row of pragma table_info.
+type columnInfo struct {
+	name, decl string
+	pk         int // position in the primary key from 1, 0 if not in it
+}
+
+// tableInfo returns the columns of a table in declaration order (nil if
+// the table does not exist).
+func (c *Client) tableInfo(table string) ([]columnInfo, error) {
+	st, _, err := c.conn.Prepare(`SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid`)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	st.BindText(1, table)
+	var cols []columnInfo
+	for st.Step() {
+		cols = append(cols, columnInfo{st.ColumnText(0), st.ColumnText(1), st.ColumnInt(2)})
+	}
+	return cols, st.Err()
+}
+
+// ensureVersionTable creates the version table of a synced table, keyed
+// by the table's columns named in pk, with their declared types (so values
+// convert as in the table), or re-creates it when its key columns differ.
+// A new version table holds an unknown version (NULL) for every row the
+// table already has.
+func (c *Client) ensureVersionTable(local string, pk []string) error {
+	base, err := c.tableInfo(local)
+	if err != nil {
+		return fmt.Errorf("inspect table %s: %w", local, err)
+	}
+	want := make([]columnInfo, 0, len(pk)+1)
+	for i, k := range pk {
+		found := false
+		for _, col := range base {
+			if strings.EqualFold(col.name, k) {
+				want = append(want, columnInfo{col.name, col.decl, i + 1})
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("version table of %s: key column %s missing", local, k)
+		}
+	}
+	want = append(want, columnInfo{versionCol(pk), "INTEGER", 0})
+	vt := versionTable(local)
+	have, err := c.tableInfo(vt)
+	if err != nil {
+		return fmt.Errorf("inspect table %s: %w", vt, err)
+	}
+	if slices.Equal(have, want) {
+		return nil
+	}
+	if len(have) > 0 {
+		if err := c.conn.Exec("DROP TABLE " + quoteIdent(vt)); err != nil {
+			return fmt.Errorf("drop %s: %w", vt, err)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("CREATE TABLE " + quoteIdent(vt) + " (")
+	var key []string
+	for _, col := range want {
+		b.WriteString(quoteIdent(col.name))
+		if col.decl != "" {
+			b.WriteString(" " + col.decl)
+		}
+		b.WriteString(", ")
+		if col.pk > 0 {
+			key = append(key, quoteIdent(col.name))
+		}
+	}
+	b.WriteString("PRIMARY KEY (" + strings.Join(key, ", ") + ")) WITHOUT ROWID")
+	if err := c.conn.Exec(b.String()); err != nil {
+		return fmt.Errorf("create %s: %w", vt, err)
+	}
+	// Rows the table already holds (a replica made before versions were
+	// kept, or whose key changed) are at versions the client does not
+	// know: not 1, which an absent entry would mean.
+	var notNull []string
+	for _, k := range key {
+		notNull = append(notNull, k+" IS NOT NULL")
+	}
+	fill := "INSERT OR IGNORE INTO " + quoteIdent(vt) + " (" + strings.Join(key, ", ") + ") SELECT " + strings.Join(key, ", ") +
+		" FROM " + quoteIdent(local) + " WHERE " + strings.Join(notNull, " AND ")
+	if err := c.conn.Exec(fill); err != nil {
+		return fmt.Errorf("fill %s: %w", vt, err)
+	}
+	return nil
+}
+
+// ensureCapture creates or updates the ops table, the version table and
+// the capture triggers of a synced table (which must exist), so that they
+// cover every column of def. It is idempotent: triggers whose SQL is unchanged are kept. Caller
 // holds db, inside a transaction.
 func (c *Client) ensureCapture(local string, def *relationDef) error {
 	base, err := c.tableColumns(local)
@@ -88,10 +213,13 @@ func (c *Client) ensureCapture(local string, def *relationDef) error {
 	}
 	var data []string // ops data columns, ops order, without the prefix
 	have := map[string]bool{}
+	hasV := false
 	for _, n := range existing {
 		if strings.HasPrefix(n, opsColPrefix) {
 			data = append(data, n[len(opsColPrefix):])
 			have[strings.ToLower(n[len(opsColPrefix):])] = true
+		} else if strings.EqualFold(n, opsVersionCol) {
+			hasV = true
 		}
 	}
 	var add []string
@@ -103,7 +231,7 @@ func (c *Client) ensureCapture(local string, def *relationDef) error {
 	}
 	if len(existing) == 0 {
 		var b strings.Builder
-		b.WriteString("CREATE TABLE " + quoteIdent(ops) + " (seq INTEGER PRIMARY KEY, op TEXT NOT NULL, changed")
+		b.WriteString("CREATE TABLE " + quoteIdent(ops) + " (seq INTEGER PRIMARY KEY, op TEXT NOT NULL, changed, " + opsVersionCol)
 		for _, n := range add {
 			b.WriteString(", " + quoteIdent(opsColPrefix+n))
 		}
@@ -112,6 +240,11 @@ func (c *Client) ensureCapture(local string, def *relationDef) error {
 			return fmt.Errorf("create %s: %w", ops, err)
 		}
 	} else {
+		if !hasV { // made by a client without row versions
+			if err := c.conn.Exec("ALTER TABLE " + quoteIdent(ops) + " ADD COLUMN " + opsVersionCol); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", opsVersionCol, ops, err)
+			}
+		}
 		for _, n := range add {
 			if err := c.conn.Exec("ALTER TABLE " + quoteIdent(ops) + " ADD COLUMN " + quoteIdent(opsColPrefix+n)); err != nil {
 				return fmt.Errorf("add column %s to %s: %w", n, ops, err)
@@ -119,6 +252,10 @@ func (c *Client) ensureCapture(local string, def *relationDef) error {
 		}
 	}
 	data = append(data, add...)
+
+	if err := c.ensureVersionTable(local, def.PK); err != nil {
+		return err
+	}
 
 	// The triggers. A data column whose table column no longer exists
 	// (renamed locally) is left NULL and never marked changed.
@@ -207,14 +344,20 @@ func captureTriggers(local string, pk, data, cols []string, inBase map[string]st
 		mask.WriteString("0")
 	}
 
-	var keyNames, oldKeys, keyChanged, keyOf []string
+	var keyNames, keyCols, oldKeys, newKeys, keyChanged, keyOf, oldMatch, newMatch, newNotNull []string
 	seen := map[string]bool{}
 	for _, k := range pk {
 		col := inBase[strings.ToLower(k)]
+		q := quoteIdent(col)
 		keyNames = append(keyNames, quoteIdent(opsColPrefix+k))
-		oldKeys = append(oldKeys, "OLD."+quoteIdent(col))
+		oldKeys = append(oldKeys, "OLD."+q)
+		newKeys = append(newKeys, "NEW."+q)
 		keyChanged = append(keyChanged, differs(col))
-		keyOf = append(keyOf, quoteIdent(col))
+		keyOf = append(keyOf, q)
+		keyCols = append(keyCols, q)
+		oldMatch = append(oldMatch, "_v."+q+" = OLD."+q)
+		newMatch = append(newMatch, "_v."+q+" = NEW."+q)
+		newNotNull = append(newNotNull, "NEW."+q+" IS NOT NULL")
 		seen[strings.ToLower(col)] = true
 	}
 	// The rowid's names too: it is the key when the key is a rowid alias.
@@ -231,15 +374,29 @@ func captureTriggers(local string, pk, data, cols []string, inBase map[string]st
 		return ", " + join(s)
 	}
 
+	// The version the write saw (see the version table): held, 1 when the
+	// row has no entry, -1 for unknown (NULL entry). An insert saw none
+	// (0), and gives its row a 0 entry unless it has one, so that later
+	// writes of a row the client made itself send 0 until the service
+	// returns it. The entry is added without a conflict (NOT EXISTS, key
+	// not NULL): the conflict clause of the statement firing the trigger
+	// (INSERT OR REPLACE, OR ROLLBACK...) would override the trigger's own.
+	vt := quoteIdent(versionTable(local))
+	vc := quoteIdent(versionCol(pk))
+	held := "coalesce((SELECT coalesce(_v." + vc + ", -1) FROM " + vt + " AS _v WHERE " + strings.Join(oldMatch, " AND ") + "), 1)"
+	addEntry := "INSERT INTO " + vt + "(" + join(keyCols) + ", " + vc + ") SELECT " + join(newKeys) + ", 0 WHERE " +
+		strings.Join(newNotNull, " AND ") + " AND NOT EXISTS (SELECT 1 FROM " + vt + " AS _v WHERE " + strings.Join(newMatch, " AND ") + ");\n"
+
 	ins := "CREATE TRIGGER " + quoteIdent("_lattice_ins_"+local) + " AFTER INSERT ON " + t +
 		" WHEN " + when + " BEGIN\n" + logOp +
-		"INSERT INTO " + ops + "(seq, op, changed" + prefixed(names) + ") VALUES(last_insert_rowid(), 'I', " + insMask + prefixed(newVals) + ");\nEND"
+		"INSERT INTO " + ops + "(seq, op, changed, " + opsVersionCol + prefixed(names) + ") VALUES(last_insert_rowid(), 'I', " + insMask + ", 0" + prefixed(newVals) + ");\n" +
+		addEntry + "END"
 	upd := "CREATE TRIGGER " + quoteIdent("_lattice_upd_"+local) + " AFTER UPDATE OF " + join(synced) + " ON " + t +
 		" WHEN " + when + " BEGIN\n" + logOp +
-		"INSERT INTO " + ops + "(seq, op, changed" + prefixed(names) + ") VALUES(last_insert_rowid(), 'U', " + mask.String() + prefixed(newVals) + ");\nEND"
+		"INSERT INTO " + ops + "(seq, op, changed, " + opsVersionCol + prefixed(names) + ") VALUES(last_insert_rowid(), 'U', " + mask.String() + ", " + held + prefixed(newVals) + ");\nEND"
 	del := "CREATE TRIGGER " + quoteIdent("_lattice_del_"+local) + " AFTER DELETE ON " + t +
 		" WHEN " + when + " BEGIN\n" + logOp +
-		"INSERT INTO " + ops + "(seq, op" + prefixed(keyNames) + ") VALUES(last_insert_rowid(), 'D'" + prefixed(oldKeys) + ");\nEND"
+		"INSERT INTO " + ops + "(seq, op, " + opsVersionCol + prefixed(keyNames) + ") VALUES(last_insert_rowid(), 'D', " + held + prefixed(oldKeys) + ");\nEND"
 	// UPDATE OF: only statements that assign a key column (or the rowid)
 	// run it; the service's upserts never do.
 	pkt := "CREATE TRIGGER " + quoteIdent("_lattice_pk_"+local) + " BEFORE UPDATE OF " + join(keyOf) + " ON " + t +
@@ -330,7 +487,7 @@ type captureTable struct {
 	pk                  []int         // relation column index of each key column, in key order
 	dataRel             []int         // relation column index of each ops data column, or -1
 	keyData             []int         // ops data column of each key column, in key order
-	read                *sqlite3.Stmt // (seq) -> op, changed, data columns
+	read                *sqlite3.Stmt // (seq) -> op, changed, v, data columns
 }
 
 func (ct *captureTable) close() {
@@ -388,7 +545,13 @@ func (c *Client) captureTableOf(local string) (*captureTable, error) {
 	}
 	dataPos := map[string]int{}
 	var sel strings.Builder
-	sel.WriteString("SELECT op, changed")
+	ver := "NULL" // an ops table not upgraded yet (its table dropped locally): unknown
+	for _, n := range cols {
+		if strings.EqualFold(n, opsVersionCol) {
+			ver = quoteIdent(n)
+		}
+	}
+	sel.WriteString("SELECT op, changed, " + ver)
 	for _, n := range cols {
 		if !strings.HasPrefix(n, opsColPrefix) {
 			continue

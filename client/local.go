@@ -574,6 +574,12 @@ type LocalChange struct {
 	Columns []int
 	// Values are the new values of Columns, exactly as SQLite stored them.
 	Values []coltype.Value
+	// Version is the version of the row the change saw, as held when it
+	// was made (see README.md, "Row versions"): >= 1 a version from the
+	// service, 0 none (an insert, or a row the client inserted itself and
+	// the service has not returned yet), -1 unknown (the service sent 0,
+	// or the change was captured before versions were kept).
+	Version int64
 }
 
 // pendingTxns returns up to limit (all if limit <= 0) local transactions
@@ -649,7 +655,11 @@ func (ct *captureTable) readOp(seq int64) (LocalChange, error) {
 		return LocalChange{}, fmt.Errorf("read op %d of %s: bad op %q", seq, ct.local, op)
 	}
 	ch.Op = op[0]
-	const first = 2 // data columns start after op, changed
+	ch.Version = -1 // NULL: captured before versions were
+	if st.ColumnType(2) != sqlite3.NULL {
+		ch.Version = st.ColumnInt64(2)
+	}
+	const first = 3 // data columns start after op, changed, v
 	ch.Key = make([]coltype.Value, len(ct.keyData))
 	for i, p := range ct.keyData {
 		ch.Key[i] = columnValue(st, first+p)

@@ -84,8 +84,10 @@ func (c *Client) writeMessage(t LocalTxn) (*protocol.Write, error) {
 		k := rowKey(ch.Table, ch.Key)
 		i, seen := idx[k]
 		if !seen {
+			// The net effect carries the version the row's first change
+			// in the transaction saw: the one held before it.
 			idx[k] = len(w.Changes)
-			w.Changes = append(w.Changes, protocol.WriteChange{Table: ch.Schema + "." + ch.Name, Key: ch.Key})
+			w.Changes = append(w.Changes, protocol.WriteChange{Table: ch.Schema + "." + ch.Name, Key: ch.Key, Version: wireVersion(ch.Version)})
 			i = len(w.Changes) - 1
 		}
 		wc := &w.Changes[i]
@@ -129,6 +131,14 @@ func setColumns(wc *protocol.WriteChange, cols []int, vals []coltype.Value) {
 			wc.Values = append(wc.Values, vals[j])
 		}
 	}
+}
+
+// wireVersion maps LocalChange.Version to WriteChange.Version.
+func wireVersion(v int64) uint64 {
+	if v < 0 {
+		return protocol.VersionCurrent
+	}
+	return uint64(v)
 }
 
 func wireOp(op byte) (protocol.Op, error) {

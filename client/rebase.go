@@ -24,6 +24,9 @@ import (
 //     otherwise it stays gone (the service deleted a row we only updated);
 //   - 'D' deletes the row.
 //
+// The version store keeps the service's versions; only a row re-created
+// from our own insert gets back its 0 entry (see rebaseUpsert).
+//
 // A service transaction returning one of our own transactions drops it
 // first (ownTxnReturned), so its ops are not re-applied. Rebasing costs
 // nothing when no local transaction is outstanding (loc.unreturned): the
@@ -199,8 +202,53 @@ func (ct *captureTable) keyWhere() string {
 }
 
 // rebaseUpsert writes the key and the columns of ch, inserting the row if
-// it is missing.
+// it is missing. A row it re-creates is, as when the client first inserted
+// it, held at no version from the service: it gets a 0 entry in the
+// version store unless it has one (the service's change removed it, or a
+// reset cleared the store). The service's versions are not changed.
 func (c *Client) rebaseUpsert(ct *captureTable, ch *LocalChange) error {
+	existed, err := c.rowExists(ct, ch.Key)
+	if err != nil {
+		return err
+	}
+	if err := c.rebaseWrite(ct, ch); err != nil {
+		return err
+	}
+	if existed {
+		return nil
+	}
+	var pk, marks []string
+	for _, k := range ct.pk {
+		pk = append(pk, ct.cols[k])
+		marks = append(marks, "?")
+	}
+	quoted := make([]string, len(pk))
+	for i, n := range pk {
+		quoted[i] = quoteIdent(n)
+	}
+	_, err = c.execValues("INSERT OR IGNORE INTO "+quoteIdent(versionTable(ct.local))+" ("+strings.Join(quoted, ", ")+", "+
+		quoteIdent(versionCol(pk))+") VALUES ("+strings.Join(marks, ", ")+", 0)", ch.Key)
+	return err
+}
+
+// rowExists reports whether the row of key exists in ct's table.
+func (c *Client) rowExists(ct *captureTable, key []coltype.Value) (bool, error) {
+	st, _, err := c.conn.Prepare("SELECT 1 FROM " + quoteIdent(ct.local) + " WHERE " + ct.keyWhere())
+	if err != nil {
+		return false, err
+	}
+	defer st.Close()
+	for i := range key {
+		if err := bindValue(st, i+1, &key[i]); err != nil {
+			return false, err
+		}
+	}
+	found := st.Step()
+	return found, st.Err()
+}
+
+// rebaseWrite is the upsert of rebaseUpsert.
+func (c *Client) rebaseWrite(ct *captureTable, ch *LocalChange) error {
 	var names, set, marks []string
 	var vals []coltype.Value
 	var pk []string

@@ -93,10 +93,12 @@ func TestVersionsApply(t *testing.T) {
 	apply(t, c, s, resetSnapshot(20, 1,
 		withVersion(1, ins(1, vInt(3), vText("c"), vInt(3))),
 		withVersion(3, ins(1, vInt(6), vText("f"), vInt(6)))))
-	expectVersions(t, c, [][]any{{int64(6), int64(3)}})
+	// Our insert of 7 is still pending (14 was not marked as ours): the
+	// rebase re-creates the row, at no version.
+	expectVersions(t, c, [][]any{{int64(6), int64(3)}, {int64(7), int64(0)}})
 	apply(t, c, s, resetSnapshot(21, 1))
-	expectVersions(t, c, none)
-	if got := query(t, c, "SELECT count(*) FROM items"); got[0][0] != int64(1) { // our row 7 is rebased
+	expectVersions(t, c, [][]any{{int64(7), int64(0)}})
+	if got := query(t, c, "SELECT id FROM items"); !reflect.DeepEqual(got, [][]any{{int64(7)}}) {
 		t.Fatalf("rows after reset %v", got)
 	}
 }
@@ -361,4 +363,39 @@ func TestVersionsKeyNamedV(t *testing.T) {
 	if got := query(t, c, `SELECT count(*) FROM _lattice_v_kv`); got[0][0] != int64(0) {
 		t.Fatalf("versions left %v", got)
 	}
+}
+
+// TestVersionsRebase: rebasing pending local writes over the service's
+// changes keeps the service's versions; a row of ours it re-creates is at
+// no version (0) again.
+func TestVersionsRebase(t *testing.T) {
+	c := testClient(t, ":memory:", nil)
+	s := syncTables(t, c, itemsRel(1))
+	apply(t, c, s, snapshot(10,
+		withVersion(1, ins(1, vInt(1), vText("a"), vInt(1))),
+		withVersion(4, ins(1, vInt(2), vText("b"), vInt(2)))))
+	ctx := ctxT(t)
+	if err := c.Exec(ctx, "INSERT INTO items VALUES (7, 'mine', 7); INSERT INTO items VALUES (8, 'mine', 8); UPDATE items SET title = 'x' WHERE id IN (1, 2)"); err != nil {
+		t.Fatal(err)
+	}
+	expectVersions(t, c, [][]any{{int64(2), int64(4)}, {int64(7), int64(0)}, {int64(8), int64(0)}})
+	// The service updates 1 and 2 and deletes 7 (another client's row of
+	// that key): our update and insert are re-applied on top.
+	apply(t, c, s, txn(11,
+		withVersion(2, upd(1, vInt(1), vText("s"), vInt(10))),
+		withVersion(5, upd(1, vInt(2), vText("s"), vInt(20))),
+		del(1, vInt(7))))
+	expectRows(t, c, [][]any{{int64(1), "x", int64(10)}, {int64(2), "x", int64(20)}, {int64(7), "mine", int64(7)}, {int64(8), "mine", int64(8)}})
+	expectVersions(t, c, [][]any{{int64(1), int64(2)}, {int64(2), int64(5)}, {int64(7), int64(0)}, {int64(8), int64(0)}})
+	// A re-sync's reset clears the store; our rows not in its snapshot are
+	// re-created at no version, the others take the snapshot's.
+	apply(t, c, s, resetSnapshot(20, 1,
+		withVersion(1, ins(1, vInt(1), vText("s"), vInt(10))),
+		withVersion(6, ins(1, vInt(2), vText("s"), vInt(20)))))
+	expectVersions(t, c, [][]any{{int64(2), int64(6)}, {int64(7), int64(0)}, {int64(8), int64(0)}})
+	if err := c.Exec(ctx, "UPDATE items SET n = 0"); err != nil {
+		t.Fatal(err)
+	}
+	const U = protocol.OpUpdate
+	expectWriteVersions(t, writeOf(t, c, 1), wantChange{U, 1, 1}, wantChange{U, 2, 6}, wantChange{U, 7, 0}, wantChange{U, 8, 0})
 }

@@ -14,6 +14,12 @@ import (
 
 const writeSQL = `CREATE TABLE items (id integer PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false, n integer CHECK (n >= 0))`
 
+// The items of writeSQL, in Postgres and in a replica, as equal strings.
+const (
+	itemsPG    = "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
+	itemsLocal = "SELECT id, title, done, n FROM items ORDER BY id"
+)
+
 // TestWriteRoundTrip: a local write reaches Postgres, another client, and
 // comes back to its author, who then holds nothing pending.
 func TestWriteRoundTrip(t *testing.T) {
@@ -29,8 +35,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	if err := a.Exec(ctx, "UPDATE items SET done = 1 WHERE id = 2"); err != nil {
 		t.Fatal(err)
 	}
-	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
-	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	q, lq := itemsPG, itemsLocal
 	eventually(t, 20*time.Second, "the write in postgres", func() (bool, string) {
 		rows := e.pgRows(q)
 		return len(rows) == 2 && rows[1] == "2|two|1|0", fmt.Sprint(rows)
@@ -212,23 +217,36 @@ func offlineExec(t *testing.T, e *env, path string, stmts ...string) {
 	}
 }
 
+// offlineAndOnline starts a service with setup, a client on a file that
+// syncs shapes and goes offline (its path), and an online client b with
+// the same shapes.
+func offlineAndOnline(t *testing.T, setup string, tables []string, shapes ...client.Shape) (*env, string, *client.Client) {
+	t.Helper()
+	e := newEnv(t, setup, tables...)
+	path := t.TempDir() + "/a.db"
+	a, stopA := e.clientAt(path)
+	for _, sh := range shapes {
+		e.subscribe(a, sh)
+	}
+	stopA()
+	b, _ := e.clientAt(":memory:")
+	for _, sh := range shapes {
+		e.subscribe(b, sh)
+	}
+	return e, path, b
+}
+
 // TestDeleteKeepsUnseenUpdate: a delete made offline, concurrent with an
 // update it never saw, removes only what its author saw: the row stays,
 // with the update, everywhere, including on the deleting client.
 func TestDeleteKeepsUnseenUpdate(t *testing.T) {
-	e := newEnv(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', false, 0), (2, 'two', false, 0)", "items")
-	path := t.TempDir() + "/a.db"
-	a, stopA := e.clientAt(path)
-	e.subscribe(a, client.Shape{Table: "items"})
-	stopA()
-	b, _ := e.clientAt(":memory:")
-	e.subscribe(b, client.Shape{Table: "items"})
+	e, path, b := offlineAndOnline(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', false, 0), (2, 'two', false, 0)",
+		[]string{"items"}, client.Shape{Table: "items"})
 	ctx := context.Background()
 	if err := b.Exec(ctx, "UPDATE items SET title = 'updated by b' WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
-	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
-	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	q, lq := itemsPG, itemsLocal
 	eventually(t, 20*time.Second, "b's update in postgres", func() (bool, string) {
 		rows := e.pgRows(q)
 		return len(rows) == 2 && rows[0] == "1|updated by b|0|0", fmt.Sprint(rows)
@@ -236,7 +254,7 @@ func TestDeleteKeepsUnseenUpdate(t *testing.T) {
 	// a, offline since before b's update, deletes both rows; row 2 it had
 	// seen in its last version.
 	offlineExec(t, e, path, "DELETE FROM items")
-	a, _ = e.clientAt(path)
+	a, _ := e.clientAt(path)
 	eventually(t, 20*time.Second, "a's delete applied", func() (bool, string) {
 		return a.PendingCount() == 0, fmt.Sprint(a.PendingCount())
 	})
@@ -262,25 +280,19 @@ func TestDeleteKeepsUnseenUpdate(t *testing.T) {
 // see a concurrent delete brings the row back, with the values of the
 // columns it did not write kept from before the delete.
 func TestUpdateBringsBackUnseenDelete(t *testing.T) {
-	e := newEnv(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', true, 7)", "items")
-	path := t.TempDir() + "/a.db"
-	a, stopA := e.clientAt(path)
-	e.subscribe(a, client.Shape{Table: "items"})
-	stopA()
-	b, _ := e.clientAt(":memory:")
-	e.subscribe(b, client.Shape{Table: "items"})
+	e, path, b := offlineAndOnline(t, writeSQL+"; INSERT INTO items VALUES (1, 'start', true, 7)",
+		[]string{"items"}, client.Shape{Table: "items"})
 	ctx := context.Background()
 	if err := b.Exec(ctx, "DELETE FROM items WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
-	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
-	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	q, lq := itemsPG, itemsLocal
 	eventually(t, 20*time.Second, "b's delete in postgres", func() (bool, string) {
 		rows := e.pgRows(q)
 		return len(rows) == 0, fmt.Sprint(rows)
 	})
 	offlineExec(t, e, path, "UPDATE items SET title = 'kept by a' WHERE id = 1")
-	a, _ = e.clientAt(path)
+	a, _ := e.clientAt(path)
 	eventually(t, 20*time.Second, "the row back in postgres", func() (bool, string) {
 		rows := e.pgRows(q)
 		return len(rows) == 1 && rows[0] == "1|kept by a|1|7", fmt.Sprint(rows)
@@ -309,8 +321,7 @@ func TestOlderWriteLosesOnItsAuthor(t *testing.T) {
 	if err := b.Exec(ctx, "UPDATE items SET title = 'newer, by b' WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
-	q := "SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items ORDER BY id"
-	lq := "SELECT id, title, done, n FROM items ORDER BY id"
+	q, lq := itemsPG, itemsLocal
 	eventually(t, 20*time.Second, "b's write in postgres", func() (bool, string) {
 		rows := e.pgRows(q)
 		return len(rows) == 2 && rows[0] == "1|newer, by b|0|0", fmt.Sprint(rows)
@@ -332,17 +343,10 @@ func TestOlderWriteLosesOnItsAuthor(t *testing.T) {
 // parent that another client deletes meanwhile keeps the parent alive
 // (compensation), on every replica.
 func TestChildKeepsParentDeletedElsewhere(t *testing.T) {
-	e := newEnv(t, `CREATE TABLE projects (id text PRIMARY KEY, name text NOT NULL);
+	e, path, b := offlineAndOnline(t, `CREATE TABLE projects (id text PRIMARY KEY, name text NOT NULL);
 		CREATE TABLE issues (id text PRIMARY KEY, project_id text NOT NULL REFERENCES projects ON DELETE CASCADE, title text NOT NULL);
-		INSERT INTO projects VALUES ('p1', 'Project 1')`, "projects", "issues")
-	path := t.TempDir() + "/a.db"
-	a, stopA := e.clientAt(path)
-	e.subscribe(a, client.Shape{Table: "projects"})
-	e.subscribe(a, client.Shape{Table: "issues"})
-	stopA()
-	b, _ := e.clientAt(":memory:")
-	e.subscribe(b, client.Shape{Table: "projects"})
-	e.subscribe(b, client.Shape{Table: "issues"})
+		INSERT INTO projects VALUES ('p1', 'Project 1')`, []string{"projects", "issues"},
+		client.Shape{Table: "projects"}, client.Shape{Table: "issues"})
 	ctx := context.Background()
 	if err := b.Exec(ctx, "DELETE FROM projects WHERE id = 'p1'"); err != nil {
 		t.Fatal(err)
@@ -352,7 +356,7 @@ func TestChildKeepsParentDeletedElsewhere(t *testing.T) {
 		return len(rows) == 0, fmt.Sprint(rows)
 	})
 	offlineExec(t, e, path, "INSERT INTO issues VALUES ('i1', 'p1', 'written offline')")
-	a, _ = e.clientAt(path)
+	a, _ := e.clientAt(path)
 	pq, iq := "SELECT id, name FROM projects ORDER BY id", "SELECT id, project_id, title FROM issues ORDER BY id"
 	eventually(t, 20*time.Second, "the parent back in postgres", func() (bool, string) {
 		p, i := e.pgRows(pq), e.pgRows(iq)

@@ -8,6 +8,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -16,7 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/latticesync/lattice/client"
+	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/merge"
+	"github.com/latticesync/lattice/protocol"
 )
 
 const (
@@ -199,4 +205,124 @@ INSERT INTO marks SELECT i, i, 0, 0 FROM generate_series(1, ` + fmt.Sprint(n) + 
 	b.ReportMetric(ms(pct(execAll, 0.50)), "exec-p50-ms")
 	b.ReportMetric(ms(pct(execAll, 0.99)), "exec-p99-ms")
 	b.ReportMetric(ms(pct(catchup, 1)), "catchup-ms")
+}
+
+// BenchmarkServiceWriteThroughput: n connections (the protocol spoken
+// directly, so that no local SQLite is measured) each send single-row
+// UPDATE transactions of their own rows as fast as the service acks them,
+// up to 64 in flight per connection (as the client does), for 5 s. Every
+// write goes through the whole service: WebSocket, session, the applier's
+// merge in Postgres (synchronous_commit on, fsync off), the Ack. Reports
+// txn/s acked; the count in lattice.applied is checked against the acks.
+func BenchmarkServiceWriteThroughput(b *testing.B) {
+	for _, n := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) { benchServiceWrites(b, n) })
+	}
+}
+
+func benchServiceWrites(b *testing.B, n int) {
+	const rowsPerConn, inFlight, duration = 100, 64, 5 * time.Second
+	e := newEnv(b, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database()); END $$;
+CREATE TABLE marks (id int PRIMARY KEY, writer int NOT NULL, seq bigint NOT NULL, sent_ns bigint NOT NULL);
+INSERT INTO marks SELECT i, i / `+fmt.Sprint(rowsPerConn)+`, 0, 0 FROM generate_series(0, `+fmt.Sprint(n*rowsPerConn-1)+`) i`, "marks")
+	ctx := context.Background()
+	conns := make([]*benchConn, n)
+	acks := make([]chan error, n)
+	txids := make([]uint64, n)
+	for i := range conns {
+		// A shape holding nothing: the connection only writes.
+		c, err := dialBenchShapes(ctx, e.url, e.token("w"), fmt.Sprintf("writer-%d-%d", i, rand.Int64()),
+			[]protocol.Shape{{ID: "none", Table: "marks", Where: "id < 0"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.ws.CloseNow()
+		conns[i] = c
+		acks[i] = make(chan error, inFlight+1)
+		go readAcks(ctx, c, acks[i])
+	}
+	var acked, total atomic.Int64
+	for b.Loop() {
+		acked.Store(0)
+		start := time.Now()
+		end := start.Add(duration)
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = writeLoop(ctx, c, acks[i], &txids[i], i, rowsPerConn, inFlight, end, &acked)
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		if err := errors.Join(errs...); err != nil {
+			b.Fatal(err)
+		}
+		total.Add(acked.Load())
+		b.ReportMetric(float64(acked.Load())/elapsed.Seconds(), "txn/s")
+	}
+	if got := e.pgRows("SELECT count(*) FROM lattice.applied")[0]; got != fmt.Sprint(total.Load()) {
+		b.Fatalf("lattice.applied holds %s transactions, %d were acked", got, total.Load())
+	}
+}
+
+// readAcks delivers, for each Ack read from c, nil, and for a Reject,
+// an Error or a read error, that error (then stops).
+func readAcks(ctx context.Context, c *benchConn, out chan<- error) {
+	for {
+		_, data, err := c.ws.Read(ctx)
+		if err == nil {
+			var m protocol.Down
+			if m, err = protocol.DecodeDown(data); err == nil {
+				switch m := m.(type) {
+				case *protocol.Ack:
+					out <- nil
+					continue
+				case *protocol.Reject:
+					err = fmt.Errorf("txn %d rejected: %s", m.TxnID, m.Message)
+				case *protocol.Error:
+					err = m
+				default:
+					continue
+				}
+			}
+		}
+		out <- err
+		return
+	}
+}
+
+// writeLoop sends updates of conn i's rows until end, keeping at most
+// inFlight unacknowledged, then waits for the last acks.
+func writeLoop(ctx context.Context, c *benchConn, acks <-chan error, txid *uint64, i, rows, inFlight int, end time.Time, acked *atomic.Int64) error {
+	hlc := merge.MakeHLC(time.Now().UnixMilli(), 0)
+	pending := 0
+	for time.Now().Before(end) || pending > 0 {
+		if pending >= inFlight || !time.Now().Before(end) {
+			select {
+			case err := <-acks:
+				if err != nil {
+					return err
+				}
+				pending--
+				acked.Add(1)
+			case <-time.After(30 * time.Second):
+				return errors.New("no ack for 30 s")
+			}
+			continue
+		}
+		*txid++
+		hlc++
+		id := int64(i*rows) + int64(*txid)%int64(rows)
+		w := &protocol.Write{TxnID: *txid, HLC: uint64(hlc), Changes: []protocol.WriteChange{{Table: "public.marks", Op: protocol.OpUpdate,
+			Version: protocol.VersionCurrent, Key: []coltype.Value{{Kind: coltype.Integer, I: id}},
+			Columns: []uint32{2}, Values: []coltype.Value{{Kind: coltype.Integer, I: int64(*txid)}}}}}
+		if err := c.ws.Write(ctx, websocket.MessageBinary, w.Encode(nil)); err != nil {
+			return err
+		}
+		pending++
+	}
+	return nil
 }

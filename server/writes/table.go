@@ -32,13 +32,16 @@ func newStmt(sql string) *stmt {
 
 // Statements that do not depend on a table.
 var (
-	stmtBegin    = newStmt("BEGIN ISOLATION LEVEL READ COMMITTED")
-	stmtCommit   = newStmt("COMMIT")
-	stmtApplied  = newStmt("INSERT INTO lattice.applied (origin, txid) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+	stmtBegin  = newStmt("BEGIN ISOLATION LEVEL READ COMMITTED")
+	stmtCommit = newStmt("COMMIT")
+	// stmtApplied records the transaction as applied (no row: a
+	// duplicate), and, in the same statement, marks the transaction in the
+	// replication stream with "<txid>:<origin>" (see
+	// pgrepl.OriginMessagePrefix) and sets lattice.applying for the first
+	// table the transaction changes (the writes set it again for others).
+	stmtApplied = newStmt("INSERT INTO lattice.applied (origin, txid) VALUES ($1, $2) ON CONFLICT DO NOTHING " +
+		"RETURNING pg_logical_emit_message(true, 'lattice.origin', $3::text), set_config('lattice.applying', $4, true)")
 	stmtApplying = newStmt("SELECT set_config('lattice.applying', $1, true)")
-	// stmtOrigin marks the transaction in the replication stream with
-	// "<txid>:<origin>" (see pgrepl.OriginMessagePrefix).
-	stmtOrigin = newStmt("SELECT pg_logical_emit_message(true, 'lattice.origin', $1::text)")
 )
 
 // maxUpdateShapes bounds the UPDATE statements cached per table (one per

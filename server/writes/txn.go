@@ -89,6 +89,7 @@ type run struct {
 	tables    []uint32 // OIDs of the tables involved (for invalidation)
 	ops       []merge.Op
 	changeReq []string // request id of each change
+	applying  string   // lattice.applying as set by the first statement
 	reqs      map[string]*rowReq
 	rows      map[string]*rowState // by request id and by canonical id
 }
@@ -361,9 +362,16 @@ func sortedReqs(m map[string]*rowReq, skip func(*rowReq) bool) []*rowReq {
 func (r *run) exec(ctx context.Context) (Result, error) {
 	txn := r.txn
 	reqs := sortedReqs(r.reqs, func(*rowReq) bool { return false })
+	// Name the client transaction in the replication stream, so the client
+	// recognises its own write coming back.
+	origin := strconv.AppendUint(nil, txn.ID, 10)
+	origin = append(append(origin, ':'), txn.Origin...)
+	if len(r.changeReq) > 0 {
+		r.applying = r.reqs[r.changeReq[0]].t.applying
+	}
 	items := []item{
 		{stmtBegin, nil, -1},
-		{stmtApplied, [][]byte{[]byte(txn.Origin), strconv.AppendInt(nil, int64(txn.ID), 10)}, -1},
+		{stmtApplied, [][]byte{[]byte(txn.Origin), strconv.AppendInt(nil, int64(txn.ID), 10), origin, []byte(r.applying)}, -1},
 	}
 	items = lockItems(items, reqs)
 	res, failed, err := r.batch(ctx, items)
@@ -611,7 +619,7 @@ func (s *simulation) get(st *rowState) *simRow {
 // simulate runs the transaction's ops, with compensations, over the rows
 // loaded so far. Rows it needs but are not loaded are listed in missing.
 func (r *run) simulate() *simulation {
-	s := &simulation{r: r, rows: map[*rowState]*simRow{}, missing: map[string]*rowReq{}, applying: "\x00"}
+	s := &simulation{r: r, rows: map[*rowState]*simRow{}, missing: map[string]*rowReq{}, applying: r.applying}
 	for i := range r.txn.Changes {
 		op := r.ops[i]
 		sr := s.get(r.rows[r.changeReq[i]])
@@ -633,11 +641,6 @@ func (r *run) simulate() *simulation {
 	for _, sr := range s.order {
 		s.writes = append(s.writes, item{sr.st.t.updShadow, sr.shadowParams(), -1})
 	}
-	// Name the client transaction in the replication stream, so the client
-	// recognises its own write coming back.
-	origin := strconv.AppendUint(nil, r.txn.ID, 10)
-	origin = append(append(origin, ':'), r.txn.Origin...)
-	s.writes = append(s.writes, item{stmtOrigin, [][]byte{origin}, -1})
 	s.writes = append(s.writes, item{stmtCommit, nil, -1})
 	return s
 }

@@ -417,3 +417,17 @@ func TestSeenVersion(t *testing.T) {
 	e.exec("INSERT INTO items (id, title, n) SELECT g, 'bulk', 1 FROM generate_series(10, 12) g")
 	wantVersion("11", 1)
 }
+
+// A transaction without changes is applied (recorded, once) and changes
+// nothing.
+func TestEmptyTransaction(t *testing.T) {
+	e := newEnv(t, itemsSQL, "items")
+	if res := e.apply(txn("e", 10)); !res.Applied {
+		t.Fatalf("first delivery: %+v", res)
+	}
+	x := txn("e", 10)
+	x.ID = 1
+	if res := e.apply(x); res.Applied {
+		t.Fatalf("second delivery applied again")
+	}
+}

@@ -751,3 +751,50 @@ func TestRelationChanges(t *testing.T) {
 		t.Fatal("no error recorded")
 	}
 }
+
+// Statements Exec ran before are kept prepared: they follow schema
+// changes, a dropped table makes them fail (and be prepared again), and
+// the changes and last insert id they report are their own.
+func TestExecPreparedOnce(t *testing.T) {
+	c := testClient(t, ":memory:", nil)
+	ctx := ctxT(t)
+	if err := c.Exec(ctx, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)"); err != nil {
+		t.Fatal(err)
+	}
+	ins := "INSERT INTO t(a, b) VALUES(?, ?)"
+	for i := 1; i <= 3; i++ {
+		res, err := c.ExecResult(ctx, ins, i, "v")
+		if err != nil || res.Changes != 1 || res.LastInsertID != int64(i) {
+			t.Fatalf("insert %d: %+v, %v", i, res, err)
+		}
+	}
+	if err := c.Exec(ctx, "ALTER TABLE t ADD COLUMN c DEFAULT 7"); err != nil {
+		t.Fatal(err)
+	}
+	upd := "UPDATE t SET b = ? WHERE a >= ?"
+	if res, err := c.ExecResult(ctx, upd, "w", 2); err != nil || res.Changes != 2 {
+		t.Fatalf("update: %+v, %v", res, err)
+	}
+	if got := query(t, c, "SELECT a, b, c FROM t ORDER BY a"); !reflect.DeepEqual(got, [][]any{
+		{int64(1), "v", int64(7)}, {int64(2), "w", int64(7)}, {int64(3), "w", int64(7)}}) {
+		t.Fatalf("rows %v", got)
+	}
+	if err := c.Exec(ctx, "DROP TABLE t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, ins, 4, "x"); err == nil {
+		t.Fatal("insert into a dropped table succeeded")
+	}
+	if err := c.Exec(ctx, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, ins, 5, "y"); err != nil {
+		t.Fatalf("insert into the new table: %v", err)
+	}
+	if err := c.Exec(ctx, ins, 6); err == nil {
+		t.Fatal("a missing argument was accepted")
+	}
+	if got := query(t, c, "SELECT a, b FROM t ORDER BY a"); !reflect.DeepEqual(got, [][]any{{int64(5), "y"}}) {
+		t.Fatalf("rows %v", got)
+	}
+}

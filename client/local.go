@@ -480,9 +480,30 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 		return res, errTxDone
 	}
 	c := tx.c
+	if st := c.userStmts[sql]; st != nil {
+		// A single statement run before: prepared (and authorized) once.
+		if err := bindArgs(st, args); err != nil {
+			st.ClearBindings()
+			return res, fmt.Errorf("bind exec arguments: %w", err)
+		}
+		readOnly := st.ReadOnly()
+		err := st.Exec()
+		st.ClearBindings()
+		if err != nil {
+			st.Close()
+			delete(c.userStmts, sql)
+			return res, fmt.Errorf("exec statement: %w", err)
+		}
+		if !readOnly {
+			res.Changes = c.conn.Changes()
+		}
+		res.LastInsertID = c.conn.LastInsertRowID()
+		return res, nil
+	}
+	whole := sql
 	for n := 0; ; n++ {
 		c.authHook = tx.authorize
-		st, tail, err := c.conn.Prepare(sql)
+		st, tail, err := c.conn.PrepareFlags(sql, sqlite3.PREPARE_PERSISTENT)
 		c.authHook = nil
 		if err != nil {
 			return res, fmt.Errorf("prepare statement: %w", err)
@@ -506,7 +527,17 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 		}
 		readOnly := st.ReadOnly()
 		err = st.Exec()
-		st.Close()
+		// Keep a single statement prepared: applications run the same
+		// few statements again and again, and preparing an UPDATE of a
+		// synced table (compiling its capture triggers) costs more than
+		// running it.
+		single := n == 0 && onlySpace(tail) && err == nil
+		if single {
+			st.ClearBindings()
+			c.keepUserStmt(whole, st)
+		} else {
+			st.Close()
+		}
 		if err != nil {
 			return res, fmt.Errorf("exec statement: %w", err)
 		}
@@ -515,6 +546,24 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 		}
 		sql = tail
 	}
+}
+
+// maxUserStmts bounds the application statements kept prepared.
+const maxUserStmts = 64
+
+// keepUserStmt keeps st, prepared from sql, for the next ExecResult of the
+// same SQL. Caller holds db.
+func (c *Client) keepUserStmt(sql string, st *sqlite3.Stmt) {
+	if len(c.userStmts) >= maxUserStmts {
+		for k, old := range c.userStmts {
+			old.Close()
+			delete(c.userStmts, k)
+		}
+	}
+	if c.userStmts == nil {
+		c.userStmts = map[string]*sqlite3.Stmt{}
+	}
+	c.userStmts[sql] = st
 }
 
 // Query runs one read-only statement in the transaction (it sees the

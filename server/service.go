@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -303,6 +304,13 @@ func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationM
 		return s.describeShadow(ctx, msg)
 	}
 	tb, err := s.tables.Describe(ctx, msg.RelationID, true)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Dropped since this part of the WAL was written: describe it from
+		// the message alone, so that replication goes on past it.
+		s.log.Warn("a table in the replication stream no longer exists; its changes are read by the stream's description",
+			"table", msg.Namespace+"."+msg.RelationName, "oid", msg.RelationID)
+		return relFromMessage(msg), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -348,6 +356,29 @@ func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationM
 		return cat, nil
 	}
 	return rel, nil
+}
+
+// relFromMessage describes a relation from its pgoutput Relation message
+// alone: built-in types by OID, others as text; the key is the columns
+// flagged as the replica identity (all of them for REPLICA IDENTITY FULL),
+// or the first column.
+func relFromMessage(msg *pglogrepl.RelationMessage) *changelog.Rel {
+	text, _ := coltype.BuiltinByOID(25)
+	rel := &changelog.Rel{Schema: msg.Namespace, Table: msg.RelationName}
+	for i, mc := range msg.Columns {
+		typ, ok := coltype.BuiltinByOID(mc.DataType)
+		if !ok {
+			typ = text
+		}
+		rel.Columns = append(rel.Columns, protocol.Column{Name: mc.Name, Type: typ})
+		if mc.Flags&1 != 0 {
+			rel.PK = append(rel.PK, i)
+		}
+	}
+	if len(rel.PK) == 0 && len(rel.Columns) > 0 {
+		rel.PK = []int{0}
+	}
+	return rel
 }
 
 // pollLag samples replication lag in bytes and the log size.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latticesync/lattice/client"
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
@@ -146,4 +147,20 @@ func TestRowVersionsOnTheWire(t *testing.T) {
 func (v *versionReader) hlc() uint64 {
 	v.calls++
 	return uint64(merge.MakeHLC(time.Now().UnixMilli()+int64(v.calls)*1000, 0))
+}
+
+// A table dropped while the service was down, with changes still to read
+// from the WAL, does not stop replication: the service starts again and
+// goes on streaming other tables.
+func TestDroppedTableInPendingWAL(t *testing.T) {
+	e := newEnv(t, itemsSQL+"; CREATE TABLE other (id int PRIMARY KEY, v text)", "items", "other")
+	c, _ := e.clientAt(":memory:")
+	e.subscribe(c, client.Shape{Table: "other"})
+	e.stop()
+	e.exec("INSERT INTO items VALUES (1, 'gone soon', false, 1)")
+	e.exec("UPDATE items SET n = 2 WHERE id = 1")
+	e.exec("DROP TABLE items")
+	e.start()
+	e.exec("INSERT INTO other VALUES (1, 'still live')")
+	waitEqual(t, e, c, "SELECT id, v FROM other ORDER BY id", "SELECT id, v FROM other ORDER BY id")
 }

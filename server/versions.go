@@ -66,13 +66,22 @@ func (s *Service) describeShadow(ctx context.Context, msg *pglogrepl.RelationMes
 	if err != nil {
 		return nil, fmt.Errorf("shadow table %s: not named after a table OID", name)
 	}
-	tb, err := s.tables.Describe(ctx, uint32(oid), true)
-	if err != nil {
-		return nil, fmt.Errorf("shadow table %s: %w", name, err)
-	}
-	base := tb.Rel
 	bigint, _ := coltype.BuiltinByOID(20)
 	text, _ := coltype.BuiltinByOID(25)
+	tb, err := s.tables.Describe(ctx, uint32(oid), true)
+	if err != nil {
+		// The table is gone (dropped since this part of the WAL was
+		// written): its versions have no row to go to. Decode the shadow's
+		// changes as text and drop them.
+		s.log.Warn("versions of a table that cannot be described are dropped", "shadow", name, "err", err)
+		rel := &changelog.Rel{Schema: msg.Namespace, Table: msg.RelationName}
+		for _, mc := range msg.Columns {
+			rel.Columns = append(rel.Columns, protocol.Column{Name: mc.Name, Type: text})
+		}
+		s.shadows.put(rel, shadowRel{ver: -1})
+		return rel, nil
+	}
+	base := tb.Rel
 	rel := &changelog.Rel{Schema: msg.Namespace, Table: msg.RelationName, PK: make([]int, len(base.PK))}
 	for i := range rel.PK {
 		rel.PK[i] = -1
@@ -122,8 +131,8 @@ func (s *Service) pairVersions(t *changelog.Txn) {
 			n++
 			continue
 		}
-		if ch.New == nil || ch.New[info.ver].Kind != coltype.Integer {
-			continue // a TRUNCATE or DELETE of metadata
+		if info.ver < 0 || ch.New == nil || ch.New[info.ver].Kind != coltype.Integer {
+			continue // a TRUNCATE or DELETE of metadata, or of a table gone
 		}
 		if vers == nil {
 			vers = map[string]uint64{}

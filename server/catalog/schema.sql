@@ -483,3 +483,22 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Metadata of tables dropped since they were electrified: their shadows
+-- (still published) and their entries. A change to a dropped table that
+-- replication has yet to read is still decoded (historic catalog); the
+-- service drops the versions of a table it cannot describe.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS shadow
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'lattice' AND c.relkind = 'r' AND c.relname ~ '^shadow_[0-9]+$'
+                AND NOT EXISTS (SELECT 1 FROM pg_class b WHERE b.oid = substr(c.relname, 8)::oid)
+    LOOP
+        EXECUTE 'DROP TABLE ' || r.shadow;
+    END LOOP;
+    DELETE FROM lattice.electrified e WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = e.relid);
+END
+$$;

@@ -316,3 +316,22 @@ func TestBootstrapAddsRowVersions(t *testing.T) {
 		t.Errorf("version after an update: %d", s.Version)
 	}
 }
+
+// The metadata of a table dropped after it was electrified goes at the
+// next bootstrap.
+func TestBootstrapForgetsDroppedTables(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE gone (id int PRIMARY KEY, v text); INSERT INTO gone VALUES (1, 'x')`, "gone")
+	oid := e.oid("gone")
+	e.exec("DROP TABLE gone")
+	if err := bootstrap(e); err != nil {
+		t.Fatal(err)
+	}
+	var shadows, entries int
+	if err := e.pool.QueryRow(e.ctx, `SELECT (SELECT count(*) FROM pg_class WHERE relname = $1),
+		(SELECT count(*) FROM lattice.electrified WHERE relid::oid = $2::oid)`, "shadow_"+oid, oid).Scan(&shadows, &entries); err != nil {
+		t.Fatal(err)
+	}
+	if shadows != 0 || entries != 0 {
+		t.Fatalf("after bootstrap: %d shadow tables, %d electrified entries", shadows, entries)
+	}
+}

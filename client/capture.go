@@ -81,17 +81,15 @@ func sqlString(s string) string {
 // tableColumns returns the column names of a table in declaration order
 // (nil if the table does not exist).
 func (c *Client) tableColumns(table string) ([]string, error) {
-	st, _, err := c.conn.Prepare(`SELECT name FROM pragma_table_info(?) ORDER BY cid`)
+	info, err := c.tableInfo(table)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	st.BindText(1, table)
 	var cols []string
-	for st.Step() {
-		cols = append(cols, st.ColumnText(0))
+	for _, col := range info {
+		cols = append(cols, col.name)
 	}
-	return cols, st.Err()
+	return cols, nil
 }
 
 // columnInfo is a row of pragma table_info.

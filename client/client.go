@@ -128,7 +128,7 @@ type Client struct {
 	stmtCache map[string]*sqlite3.Stmt
 	// userStmts holds single statements the application executed
 	// (Tx.ExecResult), prepared once. Guarded by db.
-	userStmts map[string]*sqlite3.Stmt
+	userStmts map[string]*userStmt
 
 	stMu     sync.Mutex
 	status   Status // guarded by stMu

@@ -798,3 +798,44 @@ func TestExecPreparedOnce(t *testing.T) {
 		t.Fatalf("rows %v", got)
 	}
 }
+
+// A statement kept prepared still tells live queries what it wrote: a live
+// query on a local table sees every repeated insert.
+func TestExecPreparedOnceNotifies(t *testing.T) {
+	c := testClient(t, ":memory:", nil)
+	ctx := ctxT(t)
+	if err := c.Exec(ctx, "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	counts := make(chan int64, 16)
+	cancel, err := c.LiveQuery("SELECT count(*) FROM notes", nil, func(rows *Rows, err error) {
+		if err == nil {
+			counts <- rows.Values[0][0].(int64)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	want := int64(0)
+	for i := 1; i <= 3; i++ {
+		for got := int64(-1); got != want; {
+			select {
+			case got = <-counts:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("live query stuck at %d rows, want %d", got, want)
+			}
+		}
+		if err := c.Exec(ctx, "INSERT INTO notes(body) VALUES(?)", "n"); err != nil {
+			t.Fatal(err)
+		}
+		want = int64(i)
+	}
+	for got := int64(-1); got != want; {
+		select {
+		case got = <-counts:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("live query stuck at %d rows, want %d", got, want)
+		}
+	}
+}

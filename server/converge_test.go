@@ -192,6 +192,9 @@ func runConvergence(t *testing.T, seed int64) {
 			if n := cc.c.PendingCount(); n != 0 {
 				diffs = append(diffs, fmt.Sprintf("%d local transactions pending", n))
 			}
+			if len(diffs) > 0 {
+				diffs = append(diffs, clientState(t, e, cc.c))
+			}
 			return len(diffs) == 0, strings.Join(diffs, "\n")
 		})
 	}
@@ -292,4 +295,33 @@ func localTxnLedger(t *testing.T, c *client.Client) (int64, map[int64]bool) {
 		rejected[r[0].(int64)] = true
 	}
 	return last, rejected
+}
+
+// clientState describes what a diverging client holds besides its rows,
+// for the failure message: its position and the service's, its local
+// transactions by state, its outstanding ops and its row versions.
+func clientState(t *testing.T, e *env, c *client.Client) string {
+	t.Helper()
+	var b strings.Builder
+	st := c.Status()
+	fmt.Fprintf(&b, "client %s: state %s, lsn %d, last error %v; service head %v",
+		c.ClientID(), st.State, st.LSN, st.LastError, e.pgRows("SELECT pg_current_wal_lsn()"))
+	for _, q := range []string{
+		"SELECT state || ':' || count(*) FROM _lattice_txns GROUP BY state ORDER BY state",
+		"SELECT tbl || ' seq ' || seq || ' txid ' || coalesce(txid, -1) FROM _lattice_oplog ORDER BY seq",
+		"SELECT 'parent ' || id || ' v ' || coalesce(v, 'NULL') FROM _lattice_v_parent ORDER BY id",
+		"SELECT 'child ' || id || ' v ' || coalesce(v, 'NULL') FROM _lattice_v_child ORDER BY id",
+	} {
+		rows, err := c.Query(context.Background(), q)
+		if err != nil {
+			fmt.Fprintf(&b, "\n  %s: %v", q, err)
+			continue
+		}
+		var vals []string
+		for _, r := range rows.Values {
+			vals = append(vals, fmt.Sprint(r[0]))
+		}
+		fmt.Fprintf(&b, "\n  %s", strings.Join(vals, ", "))
+	}
+	return b.String()
 }

@@ -57,14 +57,17 @@ func BenchmarkWriteToPeerLiveQuery(b *testing.B) {
 	b.Run("clients=100/own-row", func(b *testing.B) { benchWriteToPeer(b, 100, false) })
 }
 
-func benchWriteToPeer(b *testing.B, n int, fanout bool) {
-	// synchronous_commit = on, Postgres' default: the test cluster turns
-	// it off for speed, but then logical decoding sees a commit only after
-	// the WAL writer's next flush (wal_writer_delay, 10 ms there), which
-	// is what this benchmark would measure. fsync stays off (a fast disk).
-	setup := `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database()); END $$;
+// marksSQL is the write benchmarks' database: synchronous_commit = on,
+// Postgres' default (the test cluster turns it off for speed, but then
+// logical decoding sees a commit only after the WAL writer's next flush,
+// wal_writer_delay, 10 ms there, which the benchmarks would measure; fsync
+// stays off, a fast disk), and the table marks.
+const marksSQL = `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database()); END $$;
 CREATE TABLE marks (id int PRIMARY KEY, writer int NOT NULL, seq bigint NOT NULL, sent_ns bigint NOT NULL);
-INSERT INTO marks SELECT i, i, 0, 0 FROM generate_series(1, ` + fmt.Sprint(n) + `) i`
+`
+
+func benchWriteToPeer(b *testing.B, n int, fanout bool) {
+	setup := marksSQL + `INSERT INTO marks SELECT i, i, 0, 0 FROM generate_series(1, ` + fmt.Sprint(n) + `) i`
 	e := newEnv(b, setup, "marks")
 	shape := client.Shape{Table: "marks"}
 
@@ -222,9 +225,7 @@ func BenchmarkServiceWriteThroughput(b *testing.B) {
 
 func benchServiceWrites(b *testing.B, n int) {
 	const rowsPerConn, inFlight, duration = 100, 64, 5 * time.Second
-	e := newEnv(b, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', current_database()); END $$;
-CREATE TABLE marks (id int PRIMARY KEY, writer int NOT NULL, seq bigint NOT NULL, sent_ns bigint NOT NULL);
-INSERT INTO marks SELECT i, i / `+fmt.Sprint(rowsPerConn)+`, 0, 0 FROM generate_series(0, `+fmt.Sprint(n*rowsPerConn-1)+`) i`, "marks")
+	e := newEnv(b, marksSQL+`INSERT INTO marks SELECT i, i / `+fmt.Sprint(rowsPerConn)+`, 0, 0 FROM generate_series(0, `+fmt.Sprint(n*rowsPerConn-1)+`) i`, "marks")
 	ctx := context.Background()
 	conns := make([]*benchConn, n)
 	acks := make([]chan error, n)

@@ -420,6 +420,10 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		c.tx.snap = m.Flags&protocol.FlagSnapshot != 0
 		c.tx.origin, c.tx.clientTxn = m.Origin, m.ClientTxnID
 		c.tx.seq++
+		if c.trace {
+			c.log.Debug("lattice: trace txn", "lsn", m.LSN, "origin", m.Origin, "client_txn", m.ClientTxnID,
+				"snapshot", c.tx.snap, "reset", c.tx.reset, "held", c.tx.held, "rebase", c.loc.unreturned+c.loc.unretDelta > 0)
+		}
 		c.tx.tables = c.tx.tables[:0]
 		c.tx.schema = false
 		c.beginRebase()
@@ -512,6 +516,10 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		}
 		if c.tx.rebase {
 			c.recordRow(r, ch)
+		}
+		if c.trace {
+			c.log.Debug("lattice: trace change", "lsn", m.LSN, "op", ch.Op.String(), "table", r.local,
+				"values", fmtValues(ch.Values), "version", ch.Version)
 		}
 	}
 

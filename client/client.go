@@ -100,7 +100,9 @@ var ErrClosed = errors.New("client: closed")
 type Client struct {
 	opts Options
 	log  *slog.Logger
-	path string
+	// trace: log records Debug events (see trace.go).
+	trace bool
+	path  string
 
 	// db is the lock of the SQLite connection (a one-slot semaphore, so
 	// that waiting for it can honour a context). Whoever holds it may use
@@ -234,6 +236,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	c.trace = traceEnabled(c.log)
 	c.status.State = StateOffline
 	c.idleTimeout = idleTimeout
 	conn, err := sqlite3.OpenContext(ctx, path)

@@ -135,6 +135,9 @@ func (c *Client) stamp() ([]string, error) {
 		return nil, err
 	}
 	c.loc.txid = txid
+	if c.trace {
+		c.log.Debug("lattice: trace stamp", "txid", txid, "tables", tables)
+	}
 	c.loc.pendDelta++
 	c.loc.unretDelta++
 	c.loc.opGen++
@@ -782,6 +785,9 @@ func (c *Client) setTxnState(id uint64, state, msg string) error {
 		if old == state {
 			return nil
 		}
+		if c.trace {
+			c.log.Debug("lattice: trace txn state", "txid", id, "from", old, "to", state)
+		}
 		st := c.stmts.setTxnState
 		st.BindText(1, state)
 		if msg == "" {
@@ -856,6 +862,9 @@ func (c *Client) dropTxn(id uint64) error {
 			if err := c.execArgs(sql, int64(id)); err != nil {
 				return fmt.Errorf("drop transaction %d: %w", id, err)
 			}
+		}
+		if c.trace {
+			c.log.Debug("lattice: trace drop", "txid", id, "state", old)
 		}
 		if old == "pending" {
 			c.loc.pendDelta--

@@ -57,6 +57,12 @@ func (c *Client) pushLocked(s *session) error {
 		if err != nil {
 			return err
 		}
+		if c.trace {
+			for _, ch := range w.Changes {
+				c.log.Debug("lattice: trace send", "txid", t.ID, "op", ch.Op.String(), "table", ch.Table,
+					"key", fmtValues(ch.Key), "values", fmtValues(ch.Values), "version", ch.Version)
+			}
+		}
 		s.send(w)
 		s.sentTxn = t.ID
 		s.inFlight[t.ID] = struct{}{}

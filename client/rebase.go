@@ -105,6 +105,10 @@ func (c *Client) rebaseLocal() error {
 	inserted := map[string]bool{} // rows an 'I' of ours re-created
 	for i := range ops {
 		op := &ops[i]
+		if c.trace {
+			c.log.Debug("lattice: trace rebase", "lsn", c.tx.lsn, "op", string(op.ch.Op), "table", op.ct.local,
+				"key", fmtValues(op.ch.Key), "values", fmtValues(op.ch.Values))
+		}
 		var err error
 		switch op.ch.Op {
 		case 'I':

@@ -61,12 +61,14 @@ func (s *session) write(m *protocol.Write) error {
 		// So its rows follow the Ack, as Postgres holds them now, as that
 		// returned transaction: the client drops it from its queue.
 		s.svc.metrics.writes.WithLabelValues("duplicate").Inc()
+		s.log.Debug("client transaction applied before", "txid", m.TxnID)
 		if err := s.send(&protocol.Ack{TxnID: m.TxnID}); err != nil {
 			return err
 		}
 		return s.restoreRows(m, true)
 	case err == nil:
 		s.svc.metrics.writes.WithLabelValues("applied").Inc()
+		s.log.Debug("client transaction applied", "txid", m.TxnID)
 		return s.send(&protocol.Ack{TxnID: m.TxnID})
 	case errors.As(err, &rej):
 		s.svc.metrics.writes.WithLabelValues("rejected").Inc()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand"
 	"net/http"
 	"os"
@@ -40,7 +41,10 @@ INSERT INTO child SELECT i, 1 + i % 4, 0, 'c' || i FROM generate_series(1, 8) i;
 //
 // CI runs LATTICE_CONVERGE_SEEDS (default 2) seeds; set it to thousands for
 // the long mode. A failing seed is printed; rerun it with
-// LATTICE_CONVERGE_SEED=<n>.
+// LATTICE_CONVERGE_SEED=<n>. With LATTICE_CONVERGE_TRACE=<dir>, each seed
+// writes the clients' traces (Debug logs: every change applied, local
+// write re-applied, transaction sent) and the service's log to
+// <dir>/seed-<n>/, kept when the seed fails.
 func TestConvergence(t *testing.T) {
 	seeds := []int64{1, 2}
 	if s := os.Getenv("LATTICE_CONVERGE_SEED"); s != "" {
@@ -68,19 +72,21 @@ func TestConvergence(t *testing.T) {
 
 type convClient struct {
 	path string
+	log  *slog.Logger
 	c    *client.Client
 	stop func()
 }
 
 func runConvergence(t *testing.T, seed int64) {
 	t.Logf("seed %d (rerun with LATTICE_CONVERGE_SEED=%d)", seed, seed)
-	e := newProcEnv(t, convergeSQL, "parent", "child")
+	tr := newConvTrace(t, seed)
+	e := newProcEnvLogged(t, tr.serviceLog(), convergeSQL, "parent", "child")
 	rng := rand.New(rand.NewSource(seed))
 	dir := t.TempDir()
 	clients := make([]*convClient, 5)
 	for i := range clients {
-		cc := &convClient{path: filepath.Join(dir, fmt.Sprintf("c%d.db", i))}
-		cc.c, cc.stop = e.clientAt(cc.path)
+		cc := &convClient{path: filepath.Join(dir, fmt.Sprintf("c%d.db", i)), log: tr.logger(i)}
+		cc.c, cc.stop = e.clientLogged(cc.path, cc.log)
 		e.subscribe(cc.c, client.Shape{Table: "parent"})
 		e.subscribe(cc.c, client.Shape{Table: "child"})
 		clients[i] = cc
@@ -122,6 +128,7 @@ func runConvergence(t *testing.T, seed int64) {
 	for step := 0; step < steps; step++ {
 		if step == steps/2 { // every seed sees at least one crash
 			t.Logf("step %d: SIGKILL the service", step)
+			tr.mark("SIGKILL the service", step)
 			e.kill()
 			e.startProc()
 		}
@@ -129,10 +136,12 @@ func runConvergence(t *testing.T, seed int64) {
 		switch p := rng.Intn(100); {
 		case p < 4: // go offline (the client stops), later come back
 			if cc.c != nil {
+				cc.log.Debug("test: client goes offline", "step", step)
 				cc.stop()
 				cc.c = nil
 			} else {
-				cc.c, cc.stop = e.clientAt(cc.path)
+				cc.log.Debug("test: client comes back", "step", step)
+				cc.c, cc.stop = e.clientLogged(cc.path, cc.log)
 			}
 			continue
 		case p < 5 && step > steps/4 && step < 3*steps/4:
@@ -140,9 +149,11 @@ func runConvergence(t *testing.T, seed int64) {
 			// a graceful stop, and comes back on the same data dir.
 			if rng.Intn(2) == 0 {
 				t.Logf("step %d: SIGKILL the service", step)
+				tr.mark("SIGKILL the service", step)
 				e.kill()
 			} else {
 				t.Logf("step %d: stop the service", step)
+				tr.mark("stop the service", step)
 				e.terminate()
 			}
 			e.startProc()
@@ -152,25 +163,28 @@ func runConvergence(t *testing.T, seed int64) {
 		if cc.c == nil {
 			// An offline client still writes: open its file without
 			// connecting, write, close; the write waits in its queue.
-			off, err := client.Open(context.Background(), cc.path, &client.Options{Logger: testLogger(t)})
+			off, err := client.Open(context.Background(), cc.path, &client.Options{Logger: cc.log})
 			if err != nil {
 				t.Fatalf("open offline client: %v", err)
 			}
-			off.Exec(context.Background(), q)
+			err = off.Exec(context.Background(), q)
+			cc.log.Debug("test: offline exec", "step", step, "sql", q, "err", err)
 			off.Close()
 			continue
 		}
 		// Errors (a local key conflict, a row already gone) are part of the game.
-		cc.c.Exec(context.Background(), q)
+		err := cc.c.Exec(context.Background(), q)
+		cc.log.Debug("test: exec", "step", step, "sql", q, "err", err)
 		if rng.Intn(4) == 0 {
 			time.Sleep(time.Duration(rng.Intn(5)) * time.Millisecond)
 		}
 	}
 	stopSQL()
 	wg.Wait()
+	tr.mark("quiescence", steps)
 	for _, cc := range clients {
 		if cc.c == nil {
-			cc.c, cc.stop = e.clientAt(cc.path)
+			cc.c, cc.stop = e.clientLogged(cc.path, cc.log)
 		}
 	}
 
@@ -324,4 +338,69 @@ func clientState(t *testing.T, e *env, c *client.Client) string {
 		fmt.Fprintf(&b, "\n  %s", strings.Join(vals, ", "))
 	}
 	return b.String()
+}
+
+// convTrace keeps a seed's traces (see TestConvergence).
+type convTrace struct {
+	t     *testing.T
+	dir   string // "" when not tracing
+	files []*os.File
+	logs  []*slog.Logger
+}
+
+func newConvTrace(t *testing.T, seed int64) *convTrace {
+	tr := &convTrace{t: t}
+	root := os.Getenv("LATTICE_CONVERGE_TRACE")
+	if root == "" {
+		return tr
+	}
+	tr.dir = filepath.Join(root, fmt.Sprintf("seed-%d", seed))
+	os.RemoveAll(tr.dir)
+	if err := os.MkdirAll(tr.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, f := range tr.files {
+			f.Close()
+		}
+		if t.Failed() {
+			t.Logf("traces kept in %s", tr.dir)
+		} else {
+			os.RemoveAll(tr.dir)
+		}
+	})
+	return tr
+}
+
+// serviceLog returns the service's log file ("" when not tracing).
+func (tr *convTrace) serviceLog() string {
+	if tr.dir == "" {
+		return ""
+	}
+	return filepath.Join(tr.dir, "service.log")
+}
+
+// logger returns client i's logger: Debug to its trace file, or the
+// test's logger when not tracing.
+func (tr *convTrace) logger(i int) *slog.Logger {
+	if tr.dir == "" {
+		l := testLogger(tr.t)
+		tr.logs = append(tr.logs, l)
+		return l
+	}
+	f, err := os.Create(filepath.Join(tr.dir, fmt.Sprintf("c%d.log", i)))
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	tr.files = append(tr.files, f)
+	l := slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tr.logs = append(tr.logs, l)
+	return l
+}
+
+// mark records a test event in every client's trace.
+func (tr *convTrace) mark(what string, step int) {
+	for _, l := range tr.logs {
+		l.Debug("test: "+what, "step", step)
+	}
 }

@@ -41,7 +41,7 @@ func serviceMain() int {
 		DatabaseURL: os.Getenv("LATTICE_TEST_SERVICE_DB"),
 		AuthSecret:  testSecret,
 		DataDir:     os.Getenv("LATTICE_TEST_SERVICE_DATA"),
-		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:      serviceLogger(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start service:", err)
@@ -71,18 +71,32 @@ func serviceMain() int {
 	return 0
 }
 
+// serviceLogger logs warnings to stderr, or, with
+// LATTICE_TEST_SERVICE_LOG=<file>, everything (Debug up) to that file
+// (appended: one file across restarts).
+func serviceLogger() *slog.Logger {
+	if p := os.Getenv("LATTICE_TEST_SERVICE_LOG"); p != "" {
+		if f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 var testSecret = []byte("test-secret-please-change")
 
 type env struct {
-	t     testing.TB
-	proc  *exec.Cmd // the service, when it runs as a process (startProc)
-	data  string    // its data dir
-	dbURL string
-	svc   *server.Service
-	http  *httptest.Server
-	url   string // ws://...
-	addr  string // host:port the service listens on (kept across restarts)
-	cfg   server.Config
+	t    testing.TB
+	proc *exec.Cmd // the service, when it runs as a process (startProc)
+	data string    // its data dir
+	// serviceLog: the process logs everything to this file, if set.
+	serviceLog string
+	dbURL      string
+	svc        *server.Service
+	http       *httptest.Server
+	url        string // ws://...
+	addr       string // host:port the service listens on (kept across restarts)
+	cfg        server.Config
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -160,7 +174,14 @@ func (e *env) stop() {
 // that kill can SIGKILL it.
 func newProcEnv(t testing.TB, setup string, tables ...string) *env {
 	t.Helper()
-	e := &env{t: t, dbURL: pgtest.DB(t), data: filepath.Join(t.TempDir(), "data")}
+	return newProcEnvLogged(t, "", setup, tables...)
+}
+
+// newProcEnvLogged is newProcEnv with the service logging to serviceLog
+// (if not empty).
+func newProcEnvLogged(t testing.TB, serviceLog, setup string, tables ...string) *env {
+	t.Helper()
+	e := &env{t: t, dbURL: pgtest.DB(t), data: filepath.Join(t.TempDir(), "data"), serviceLog: serviceLog}
 	if setup != "" {
 		pgtest.Exec(t, e.dbURL, setup)
 	}
@@ -186,6 +207,9 @@ func (e *env) startProc() {
 		"LATTICE_TEST_SERVICE_DB="+e.dbURL,
 		"LATTICE_TEST_SERVICE_DATA="+e.data,
 		"LATTICE_TEST_SERVICE_ADDR="+e.addr)
+	if e.serviceLog != "" {
+		cmd.Env = append(cmd.Env, "LATTICE_TEST_SERVICE_LOG="+e.serviceLog)
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -262,8 +286,14 @@ func (e *env) token(sub string) string {
 // the test ends or the returned stop func is called.
 func (e *env) clientAt(path string) (*client.Client, func()) {
 	e.t.Helper()
+	return e.clientLogged(path, testLogger(e.t))
+}
+
+// clientLogged is clientAt with the client's logger.
+func (e *env) clientLogged(path string, log *slog.Logger) (*client.Client, func()) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token("alice"), Logger: testLogger(e.t)})
+	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token("alice"), Logger: log})
 	if err != nil {
 		e.t.Fatalf("open client: %v", err)
 	}

@@ -96,6 +96,11 @@ func (s *session) restoreRows(m *protocol.Write, returned bool) error {
 		w.origin, w.clientTxnID = s.clientID, m.TxnID
 	}
 	defer func() { s.changes = w.changes[:0] }()
+	// The rows are read after the session's position; they must hold
+	// every transaction streamed up to it.
+	if err := s.svc.waitVisible(s.ctx, s.cursor); err != nil {
+		return fmt.Errorf("read rows of a transaction: %w", err)
+	}
 	for _, c := range m.Changes {
 		tb, err := s.svc.tables.Lookup(s.ctx, c.Table)
 		if err != nil || len(c.Key) != len(tb.Rel.PK) {

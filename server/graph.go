@@ -825,22 +825,10 @@ func (g *graph) begin() error {
 		return nil
 	}
 	s := g.s
-	tx, err := s.svc.pool.BeginTx(s.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	// The rows fetched must hold every transaction streamed so far.
+	tx, snap, err := s.svc.snapshotAt(s.ctx, s.cursor)
 	if err != nil {
-		return fmt.Errorf("begin snapshot: %w", err)
-	}
-	var snapText, insertLSN string
-	if err := tx.QueryRow(s.ctx, "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text").Scan(&snapText, &insertLSN); err != nil {
-		tx.Rollback(context.Background())
-		return fmt.Errorf("read snapshot: %w", err)
-	}
-	snap, err := parseSnapshot(snapText)
-	if err != nil {
-		tx.Rollback(context.Background())
 		return err
-	}
-	if lsn, err := parseLSN(insertLSN); err == nil {
-		snap.until = lsn
 	}
 	g.tx = tx
 	g.txSnap = &snapFilter{snap: snap, keys: map[string]map[string]struct{}{}}

@@ -19,6 +19,9 @@ type metrics struct {
 	logBytes    prometheus.Gauge
 	rejected    *prometheus.CounterVec
 	writes      *prometheus.CounterVec
+	// snapshotRetries: snapshots taken again because they did not see
+	// every logged transaction yet (see visible.go).
+	snapshotRetries prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -46,9 +49,11 @@ func newMetrics() *metrics {
 			Name: "lattice_client_errors_total", Help: "Errors sent to clients, by code."}, []string{"code"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lattice_client_transactions_total", Help: "Client transactions, by result (applied, duplicate: applied before and acked again, rejected)."}, []string{"result"}),
+		snapshotRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_snapshot_retries_total", Help: "Postgres snapshots taken again because a transaction already in the change log was not visible in them yet."}),
 	}
 	m.reg.MustRegister(m.connections, m.shapes, m.lagBytes, m.lagSeconds, m.changes, m.txns,
-		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes,
+		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes, m.snapshotRetries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

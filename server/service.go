@@ -99,6 +99,8 @@ type Service struct {
 	applier *writes.Applier
 	slot    string
 	metrics *metrics
+	// recent: logged transactions not yet seen visible (visible.go).
+	recent recentXids
 
 	replErr   atomic.Pointer[error]
 	replUp    atomic.Bool
@@ -276,6 +278,7 @@ func (s *Service) replicate(ctx context.Context) {
 func (s *Service) sink(ctx context.Context, txns []*changelog.Txn) error {
 	for _, t := range txns {
 		s.pairVersions(t)
+		s.recent.add(t.LSN, t.Xid)
 	}
 	if err := s.clog.Append(txns...); err != nil {
 		return err

@@ -211,22 +211,11 @@ func (s *session) snapshot(shapes []*shape, reset bool, extraReset []*changelog.
 	} else if err := s.catchUp(h); err != nil {
 		return err
 	}
-	tx, err := s.svc.pool.BeginTx(s.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return fmt.Errorf("begin snapshot: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	var snapText, insertLSN string
-	if err := tx.QueryRow(s.ctx, "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text").Scan(&snapText, &insertLSN); err != nil {
-		return fmt.Errorf("read snapshot: %w", err)
-	}
-	snap, err := parseSnapshot(snapText)
+	tx, snap, err := s.svc.snapshotAt(s.ctx, s.cursor)
 	if err != nil {
 		return err
 	}
-	if lsn, err := parseLSN(insertLSN); err == nil {
-		snap.until = lsn
-	}
+	defer tx.Rollback(context.Background())
 	w := txnWriter{s: s, lsn: s.cursor, flags: protocol.FlagSnapshot}
 	if reset {
 		// The client lost its position: it deletes the rows of every table it

@@ -20,10 +20,24 @@ import (
 // that does not exist waits there, after its commit record is flushed and
 // before Postgres marks it finished. A client subscribing then must not
 // get a snapshot without it at a position after it (it would never get
-// the change): the service waits until its snapshot sees it.
+// the change): the service waits until its snapshot sees it. Both kinds
+// of shape: a single table, and a table with a foreign key (relational: the
+// snapshot is the graph's fetch).
 func TestSnapshotSeesLoggedTransaction(t *testing.T) {
-	e := newEnv(t, `CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
-		INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c');`, "items")
+	t.Run("flat", func(t *testing.T) {
+		testSnapshotSeesLogged(t, `CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+			INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c');`, "items")
+	})
+	t.Run("relational", func(t *testing.T) {
+		testSnapshotSeesLogged(t, `CREATE TABLE owners (id int PRIMARY KEY);
+			CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL, owner int REFERENCES owners);
+			INSERT INTO owners VALUES (1);
+			INSERT INTO items VALUES (1, 'a', 1), (2, 'b', 1), (3, 'c', NULL);`, "owners", "items")
+	})
+}
+
+func testSnapshotSeesLogged(t *testing.T, setup string, tables ...string) {
+	e := newEnv(t, setup, tables...)
 	watcher, _ := e.clientAt(filepath.Join(t.TempDir(), "watcher.db"))
 	e.subscribe(watcher, client.Shape{Table: "items"})
 

@@ -328,16 +328,32 @@ func copyRow(vals [][]byte) [][]byte {
 
 // lockItems lists the statements that lock and read reqs (sorted by id):
 // the base row (a row lock; the read sees the latest committed version),
-// then an empty shadow row if there is none, then the shadow row locked.
+// then an empty shadow row if there is none, then the shadow row locked,
+// then the base row again, which load reads.
+//
+// The second read is the one that counts. Locking a row that does not
+// exist locks nothing: a concurrent transaction inserting it (the applier
+// for another client, or plain SQL through the stamping trigger) is not
+// waited for by the first read, but it holds the shadow row until it
+// commits, so the shadow lock waits for it and then sees its write. Read
+// once, the base row would look absent while its shadow says it is live
+// (the insert lost: a concurrent delete removed it on its author without
+// returning it, an upsert failed on the key). The first read stays, so
+// that every writer locks the base row before the shadow row (the
+// triggers' order; the other order deadlocks against plain SQL).
 func lockItems(items []item, reqs []*rowReq) []item {
 	for _, q := range reqs {
 		items = append(items,
 			item{q.t.selBase[q.mode], q.key, q.change},
 			item{q.t.insShadow, q.key, q.change},
-			item{q.t.selShadow, q.key, q.change})
+			item{q.t.selShadow, q.key, q.change},
+			item{q.t.selBase[q.mode], q.key, q.change})
 	}
 	return items
 }
+
+// lockItemsPerRow is the number of items lockItems runs per row.
+const lockItemsPerRow = 4
 
 func sortedReqs(m map[string]*rowReq, skip func(*rowReq) bool) []*rowReq {
 	var out []*rowReq
@@ -442,7 +458,7 @@ func (r *run) fail(err error, items []item, failed int) error {
 // load builds the row states from the results of lockItems.
 func (r *run) load(reqs []*rowReq, res []result) error {
 	for j, q := range reqs {
-		base, shadow := res[3*j], res[3*j+2]
+		shadow, base := res[lockItemsPerRow*j+2], res[lockItemsPerRow*j+3]
 		if len(shadow.rows) != 1 {
 			return fmt.Errorf("%s: shadow row of key %q not found after insert", q.t.name, q.key)
 		}

@@ -2,6 +2,7 @@ package writes
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -429,5 +430,89 @@ func TestEmptyTransaction(t *testing.T) {
 	x.ID = 1
 	if res := e.apply(x); res.Applied {
 		t.Fatalf("second delivery applied again")
+	}
+}
+
+// TestWriteDuringConcurrentInsert runs client writes of a key while a plain
+// SQL transaction that inserts the same key is still open: the applier
+// waits for it (on the row's shadow) and must then see the row it
+// inserted. An insert merges into it (not a key conflict); a delete that
+// never saw it keeps it, and writes it unchanged so that it returns to the
+// deleter (whose local delete must yield).
+func TestWriteDuringConcurrentInsert(t *testing.T) {
+	e := newEnv(t, itemsSQL, "items")
+	seenV := func(c Change, v uint64) Change {
+		c.Seen, c.BySeenVersion, c.SeenVersion = nil, true, v
+		return c
+	}
+	// Key 1 existed and was deleted (its shadow is a tombstone); key 2
+	// never existed (no shadow row).
+	e.apply(txn("a", 10, seenV(ins("items", I(1), I(1), T("old"), I(1), Null), 0)))
+	e.apply(txn("a", 11, seenV(del("items", I(1)), 1)))
+	for _, tc := range []struct {
+		name string
+		key  int64
+		c    Change
+		want string // the row after both
+		ver  int64  // its version
+	}{
+		{"insert over a tombstone", 1, seenV(ins("items", I(1), I(1), T("client"), I(2), Null), 0), "1|client|2|NULL", 4},
+		{"insert of a new key", 2, seenV(ins("items", I(2), I(2), T("client"), I(2), Null), 0), "2|client|2|NULL", 2},
+		{"delete that saw the tombstone", 1, seenV(del("items", I(1)), 2), "1|sql|7|NULL", 7},
+		{"delete of a key it never held", 2, seenV(del("items", I(2)), 0), "2|sql|7|NULL", 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := e.pool.Acquire(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Release()
+			tx, err := conn.Begin(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(e.ctx)
+			if _, err := tx.Exec(e.ctx, "DELETE FROM items WHERE id = $1", tc.key); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(e.ctx, "INSERT INTO items VALUES ($1, 'sql', 7, NULL)", tc.key); err != nil {
+				t.Fatal(err)
+			}
+			var sqlXid string
+			if err := tx.QueryRow(e.ctx, "SELECT (pg_current_xact_id()::text::bigint % 4294967296)::text").Scan(&sqlXid); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			x := txn("b", 0, tc.c)
+			x.HLC = nowHLC(time.Hour) // after the plain SQL write
+			go func() {
+				_, err := e.a.Apply(e.ctx, x)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				t.Fatalf("the client write did not wait for the open insert (err %v)", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			if err := tx.Commit(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("apply: %v", err)
+			}
+			wantRow(t, e, "items", fmt.Sprintf("id = %d", tc.key), tc.want)
+			if s := e.shadowOf("items", fmt.Sprint(tc.key)); s.Version != tc.ver {
+				t.Errorf("version %d, want %d", s.Version, tc.ver)
+			}
+			// The client's transaction wrote the base row (the change that
+			// goes back to the client), not only its shadow.
+			var xmin string
+			if err := e.pool.QueryRow(e.ctx, "SELECT xmin::text FROM items WHERE id = $1", tc.key).Scan(&xmin); err != nil {
+				t.Fatal(err)
+			}
+			if xmin == sqlXid {
+				t.Errorf("the base row is still the plain SQL transaction's: the client's write did not write it")
+			}
+		})
 	}
 }

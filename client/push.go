@@ -173,9 +173,11 @@ func (c *Client) handleAck(s *session, m *protocol.Ack) error {
 	return nil
 }
 
-// handleReject records that Postgres refused a transaction. Its local
-// effects stay until the rows change again (undoing them is not done yet);
-// the reason is reported through Status.LastError and RejectedTxns.
+// handleReject records that Postgres refused a transaction: its ops are no
+// longer re-applied over the service's changes, and the service follows
+// the Reject with the rows the transaction wrote as Postgres holds them,
+// which replace the local ones (undoing its effects). The reason is
+// reported through Status.LastError and RejectedTxns.
 func (c *Client) handleReject(s *session, m *protocol.Reject) error {
 	delete(s.inFlight, m.TxnID)
 	c.log.Warn("lattice: local transaction rejected", "txid", m.TxnID, "code", m.Code, "message", m.Message)

@@ -402,7 +402,7 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 				return fmt.Errorf("begin transaction: %w", err)
 			}
 		} else {
-			if err := c.conn.Exec("SAVEPOINT lattice_txn"); err != nil {
+			if err := c.execArgs("SAVEPOINT lattice_txn"); err != nil {
 				return fmt.Errorf("begin transaction: %w", err)
 			}
 			c.tx.savepoint = true
@@ -685,7 +685,7 @@ func (c *Client) commitTxn(s *session) error {
 		}
 	}
 	if c.tx.savepoint {
-		if err := c.conn.Exec("RELEASE lattice_txn"); err != nil {
+		if err := c.execArgs("RELEASE lattice_txn"); err != nil {
 			return fmt.Errorf("commit transaction %d: %w", c.tx.lsn, err)
 		}
 		c.tx.savepoint = false

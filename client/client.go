@@ -125,6 +125,12 @@ type Client struct {
 	sess     *session             // the current connection, if any
 	tx       txState              // the service transaction being applied
 	stmts    internalStmts
+	// stmtCache holds the client's own statements built at run time
+	// (cachedStmt). Guarded by db.
+	stmtCache map[string]*sqlite3.Stmt
+	// userStmts holds single statements the application executed
+	// (Tx.ExecResult), prepared once. Guarded by db.
+	userStmts map[string]*userStmt
 
 	stMu     sync.Mutex
 	status   Status // guarded by stMu
@@ -411,17 +417,62 @@ func (c *Client) loadState() error {
 // execArgs runs one internal statement with args. Caller holds db (or owns
 // the connection).
 func (c *Client) execArgs(sql string, args ...any) error {
-	st, _, err := c.conn.Prepare(sql)
+	st, err := c.cachedStmt(sql)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
 	for i, a := range args {
 		if err := bindArg(st, i+1, a); err != nil {
+			c.forgetStmt(sql)
 			return err
 		}
 	}
-	return st.Exec()
+	if err := st.Exec(); err != nil {
+		c.forgetStmt(sql)
+		return err
+	}
+	st.ClearBindings()
+	return nil
+}
+
+// maxCachedStmts bounds the statements cachedStmt keeps.
+const maxCachedStmts = 128
+
+// cachedStmt returns a prepared statement for sql (one statement, built
+// by the client, not the application's), preparing it once: rebasing and
+// dropping local transactions run the same few statements per table
+// again and again, and preparing an UPDATE of a table with triggers costs
+// far more than running it. SQLite re-prepares a cached statement by
+// itself after a schema change; one that failed is forgotten (forgetStmt),
+// so a dropped table costs a new prepare. Caller holds db.
+func (c *Client) cachedStmt(sql string) (*sqlite3.Stmt, error) {
+	if st := c.stmtCache[sql]; st != nil {
+		return st, nil
+	}
+	if len(c.stmtCache) >= maxCachedStmts {
+		for k, st := range c.stmtCache {
+			st.Close()
+			delete(c.stmtCache, k)
+		}
+	}
+	st, _, err := c.conn.PrepareFlags(sql, sqlite3.PREPARE_PERSISTENT)
+	if err != nil {
+		return nil, err
+	}
+	if c.stmtCache == nil {
+		c.stmtCache = map[string]*sqlite3.Stmt{}
+	}
+	c.stmtCache[sql] = st
+	return st, nil
+}
+
+// forgetStmt closes and forgets the cached statement for sql, after it
+// failed. Caller holds db.
+func (c *Client) forgetStmt(sql string) {
+	if st := c.stmtCache[sql]; st != nil {
+		st.Close()
+		delete(c.stmtCache, sql)
+	}
 }
 
 // lock acquires the database lock, or fails when ctx is done.
@@ -522,6 +573,7 @@ func (c *Client) Close() error {
 			}
 		}
 		c.closeStmts()
+		c.stmtCache, c.userStmts = nil, nil
 		c.loc.tables = nil
 		if err := c.conn.Close(); err != nil {
 			c.closeErr = fmt.Errorf("close database: %w", err)

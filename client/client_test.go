@@ -752,10 +752,10 @@ func TestRelationChanges(t *testing.T) {
 	}
 }
 
-// Exec follows schema changes: the same statements run again after a
-// column is added, fail on a dropped table and work on its successor, and
+// Statements Exec ran before are kept prepared: they follow schema
+// changes, a dropped table makes them fail (and be prepared again), and
 // the changes and last insert id they report are their own.
-func TestExecAcrossSchemaChanges(t *testing.T) {
+func TestExecPreparedOnce(t *testing.T) {
 	c := testClient(t, ":memory:", nil)
 	ctx := ctxT(t)
 	if err := c.Exec(ctx, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)"); err != nil {
@@ -799,9 +799,9 @@ func TestExecAcrossSchemaChanges(t *testing.T) {
 	}
 }
 
-// A statement run again and again tells live queries what it wrote: a live
+// A statement kept prepared still tells live queries what it wrote: a live
 // query on a local table sees every repeated insert.
-func TestExecRepeatedNotifies(t *testing.T) {
+func TestExecPreparedOnceNotifies(t *testing.T) {
 	c := testClient(t, ":memory:", nil)
 	ctx := ctxT(t)
 	if err := c.Exec(ctx, "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)"); err != nil {

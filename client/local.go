@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -483,10 +484,44 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 		return res, errTxDone
 	}
 	c := tx.c
+	if us := c.userStmts[sql]; us != nil {
+		// A single statement run before: prepared (and authorized) once;
+		// what the authorizer recorded of it counts again.
+		st := us.st
+		tx.addWritten(us.written)
+		if err := bindArgs(st, args); err != nil {
+			st.ClearBindings()
+			return res, fmt.Errorf("bind exec arguments: %w", err)
+		}
+		readOnly := st.ReadOnly()
+		err := st.Exec()
+		st.ClearBindings()
+		if err != nil {
+			st.Close()
+			delete(c.userStmts, sql)
+			return res, fmt.Errorf("exec statement: %w", err)
+		}
+		if !readOnly {
+			res.Changes = c.conn.Changes()
+		}
+		res.LastInsertID = c.conn.LastInsertRowID()
+		return res, nil
+	}
+	whole := sql
 	for n := 0; ; n++ {
+		// The first statement is authorized on its own, so that what the
+		// authorizer records of it can be kept with it.
+		first := &Tx{c: c, written: map[string]struct{}{}}
 		c.authHook = tx.authorize
-		st, tail, err := c.conn.Prepare(sql)
+		if n == 0 {
+			c.authHook = first.authorize
+		}
+		st, tail, err := c.conn.PrepareFlags(sql, sqlite3.PREPARE_PERSISTENT)
 		c.authHook = nil
+		tx.schema = tx.schema || first.schema
+		for t := range first.written {
+			tx.written[t] = struct{}{}
+		}
 		if err != nil {
 			return res, fmt.Errorf("prepare statement: %w", err)
 		}
@@ -509,7 +544,17 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 		}
 		readOnly := st.ReadOnly()
 		err = st.Exec()
-		st.Close()
+		// Keep a single statement prepared: applications run the same
+		// few statements again and again, and preparing an UPDATE of a
+		// synced table (compiling its capture triggers) costs more than
+		// running it.
+		// (Not schema changes: rare, and they must be seen as such.)
+		if n == 0 && onlySpace(tail) && err == nil && !first.schema {
+			st.ClearBindings()
+			c.keepUserStmt(whole, &userStmt{st: st, written: slices.Collect(maps.Keys(first.written))})
+		} else {
+			st.Close()
+		}
 		if err != nil {
 			return res, fmt.Errorf("exec statement: %w", err)
 		}
@@ -518,6 +563,31 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 		}
 		sql = tail
 	}
+}
+
+// maxUserStmts bounds the application statements kept prepared.
+const maxUserStmts = 64
+
+// userStmt is an application statement kept prepared, with the tables
+// the authorizer saw it write.
+type userStmt struct {
+	st      *sqlite3.Stmt
+	written []string
+}
+
+// keepUserStmt keeps us for the next ExecResult of the same SQL. Caller
+// holds db.
+func (c *Client) keepUserStmt(sql string, us *userStmt) {
+	if len(c.userStmts) >= maxUserStmts {
+		for k, old := range c.userStmts {
+			old.st.Close()
+			delete(c.userStmts, k)
+		}
+	}
+	if c.userStmts == nil {
+		c.userStmts = map[string]*userStmt{}
+	}
+	c.userStmts[sql] = us
 }
 
 // Query runs one read-only statement in the transaction (it sees the

@@ -311,18 +311,20 @@ func (c *Client) rebaseDelete(ct *captureTable, ch *LocalChange) error {
 // execValues runs one statement with values bound, returning the number
 // of rows it changed.
 func (c *Client) execValues(sql string, vals []coltype.Value) (int64, error) {
-	st, _, err := c.conn.Prepare(sql)
+	st, err := c.cachedStmt(sql)
 	if err != nil {
 		return 0, err
 	}
-	defer st.Close()
 	for i := range vals {
 		if err := bindValue(st, i+1, &vals[i]); err != nil {
+			c.forgetStmt(sql)
 			return 0, err
 		}
 	}
 	if err := st.Exec(); err != nil {
+		c.forgetStmt(sql)
 		return 0, err
 	}
+	st.ClearBindings()
 	return c.conn.Changes(), nil
 }

@@ -839,3 +839,63 @@ func TestExecPreparedOnceNotifies(t *testing.T) {
 		}
 	}
 }
+
+// A statement kept prepared, re-prepared by SQLite after a schema change,
+// is authorized again: a trigger added since writes another table, and a
+// live query on that table hears of it; a write the authorizer denies
+// (an internal table) stays denied.
+func TestExecPreparedOnceAfterNewTrigger(t *testing.T) {
+	c := testClient(t, ":memory:", nil)
+	ctx := ctxT(t)
+	if err := c.Exec(ctx, "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); CREATE TABLE audit(n INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	ins := "INSERT INTO notes(body) VALUES(?)"
+	if err := c.Exec(ctx, ins, "before"); err != nil {
+		t.Fatal(err)
+	}
+	counts := make(chan int64, 16)
+	cancel, err := c.LiveQuery("SELECT count(*) FROM audit", nil, func(rows *Rows, err error) {
+		if err == nil {
+			counts <- rows.Values[0][0].(int64)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	wait := func(want int64) {
+		t.Helper()
+		for got := int64(-1); got != want; {
+			select {
+			case got = <-counts:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("live query on audit stuck at %d, want %d", got, want)
+			}
+		}
+	}
+	wait(0)
+	if err := c.Exec(ctx, "CREATE TRIGGER notes_audit AFTER INSERT ON notes BEGIN INSERT INTO audit VALUES (new.id); END"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, ins, "after"); err != nil {
+		t.Fatal(err)
+	}
+	wait(1)
+	if err := c.Exec(ctx, ins, "again"); err != nil {
+		t.Fatal(err)
+	}
+	wait(2)
+	// A trigger that writes the client's own tables: the statement that
+	// would fire it is refused, kept prepared or not.
+	if err := c.Exec(ctx, "CREATE TRIGGER notes_bad AFTER INSERT ON notes BEGIN DELETE FROM _lattice_state; END"); err != nil {
+		t.Logf("creating the trigger is refused already: %v", err)
+		return
+	}
+	if err := c.Exec(ctx, ins, "bad"); err == nil {
+		t.Fatal("a kept statement fired a trigger writing _lattice_state")
+	}
+	if got := query(t, c, "SELECT count(*) FROM _lattice_state"); got[0][0].(int64) == 0 {
+		t.Fatal("_lattice_state was emptied")
+	}
+}

@@ -494,7 +494,20 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 			return res, fmt.Errorf("bind exec arguments: %w", err)
 		}
 		readOnly := st.ReadOnly()
+		// SQLite re-prepares the statement by itself after a schema change
+		// (a trigger added since may write other tables): the authorizer
+		// sees that preparation too, and what it records is kept with the
+		// statement.
+		again := &Tx{c: c, written: map[string]struct{}{}}
+		c.authHook = again.authorize
 		err := st.Exec()
+		c.authHook = nil
+		for t := range again.written {
+			if !slices.Contains(us.written, t) {
+				us.written = append(us.written, t)
+			}
+			tx.written[t] = struct{}{}
+		}
 		st.ClearBindings()
 		if err != nil {
 			st.Close()

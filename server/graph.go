@@ -144,6 +144,7 @@ type graph struct {
 
 	// per transaction
 	w       *txnWriter
+	own     bool // it is the session's client's own transaction (change)
 	fetches []fetchReq
 	cur     string // table + "\x00" + key of the row a change is being applied to
 	snaps   []*snapFilter
@@ -1096,6 +1097,8 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 		origin: txn.Origin, clientTxnID: txn.ClientTxnID}
 	defer func() { s.changes = w.changes[:0] }()
 	g.w = &w
+	g.own = own
+	defer func() { g.own = false }()
 	defer g.end()
 	for i := range txn.Changes {
 		if only != nil {
@@ -1185,6 +1188,10 @@ func (g *graph) change(table string, ch *changelog.Change) error {
 		}
 		return g.w.addVersion(op, rel, row, ch.Version)
 	case before:
+		return g.w.add(protocol.OpMoveOut, rel, pkOf(rel, src))
+	case g.own:
+		// A row the client wrote and its shapes do not hold: it moves
+		// out, or the client would keep its local version for good.
 		return g.w.add(protocol.OpMoveOut, rel, pkOf(rel, src))
 	}
 	return nil

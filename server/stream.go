@@ -39,6 +39,10 @@ func (s *session) process(txn *changelog.Txn) error {
 	if err != nil {
 		return err
 	}
+	// The client's own transaction returns every row it wrote: a row its
+	// shapes do not hold (an insert or update out of them) moves out, or
+	// the client would keep its local version for good.
+	own := txn.ClientTxnID != 0 && txn.Origin == s.clientID
 	for i := range txn.Changes {
 		ch := &txn.Changes[i]
 		key := relKey(ch.Rel.Schema, ch.Rel.Table)
@@ -81,6 +85,18 @@ func (s *session) process(txn *changelog.Txn) error {
 			}
 		}
 		rel := ch.Rel
+		if own && !oldIn && !newIn {
+			row := ch.New
+			if row == nil {
+				row = ch.Old
+			}
+			if row != nil {
+				if err := w.add(protocol.OpMoveOut, rel, pkOf(rel, row)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		switch ch.Op {
 		case protocol.OpInsert:
 			if newIn {
@@ -134,7 +150,6 @@ func (s *session) process(txn *changelog.Txn) error {
 			}
 		}
 	}
-	own := txn.ClientTxnID != 0 && txn.Origin == s.clientID
 	if !w.started && len(w.changes) == 0 && len(w.reset) == 0 && !own {
 		return nil // nothing for this client (its own writes always come back)
 	}

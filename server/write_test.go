@@ -380,3 +380,40 @@ func TestChildKeepsParentDeletedElsewhere(t *testing.T) {
 		waitEqual(t, e, c, iq, iq)
 	}
 }
+
+// TestWriteOutOfShape: a client holding a filtered shape writes rows out
+// of it: an update that moves a row out, and an insert that never matched.
+// Postgres takes both; once they come back, the client holds only what its
+// shape selects, and its live state equals the shape's rows in Postgres.
+func TestWriteOutOfShape(t *testing.T) {
+	t.Run("flat", func(t *testing.T) {
+		testWriteOutOfShape(t, newEnv(t, writeSQL+`; INSERT INTO items VALUES (1, 'small', false, 1), (2, 'small too', false, 2)`, "items"))
+	})
+	t.Run("relational", func(t *testing.T) {
+		// A foreign key makes the session relational (the graph).
+		testWriteOutOfShape(t, newEnv(t, `CREATE TABLE owners (id int PRIMARY KEY);
+			`+writeSQL+`; ALTER TABLE items ADD COLUMN owner int REFERENCES owners;
+			INSERT INTO items VALUES (1, 'small', false, 1), (2, 'small too', false, 2)`, "owners", "items"))
+	})
+}
+
+func testWriteOutOfShape(t *testing.T, e *env) {
+	a, _ := e.clientAt(":memory:")
+	e.subscribe(a, client.Shape{Table: "items", Where: "n < 5"})
+	ctx := context.Background()
+	if err := a.Exec(ctx, "UPDATE items SET n = 9 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Exec(ctx, "INSERT INTO items (id, title, done, n) VALUES (3, 'big', 0, 7), (4, 'small new', 0, 3)"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the writes in postgres", func() (bool, string) {
+		rows := e.pgRows(itemsPG)
+		return fmt.Sprint(rows) == "[1|small|0|9 2|small too|0|2 3|big|0|7 4|small new|0|3]", fmt.Sprint(rows)
+	})
+	eventually(t, 20*time.Second, "the client to hold its shape only", func() (bool, string) {
+		want := e.pgRows("SELECT id, title, CASE WHEN done THEN 1 ELSE 0 END, n FROM items WHERE n < 5 ORDER BY id")
+		got := localRows(t, a, itemsLocal)
+		return a.PendingCount() == 0 && fmt.Sprint(want) == fmt.Sprint(got), fmt.Sprintf("postgres %v, client %v, pending %d", want, got, a.PendingCount())
+	})
+}

@@ -34,8 +34,10 @@ INSERT INTO child SELECT i, 1 + i % 4, 0, 'c' || i FROM generate_series(1, 8) i;
 // random inserts, updates and deletes over a small key space, going
 // offline and restarting at random, a plain-SQL writer in Postgres, and
 // the service (a process of its own) killed with SIGKILL or stopped and
-// restarted; offline clients keep writing locally. At quiescence every
-// client's tables equal Postgres, column for column, no client holds an
+// restarted; offline clients keep writing locally. Two of the clients hold
+// only the children with v < 5, so their writes (and everyone's) move rows
+// in and out of their shapes. At quiescence every client's tables equal
+// Postgres (what its shapes select), column for column, no client holds an
 // unacknowledged write, and every transaction a client committed was
 // applied exactly once or rejected.
 //
@@ -73,8 +75,11 @@ func TestConvergence(t *testing.T) {
 type convClient struct {
 	path string
 	log  *slog.Logger
-	c    *client.Client
-	stop func()
+	// filtered: it holds child rows with v < 5 only (its writes move rows
+	// in and out of its shape).
+	filtered bool
+	c        *client.Client
+	stop     func()
 }
 
 func runConvergence(t *testing.T, seed int64) {
@@ -85,10 +90,14 @@ func runConvergence(t *testing.T, seed int64) {
 	dir := t.TempDir()
 	clients := make([]*convClient, 5)
 	for i := range clients {
-		cc := &convClient{path: filepath.Join(dir, fmt.Sprintf("c%d.db", i)), log: tr.logger(i)}
+		cc := &convClient{path: filepath.Join(dir, fmt.Sprintf("c%d.db", i)), log: tr.logger(i), filtered: i >= 3}
 		cc.c, cc.stop = e.clientLogged(cc.path, cc.log)
 		e.subscribe(cc.c, client.Shape{Table: "parent"})
-		e.subscribe(cc.c, client.Shape{Table: "child"})
+		if cc.filtered {
+			e.subscribe(cc.c, client.Shape{Table: "child", Where: "v < 5"})
+		} else {
+			e.subscribe(cc.c, client.Shape{Table: "child"})
+		}
 		clients[i] = cc
 	}
 
@@ -188,16 +197,22 @@ func runConvergence(t *testing.T, seed int64) {
 		}
 	}
 
-	// Quiescence: every client equals Postgres and has nothing pending.
+	// Quiescence: every client equals Postgres (what its shapes select)
+	// and has nothing pending.
 	pq := map[string]string{
 		"parent": "SELECT id, name, score FROM parent ORDER BY id",
 		"child":  "SELECT id, parent_id, v, note FROM child ORDER BY id",
 	}
+	const filteredChild = "SELECT id, parent_id, v, note FROM child WHERE v < 5 ORDER BY id"
 	for i, cc := range clients {
 		eventually(t, 60*time.Second, fmt.Sprintf("client %d to converge (seed %d)", i, seed), func() (bool, string) {
 			var diffs []string
 			for _, tbl := range []string{"parent", "child"} {
-				want := e.pgRows(pq[tbl])
+				q := pq[tbl]
+				if tbl == "child" && cc.filtered {
+					q = filteredChild
+				}
+				want := e.pgRows(q)
 				got := localRows(t, cc.c, pq[tbl])
 				if !equalStrings(want, got) {
 					diffs = append(diffs, fmt.Sprintf("%s:\n  postgres %v\n  client   %v", tbl, want, got))

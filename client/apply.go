@@ -420,13 +420,13 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		c.tx.snap = m.Flags&protocol.FlagSnapshot != 0
 		c.tx.origin, c.tx.clientTxn = m.Origin, m.ClientTxnID
 		c.tx.seq++
-		if c.trace {
-			c.log.Debug("lattice: trace txn", "lsn", m.LSN, "origin", m.Origin, "client_txn", m.ClientTxnID,
-				"snapshot", c.tx.snap, "reset", c.tx.reset, "held", c.tx.held, "rebase", c.loc.unreturned+c.loc.unretDelta > 0)
-		}
 		c.tx.tables = c.tx.tables[:0]
 		c.tx.schema = false
 		c.beginRebase()
+		if c.trace {
+			c.log.Debug("lattice: trace txn", "lsn", m.LSN, "origin", m.Origin, "client_txn", m.ClientTxnID,
+				"snapshot", c.tx.snap, "reset", c.tx.reset, "held", c.tx.held, "rebase", c.tx.rebase)
+		}
 		if c.tx.reset && len(m.Reset) > 0 {
 			if err := c.setApplying(); err != nil {
 				return err

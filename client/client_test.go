@@ -817,25 +817,23 @@ func TestExecPreparedOnceNotifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cancel()
-	want := int64(0)
-	for i := 1; i <= 3; i++ {
-		for got := int64(-1); got != want; {
-			select {
-			case got = <-counts:
-			case <-time.After(5 * time.Second):
-				t.Fatalf("live query stuck at %d rows, want %d", got, want)
-			}
-		}
+	for i := 0; i < 3; i++ {
+		waitCount(t, counts, int64(i))
 		if err := c.Exec(ctx, "INSERT INTO notes(body) VALUES(?)", "n"); err != nil {
 			t.Fatal(err)
 		}
-		want = int64(i)
 	}
+	waitCount(t, counts, 3)
+}
+
+// waitCount waits until a live query of a count delivers want.
+func waitCount(t *testing.T, counts <-chan int64, want int64) {
+	t.Helper()
 	for got := int64(-1); got != want; {
 		select {
 		case got = <-counts:
 		case <-time.After(5 * time.Second):
-			t.Fatalf("live query stuck at %d rows, want %d", got, want)
+			t.Fatalf("live query stuck at %d, want %d", got, want)
 		}
 	}
 }
@@ -864,28 +862,18 @@ func TestExecPreparedOnceAfterNewTrigger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cancel()
-	wait := func(want int64) {
-		t.Helper()
-		for got := int64(-1); got != want; {
-			select {
-			case got = <-counts:
-			case <-time.After(5 * time.Second):
-				t.Fatalf("live query on audit stuck at %d, want %d", got, want)
-			}
-		}
-	}
-	wait(0)
+	waitCount(t, counts, 0)
 	if err := c.Exec(ctx, "CREATE TRIGGER notes_audit AFTER INSERT ON notes BEGIN INSERT INTO audit VALUES (new.id); END"); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Exec(ctx, ins, "after"); err != nil {
 		t.Fatal(err)
 	}
-	wait(1)
+	waitCount(t, counts, 1)
 	if err := c.Exec(ctx, ins, "again"); err != nil {
 		t.Fatal(err)
 	}
-	wait(2)
+	waitCount(t, counts, 2)
 	// A trigger that writes the client's own tables: the statement that
 	// would fire it is refused, kept prepared or not.
 	if err := c.Exec(ctx, "CREATE TRIGGER notes_bad AFTER INSERT ON notes BEGIN DELETE FROM _lattice_state; END"); err != nil {

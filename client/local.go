@@ -408,6 +408,18 @@ func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) (err er
 	return nil
 }
 
+// scratch returns an empty Tx whose authorize records what one statement's
+// preparation writes, for absorb.
+func (tx *Tx) scratch() *Tx { return &Tx{c: tx.c, written: map[string]struct{}{}} }
+
+// absorb adds what a scratch Tx recorded to tx.
+func (tx *Tx) absorb(s *Tx) {
+	tx.schema = tx.schema || s.schema
+	for t := range s.written {
+		tx.written[t] = struct{}{}
+	}
+}
+
 func (tx *Tx) addWritten(tables []string) {
 	for _, t := range tables {
 		tx.written[strings.ToLower(t)] = struct{}{}
@@ -498,15 +510,15 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 		// (a trigger added since may write other tables): the authorizer
 		// sees that preparation too, and what it records is kept with the
 		// statement.
-		again := &Tx{c: c, written: map[string]struct{}{}}
+		again := tx.scratch()
 		c.authHook = again.authorize
 		err := st.Exec()
 		c.authHook = nil
+		tx.absorb(again)
 		for t := range again.written {
 			if !slices.Contains(us.written, t) {
 				us.written = append(us.written, t)
 			}
-			tx.written[t] = struct{}{}
 		}
 		st.ClearBindings()
 		if err != nil {
@@ -522,19 +534,13 @@ func (tx *Tx) ExecResult(sql string, args ...any) (Result, error) {
 	}
 	whole := sql
 	for n := 0; ; n++ {
-		// The first statement is authorized on its own, so that what the
-		// authorizer records of it can be kept with it.
-		first := &Tx{c: c, written: map[string]struct{}{}}
-		c.authHook = tx.authorize
-		if n == 0 {
-			c.authHook = first.authorize
-		}
+		// Each statement is authorized on its own, so that what the
+		// authorizer records of the first can be kept with it.
+		first := tx.scratch()
+		c.authHook = first.authorize
 		st, tail, err := c.conn.PrepareFlags(sql, sqlite3.PREPARE_PERSISTENT)
 		c.authHook = nil
-		tx.schema = tx.schema || first.schema
-		for t := range first.written {
-			tx.written[t] = struct{}{}
-		}
+		tx.absorb(first)
 		if err != nil {
 			return res, fmt.Errorf("prepare statement: %w", err)
 		}

@@ -278,8 +278,8 @@ func (s *Service) replicate(ctx context.Context) {
 func (s *Service) sink(ctx context.Context, txns []*changelog.Txn) error {
 	for _, t := range txns {
 		s.pairVersions(t)
-		s.recent.add(t.LSN, t.Xid)
 	}
+	s.recent.add(txns)
 	if err := s.clog.Append(txns...); err != nil {
 		return err
 	}

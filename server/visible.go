@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/server/changelog"
 )
 
 // Reading Postgres at a position of the change log.
@@ -47,16 +49,18 @@ type xidAt struct {
 // Postgres produces).
 const maxRecentXids = 1 << 16
 
-// add records a transaction about to be logged (before it is, so that no
-// reader can see the log position without the entry).
-func (r *recentXids) add(lsn uint64, xid uint32) {
+// add records transactions about to be logged (before they are, so that
+// no reader can see a log position without its entry).
+func (r *recentXids) add(txns []*changelog.Txn) {
 	r.mu.Lock()
-	if len(r.ents) >= maxRecentXids {
-		n := copy(r.ents, r.ents[len(r.ents)/4:])
-		r.ents = r.ents[:n]
+	defer r.mu.Unlock()
+	for _, t := range txns {
+		if len(r.ents) >= maxRecentXids {
+			n := copy(r.ents, r.ents[len(r.ents)/4:])
+			r.ents = r.ents[:n]
+		}
+		r.ents = append(r.ents, xidAt{t.LSN, t.Xid})
 	}
-	r.ents = append(r.ents, xidAt{lsn, xid})
-	r.mu.Unlock()
 }
 
 // seesUpTo reports whether snap sees every recorded transaction logged at

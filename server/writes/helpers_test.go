@@ -123,6 +123,12 @@ func upd(table string, key coltype.Value, seen []merge.Stamp, setVals ...any) Ch
 	return c
 }
 
+// seenV makes c report what its author saw as a row version (protocol 2.6).
+func seenV(c Change, v uint64) Change {
+	c.Seen, c.BySeenVersion, c.SeenVersion = nil, true, v
+	return c
+}
+
 func del(table string, key coltype.Value, seen ...merge.Stamp) Change {
 	return Change{Table: table, Op: Delete, Key: []coltype.Value{key}, Seen: seen}
 }

@@ -355,10 +355,6 @@ func TestIdempotent(t *testing.T) {
 // its own origin's.
 func TestSeenVersion(t *testing.T) {
 	e := newEnv(t, itemsSQL, "items")
-	seenV := func(c Change, v uint64) Change {
-		c.Seen, c.BySeenVersion, c.SeenVersion = nil, true, v
-		return c
-	}
 	wantVersion := func(key string, v int64) *shadow {
 		t.Helper()
 		s := e.shadowOf("items", key)
@@ -441,10 +437,6 @@ func TestEmptyTransaction(t *testing.T) {
 // deleter (whose local delete must yield).
 func TestWriteDuringConcurrentInsert(t *testing.T) {
 	e := newEnv(t, itemsSQL, "items")
-	seenV := func(c Change, v uint64) Change {
-		c.Seen, c.BySeenVersion, c.SeenVersion = nil, true, v
-		return c
-	}
 	// Key 1 existed and was deleted (its shadow is a tombstone); key 2
 	// never existed (no shadow row).
 	e.apply(txn("a", 10, seenV(ins("items", I(1), I(1), T("old"), I(1), Null), 0)))

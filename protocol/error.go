@@ -12,7 +12,8 @@ const (
 	ErrUnknownTable  = "unknown_table" // not electrified
 	ErrResync        = "resync"        // position fell out of the retained window; reconnect
 	ErrInternal      = "internal"
-	ErrTooSlow       = "too_slow" // the client fell too far behind; reconnect
+	ErrTooSlow       = "too_slow"          // the client fell too far behind; reconnect
+	ErrPermission    = "permission_denied" // the user's role may not read a table of the shape
 )
 
 // Error reports a failure. ReqID is 0 when it answers no request. Fatal

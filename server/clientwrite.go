@@ -12,6 +12,7 @@ import (
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/writes"
 )
@@ -48,6 +49,9 @@ func (s *session) write(m *protocol.Write) error {
 			}
 		}
 		txn.Changes[i] = wc
+	}
+	if s.acc != nil {
+		txn.Role, txn.Claims, txn.Sub = s.acc.Role(), s.acc.Claims(), s.acc.Sub()
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
@@ -122,25 +126,16 @@ func (s *session) restoreRows(m *protocol.Write, returned bool) error {
 		if !ok {
 			continue
 		}
-		var vals []coltype.Value
-		var ver uint64
-		rows, err := s.svc.pool.Query(s.ctx, versioned(tb, "SELECT "+catalog.ColumnList(rel)+" FROM "+tb.QualifiedSQL+
-			" WHERE "+strings.Join(conds, " AND ")), args...)
+		vals, ver, err := s.readRow(tb, "SELECT "+catalog.ColumnList(rel)+" FROM "+tb.QualifiedSQL+
+			" WHERE "+strings.Join(conds, " AND "), args)
 		if err != nil {
 			return fmt.Errorf("read rows of a rejected transaction: %w", err)
 		}
-		for rows.Next() {
-			if vals, ver, err = versionedRow(rel, rows.RawValues()); err != nil {
-				rows.Close()
-				return fmt.Errorf("read rows of a rejected transaction: %w", err)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read rows of a rejected transaction: %w", err)
-		}
 		held := false
-		if vals != nil {
+		if vals != nil && s.graph != nil {
+			// A relational session knows what the client holds.
+			held = s.graph.held[relKey(rel.Schema, rel.Table)][pkKey(rel, vals)] != nil
+		} else if vals != nil {
 			for _, sh := range s.byTable[relKey(rel.Schema, rel.Table)] {
 				if err := s.follow(sh, rel); err == nil && sh.match(vals) {
 					held = true
@@ -161,4 +156,47 @@ func (s *session) restoreRows(m *protocol.Write, returned bool) error {
 		return nil
 	}
 	return w.finish()
+}
+
+// readRow reads one row with its version. Under row-level security it is
+// read as the user: a row the user may not read is not returned (its
+// values must not reach the client, even in a rejection's restore).
+func (s *session) readRow(tb *catalog.Table, q string, args []any) ([]coltype.Value, uint64, error) {
+	if s.acc == nil {
+		return s.queryRow(s.svc.pool, tb, versioned(tb, q), args)
+	}
+	tx, err := s.svc.pool.BeginTx(s.ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback(context.Background())
+	if err := authz.As(s.ctx, tx, s.acc.Role(), s.acc.Claims(), s.acc.Sub()); err != nil {
+		return nil, 0, err
+	}
+	var visible bool
+	if err := tx.QueryRow(s.ctx, "SELECT EXISTS ("+q+")", args...).Scan(&visible); err != nil {
+		return nil, 0, err
+	}
+	if err := authz.Unset(s.ctx, tx); err != nil || !visible {
+		return nil, 0, err
+	}
+	return s.queryRow(tx, tb, versioned(tb, q), args)
+}
+
+func (s *session) queryRow(q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, tb *catalog.Table, sql string, args []any) ([]coltype.Value, uint64, error) {
+	rows, err := q.Query(s.ctx, sql, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var vals []coltype.Value
+	var ver uint64
+	for rows.Next() {
+		if vals, ver, err = versionedRow(tb.Rel, rows.RawValues()); err != nil {
+			return nil, 0, err
+		}
+	}
+	return vals, ver, rows.Err()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
 	"github.com/latticesync/lattice/server/where"
@@ -129,6 +130,9 @@ func (n *node) match(row []coltype.Value) bool { return n.pred == nil || n.pred.
 type hrow struct {
 	n   int
 	fks []string // per graph.out[table]
+	// acc holds, under row-level security, the row's values of the
+	// columns each set of its table's policy matches (authz.SetCols).
+	acc []string
 }
 
 // graph is the relational state of a session.
@@ -156,6 +160,22 @@ type graph struct {
 	rows    int // rows read by fetches of the current snapshot
 	limit   int // 0: none
 	limitID string
+
+	// Row-level security (s.acc set): accBy indexes held rows by their
+	// acc values (table -> set -> value -> keys); probes and rechecks are
+	// the reads that access changes need.
+	accBy    map[string][]map[string]map[string]struct{}
+	probes   []probeReq
+	rechecks map[string]map[string]struct{}
+	setsOn   bool // the tables policies' subqueries read are routed to the session
+}
+
+// probeReq reads the rows of table whose cols hold one of keys (every row
+// when cols is nil): rows that access changes may have made readable.
+type probeReq struct {
+	table string
+	cols  []string
+	keys  []string
 }
 
 type fetchReq struct {
@@ -413,6 +433,14 @@ func (s *session) addTable(g *graph, tb *catalog.Table) error {
 
 // attach registers a shape's nodes with the graph (empty: no rows yet).
 func (g *graph) attach(sh *shape) error {
+	if acc := g.s.acc; acc != nil && !g.setsOn {
+		// Every change of a table that policies' subqueries read can
+		// change what the session may read.
+		g.setsOn = true
+		for _, t := range acc.SetTables() {
+			g.useTable(t, true, true)
+		}
+	}
 	var walk func(n *node) error
 	walk = func(n *node) error {
 		if err := g.s.addTable(g, n.table); err != nil {
@@ -463,6 +491,9 @@ func (g *graph) hold(table, key string, rel *changelog.Rel, row []coltype.Value)
 	}
 	h = &hrow{n: 1, fks: g.rowFKs(table, rel, row)}
 	g.held[table][key] = h
+	if acc := g.s.acc; acc != nil && rel != nil {
+		g.indexAcc(table, key, h, g.accKeys(table, rel, row))
+	}
 	g.interest(table, g.pkIDs[table], key, true)
 	for i, k := range h.fks {
 		if k != "" {
@@ -488,6 +519,7 @@ func (g *graph) release(table, key string) error {
 		return nil
 	}
 	delete(g.held[table], key)
+	g.indexAcc(table, key, h, nil)
 	g.interest(table, g.pkIDs[table], key, false)
 	if g.cur != table+"\x00"+key {
 		if err := g.moveOut(table, key); err != nil {
@@ -694,12 +726,13 @@ func (g *graph) apply(table, key string, rel *changelog.Rel, row []coltype.Value
 	g.cur = table + "\x00" + key
 	defer func() { g.cur = "" }()
 	before := g.held[table][key]
+	readable := row != nil && (g.s.acc == nil || g.s.acc.Admit(rel, row))
 	for _, n := range g.byTable[table] {
 		if err := g.nodeRel(n, rel); err != nil {
 			return err
 		}
 		m := n.members[key]
-		now := row != nil
+		now := readable
 		up := ""
 		if now {
 			switch n.kind {
@@ -751,6 +784,9 @@ func (g *graph) apply(table, key string, rel *changelog.Rel, row []coltype.Value
 			}
 			set[key] = struct{}{}
 		}
+	}
+	if h := g.held[table][key]; h != nil && h == before && row != nil && g.s.acc != nil {
+		g.indexAcc(table, key, h, g.accKeys(table, rel, row))
 	}
 	// A row still held follows its new foreign key values.
 	if h := g.held[table][key]; h != nil && h == before && row != nil {
@@ -834,6 +870,14 @@ func (g *graph) begin() error {
 	g.tx = tx
 	g.txSnap = &snapFilter{snap: snap, keys: map[string]map[string]struct{}{}}
 	g.rows = 0
+	if acc := s.acc; acc != nil && !acc.Loaded() {
+		// The sets that policies' subqueries read, as of this snapshot;
+		// streamed transactions it holds are not applied to them again.
+		seen := func(xid uint32, lsn uint64) bool { return lsn <= snap.until && snap.visible(xid) }
+		if err := acc.Load(s.ctx, tx, seen); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -853,8 +897,11 @@ func (g *graph) end() {
 
 // drain runs the pending fetches, breadth first, until none is left.
 func (g *graph) drain() error {
-	for len(g.fetches) > 0 {
+	for len(g.fetches) > 0 || len(g.probes) > 0 || len(g.rechecks) > 0 {
 		if err := g.begin(); err != nil {
+			return err
+		}
+		if err := g.drainAccess(); err != nil {
 			return err
 		}
 		batch := g.fetches
@@ -953,26 +1000,9 @@ func (g *graph) query(n *node, keys []string, all bool) error {
 		b.WriteString(n.where)
 		b.WriteString(")")
 	}
-	rows, err := g.tx.Query(g.s.ctx, versioned(tb, b.String()), args...)
+	got, err := g.read(tb, b.String(), args)
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", n.key, err)
-	}
-	var got [][]coltype.Value
-	if g.vers == nil {
-		g.vers = map[string]uint64{}
-	}
-	for rows.Next() {
-		vals, ver, err := versionedRow(rel, rows.RawValues())
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("fetch %s: %w", n.key, err)
-		}
-		got = append(got, vals)
-		g.vers[n.key+"\x00"+pkKey(rel, vals)] = ver
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("fetch %s: %w", n.key, err)
+		return err
 	}
 	g.rows += len(got)
 	if g.limit > 0 && g.rows > g.limit {
@@ -1082,6 +1112,17 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 		}
 	}
 	defer g.flush()
+	// Under row-level security, changes of the tables that policies'
+	// subqueries read (memberships) update the session's sets first, so
+	// that the transaction's rows are judged by the access it leaves.
+	observed := false
+	if acc := s.acc; acc != nil && acc.HasSets() {
+		for i := range txn.Changes {
+			if acc.Observe(txn.Xid, txn.LSN, &txn.Changes[i]) {
+				observed = true
+			}
+		}
+	}
 	// Forget filters of snapshots that this transaction is past.
 	k := 0
 	for _, f := range g.snaps {
@@ -1127,6 +1168,9 @@ func (s *session) processGraph(txn *changelog.Txn) error {
 		if err := g.change(table, ch); err != nil {
 			return err
 		}
+	}
+	if observed {
+		g.accessChanged(s.acc.EndTxn())
 	}
 	if err := g.drain(); err != nil {
 		return err
@@ -1391,4 +1435,411 @@ func sortedKeys(m map[string]*member) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ---- row-level security -----------------------------------------------------
+
+// read runs a fetch query (inner selects the table's columns, alias t) in
+// the fetch snapshot and returns the rows with their versions in g.vers.
+// Under row-level security the query runs as the user, so Postgres applies
+// the policies; the versions (merge metadata the user may not read) are
+// then read as the service, for the rows returned only.
+func (g *graph) read(tb *catalog.Table, inner string, args []any) ([][]coltype.Value, error) {
+	key := relKey(tb.Rel.Schema, tb.Rel.Table)
+	rel := tb.Rel
+	if g.vers == nil {
+		g.vers = map[string]uint64{}
+	}
+	acc := g.s.acc
+	if acc == nil {
+		return g.readVersioned(tb, versioned(tb, inner), args)
+	}
+	if !acc.Readable(key) {
+		return nil, nil
+	}
+	ctx := g.s.ctx
+	if err := authz.As(ctx, g.tx, acc.Role(), acc.Claims(), acc.Sub()); err != nil {
+		return nil, err
+	}
+	rows, err := g.tx.Query(ctx, inner, args...)
+	if err != nil {
+		authz.Unset(context.Background(), g.tx)
+		return nil, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	var keys []string
+	for rows.Next() {
+		vals, err := rowValues(rel, rows.RawValues())
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("fetch %s: %w", key, err)
+		}
+		keys = append(keys, pkKey(rel, vals))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	if err := authz.Unset(ctx, g.tx); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	q, qargs, err := byKeysSQL(tb, keys)
+	if err != nil {
+		return nil, err
+	}
+	return g.readVersioned(tb, versioned(tb, q), qargs)
+}
+
+func (g *graph) readVersioned(tb *catalog.Table, q string, args []any) ([][]coltype.Value, error) {
+	key := relKey(tb.Rel.Schema, tb.Rel.Table)
+	rows, err := g.tx.Query(g.s.ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	defer rows.Close()
+	var got [][]coltype.Value
+	for rows.Next() {
+		vals, ver, err := versionedRow(tb.Rel, rows.RawValues())
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", key, err)
+		}
+		got = append(got, vals)
+		g.vers[key+"\x00"+pkKey(tb.Rel, vals)] = ver
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	return got, nil
+}
+
+// byKeysSQL selects the rows of tb with the given encoded primary keys.
+func byKeysSQL(tb *catalog.Table, keys []string) (string, []any, error) {
+	rel := tb.Rel
+	var pk []string
+	for _, k := range rel.PK {
+		pk = append(pk, rel.Columns[k].Name)
+	}
+	return byColsSQL(tb, pk, pkTypes(rel), keys)
+}
+
+func pkTypes(rel *changelog.Rel) []coltype.Type {
+	var out []coltype.Type
+	for _, k := range rel.PK {
+		out = append(out, rel.Columns[k].Type)
+	}
+	return out
+}
+
+// byColsSQL selects the rows of tb whose cols (of the given types) hold one
+// of keys (encoded values); cols nil selects every row.
+func byColsSQL(tb *catalog.Table, cols []string, types []coltype.Type, keys []string) (string, []any, error) {
+	rel := tb.Rel
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, c := range rel.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("t.")
+		b.WriteString(catalog.QuoteIdent(c.Name))
+	}
+	b.WriteString(" FROM ")
+	b.WriteString(tb.QualifiedSQL)
+	b.WriteString(" t")
+	args := []any{pgx.QueryExecModeSimpleProtocol}
+	if cols == nil {
+		return b.String(), args, nil
+	}
+	js, err := valuesJSON(types, keys)
+	if err != nil {
+		return "", nil, fmt.Errorf("keys of %s: %w", rel.Table, err)
+	}
+	args = append(args, js)
+	b.WriteString(" WHERE (")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("t.")
+		b.WriteString(catalog.QuoteIdent(c))
+	}
+	b.WriteString(") IN (SELECT ")
+	for i := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(k->>%d)::%s", i, types[i].Name)
+	}
+	b.WriteString(" FROM json_array_elements($1::json) k)")
+	return b.String(), args, nil
+}
+
+// valuesJSON renders encoded tuples of values of the given types as a
+// JSON array of arrays of Postgres text.
+func valuesJSON(types []coltype.Type, keys []string) (string, error) {
+	b := []byte{'['}
+	for i, k := range keys {
+		vals, err := decodeKey(k, len(types))
+		if err != nil {
+			return "", err
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, v := range vals {
+			t, ok, err := coltype.ToPGText(types[j], v)
+			if err != nil || !ok {
+				return "", fmt.Errorf("value %d: %v", j, err)
+			}
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, t)
+		}
+		b = append(b, ']')
+	}
+	return string(append(b, ']')), nil
+}
+
+// accKeys computes the row's values of the columns its table's policy
+// sets match on.
+func (g *graph) accKeys(table string, rel *changelog.Rel, row []coltype.Value) []string {
+	sets := g.s.acc.SetCols(table)
+	if len(sets) == 0 {
+		return nil
+	}
+	out := make([]string, len(sets))
+	for i, cols := range sets {
+		if cols == nil {
+			continue
+		}
+		var b []byte
+		for _, c := range cols {
+			j := -1
+			for k := range rel.Columns {
+				if rel.Columns[k].Name == c {
+					j = k
+				}
+			}
+			if j < 0 || row[j].Kind == coltype.Null {
+				b = nil
+				break
+			}
+			b = protocol.AppendValue(b, row[j])
+		}
+		out[i] = string(b)
+	}
+	return out
+}
+
+// indexAcc replaces the held row's acc values with keys (nil: it leaves).
+func (g *graph) indexAcc(table, key string, h *hrow, keys []string) {
+	if g.s.acc == nil || (len(h.acc) == 0 && len(keys) == 0) {
+		return
+	}
+	if g.accBy == nil {
+		g.accBy = map[string][]map[string]map[string]struct{}{}
+	}
+	idx := g.accBy[table]
+	for i, old := range h.acc {
+		if old != "" && (i >= len(keys) || keys[i] != old) && i < len(idx) {
+			if set := idx[i][old]; set != nil {
+				delete(set, key)
+				if len(set) == 0 {
+					delete(idx[i], old)
+				}
+			}
+		}
+	}
+	for len(idx) < len(keys) {
+		idx = append(idx, map[string]map[string]struct{}{})
+	}
+	for i, k := range keys {
+		if k == "" {
+			continue
+		}
+		set := idx[i][k]
+		if set == nil {
+			set = map[string]struct{}{}
+			idx[i][k] = set
+		}
+		set[key] = struct{}{}
+	}
+	g.accBy[table] = idx
+	h.acc = keys
+}
+
+// accessChanged turns the transitions of the session's sets into reads:
+// rows that may have become readable are probed, held rows that may have
+// become unreadable are checked again, both as the user in the fetch
+// snapshot, within the transaction that caused the change.
+func (g *graph) accessChanged(trs []authz.Transition) {
+	for _, tr := range trs {
+		if len(g.byTable[tr.Table]) == 0 {
+			continue
+		}
+		if tr.Added {
+			if tr.Cols == nil {
+				g.probes = append(g.probes, probeReq{table: tr.Table})
+				continue
+			}
+			if n := len(g.probes); n > 0 && g.probes[n-1].table == tr.Table && sameStrings(g.probes[n-1].cols, tr.Cols) {
+				g.probes[n-1].keys = append(g.probes[n-1].keys, tr.Key)
+				continue
+			}
+			g.probes = append(g.probes, probeReq{table: tr.Table, cols: tr.Cols, keys: []string{tr.Key}})
+			continue
+		}
+		var keys []string
+		if tr.Cols == nil {
+			for k := range g.held[tr.Table] {
+				keys = append(keys, k)
+			}
+		} else {
+			sets := g.s.acc.SetCols(tr.Table)
+			for i, cols := range sets {
+				if i < len(g.accBy[tr.Table]) && sameStrings(cols, tr.Cols) {
+					for k := range g.accBy[tr.Table][i][tr.Key] {
+						keys = append(keys, k)
+					}
+				}
+			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		if g.rechecks == nil {
+			g.rechecks = map[string]map[string]struct{}{}
+		}
+		set := g.rechecks[tr.Table]
+		if set == nil {
+			set = map[string]struct{}{}
+			g.rechecks[tr.Table] = set
+		}
+		for _, k := range keys {
+			set[k] = struct{}{}
+		}
+	}
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// drainAccess runs the pending probes and rechecks (the snapshot is open).
+func (g *graph) drainAccess() error {
+	probes := g.probes
+	g.probes = nil
+	for _, p := range probes {
+		tb := g.tables[p.table]
+		if tb == nil {
+			continue
+		}
+		var types []coltype.Type
+		for _, c := range p.cols {
+			for _, col := range tb.Rel.Columns {
+				if col.Name == c {
+					types = append(types, col.Type)
+				}
+			}
+		}
+		if len(types) != len(p.cols) {
+			continue // the table changed; a policy reload follows
+		}
+		q, args, err := byColsSQL(tb, p.cols, types, p.keys)
+		if err != nil {
+			return err
+		}
+		got, err := g.read(tb, q, args)
+		if err != nil {
+			return err
+		}
+		if err := g.refreshAll(p.table, tb.Rel, got, nil); err != nil {
+			return err
+		}
+	}
+	rechecks := g.rechecks
+	g.rechecks = nil
+	tables := make([]string, 0, len(rechecks))
+	for t := range rechecks {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables)
+	for _, t := range tables {
+		tb := g.tables[t]
+		if tb == nil {
+			continue
+		}
+		keys := make([]string, 0, len(rechecks[t]))
+		for k := range rechecks[t] {
+			if g.held[t][k] != nil {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		if len(keys) == 0 {
+			continue
+		}
+		q, args, err := byKeysSQL(tb, keys)
+		if err != nil {
+			return err
+		}
+		got, err := g.read(tb, q, args)
+		if err != nil {
+			return err
+		}
+		if err := g.refreshAll(t, tb.Rel, got, keys); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshAll applies rows read from the fetch snapshot; of asked (the
+// keys read by primary key), those not returned are unreadable now and
+// leave.
+func (g *graph) refreshAll(table string, rel *changelog.Rel, got [][]coltype.Value, asked []string) error {
+	set := g.txSnap.keys[table]
+	if set == nil {
+		set = map[string]struct{}{}
+		g.txSnap.keys[table] = set
+	}
+	back := map[string]bool{}
+	for _, row := range got {
+		k := pkKey(rel, row)
+		back[k] = true
+		set[k] = struct{}{}
+		if err := g.refresh(table, rel, row); err != nil {
+			return err
+		}
+	}
+	for _, k := range asked {
+		if back[k] {
+			continue
+		}
+		set[k] = struct{}{}
+		if g.held[table][k] == nil {
+			continue
+		}
+		if err := g.apply(table, k, rel, nil, false); err != nil {
+			return err
+		}
+		if g.held[table][k] == nil {
+			if err := g.moveOut(table, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

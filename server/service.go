@@ -25,6 +25,7 @@ import (
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
 	"github.com/latticesync/lattice/server/pgrepl"
@@ -61,6 +62,14 @@ type Config struct {
 	// MaxSnapshotRows limits the rows of one subscription's initial data
 	// (0 = no limit).
 	MaxSnapshotRows int
+	// AuthRole is the Postgres role clients act as (env
+	// LATTICE_AUTH_ROLE): its row-level security policies and privileges
+	// decide what each user reads and writes, with the token's claims in
+	// request.jwt.claims. Empty: every user reads and writes every row.
+	AuthRole string
+	// PolicyPoll is how often the service looks for policy changes
+	// (CREATE/ALTER/DROP POLICY, RLS switched, privileges); default 1s.
+	PolicyPoll time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -86,6 +95,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.PolicyPoll == 0 {
+		c.PolicyPoll = time.Second
 	}
 }
 
@@ -114,6 +126,12 @@ type Service struct {
 
 	router  *router
 	shadows shadowRels // shadow tables in the replication stream (row versions)
+
+	// policies are the auth role's compiled row-level security policies
+	// (nil without AuthRole); policyCh is closed when they are replaced.
+	policies atomic.Pointer[authz.Policies]
+	policyMu sync.Mutex
+	policyCh chan struct{}
 }
 
 // ErrConfig wraps problems with the database setup that an operator must fix.
@@ -160,6 +178,30 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.tables = catalog.NewTables(s.pool)
 	s.applier = writes.NewApplier(s.pool, s.tables)
+	s.policyCh = make(chan struct{})
+	if cfg.AuthRole == "" {
+		s.log.Warn("NO --auth-role: every user can read and write every row of every electrified table. Set --auth-role (LATTICE_AUTH_ROLE) to enforce Postgres row-level security per user.")
+	} else {
+		if err := authz.CheckRole(ctx, s.pool, cfg.AuthRole); err != nil {
+			s.pool.Close()
+			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		p, err := authz.Load(ctx, s.pool, s.tables, cfg.AuthRole)
+		if err != nil {
+			s.pool.Close()
+			return nil, err
+		}
+		if errs := p.Errors(); len(errs) > 0 {
+			s.pool.Close()
+			msgs := make([]string, len(errs))
+			for i, e := range errs {
+				msgs[i] = e.Error()
+			}
+			return nil, fmt.Errorf("%w: row-level security policies the service cannot enforce on the stream (see server/authz/README.md for the supported forms): %s", ErrConfig, strings.Join(msgs, "; "))
+		}
+		s.policies.Store(p)
+		s.log.Info("row-level security enforced", "auth_role", cfg.AuthRole, "membership_tables", strings.Join(p.SetTables(), ","))
+	}
 	if err := s.openLog(ctx); err != nil {
 		s.pool.Close()
 		return nil, err
@@ -169,7 +211,67 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	s.wg.Add(2)
 	go s.replicate(rctx)
 	go s.pollLag(rctx)
+	if cfg.AuthRole != "" {
+		s.wg.Add(1)
+		go s.pollPolicies(rctx)
+	}
 	return s, nil
+}
+
+// pollPolicies reloads the policies when the catalog says they changed.
+// Sessions see the new policies (policyChanged) and re-check every row
+// they hold. Policies that cannot be enforced close the tables they guard
+// to clients (never ignored), with the reason in the log and /healthz.
+func (s *Service) pollPolicies(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PolicyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := s.policies.Load()
+		fp, err := authz.Fingerprint(ctx, s.pool, s.cfg.AuthRole)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("read policy fingerprint", "err", err)
+			}
+			continue
+		}
+		if cur != nil && fp == cur.Fingerprint {
+			continue
+		}
+		if err := s.reloadPolicies(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("reload row-level security policies", "err", err)
+		}
+	}
+}
+
+// reloadPolicies reads the policies again and tells the sessions.
+func (s *Service) reloadPolicies(ctx context.Context) error {
+	p, err := authz.Load(ctx, s.pool, s.tables, s.cfg.AuthRole)
+	if err != nil {
+		return err
+	}
+	for _, e := range p.Errors() {
+		s.log.Error("row-level security policy cannot be enforced on the stream: its table is closed to clients until it is fixed", "err", e.Error())
+	}
+	s.log.Info("row-level security policies changed; sessions re-check their rows", "membership_tables", strings.Join(p.SetTables(), ","))
+	s.policyMu.Lock()
+	s.policies.Store(p)
+	close(s.policyCh)
+	s.policyCh = make(chan struct{})
+	s.policyMu.Unlock()
+	return nil
+}
+
+// policyChanged returns a channel closed when the policies are replaced.
+func (s *Service) policyChanged() <-chan struct{} {
+	s.policyMu.Lock()
+	defer s.policyMu.Unlock()
+	return s.policyCh
 }
 
 // openLog opens the change log and makes sure its slot exists. A log that
@@ -435,6 +537,15 @@ func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	if p := s.replErr.Load(); p != nil && *p != nil {
 		http.Error(w, "replication: "+(*p).Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if p := s.policies.Load(); p != nil && len(p.Errors()) > 0 {
+		// The service runs; the tables these policies guard are closed.
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, e := range p.Errors() {
+			io.WriteString(w, "row-level security: "+e.Error()+"\n")
+		}
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
 	"github.com/latticesync/lattice/server/where"
@@ -65,6 +67,11 @@ type session struct {
 	writeCancel context.CancelFunc
 	watchdog    *time.Timer
 	tooSlow     atomic.Bool
+
+	// acc is the user's view of the row-level security policies (nil
+	// without --auth-role); policyCh is closed when they change.
+	acc      *authz.Access
+	policyCh <-chan struct{}
 }
 
 type shape struct {
@@ -163,6 +170,9 @@ func (s *session) run() error {
 	if err := s.hello(); err != nil {
 		return err
 	}
+	if err := s.bindAccess(); err != nil {
+		return err
+	}
 	go s.readLoop()
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
@@ -219,6 +229,10 @@ func (s *session) run() error {
 		case <-posTimer.C:
 		case <-expire:
 			return &clientError{protocol.ErrUnauthorized, "token expired", true}
+		case <-s.policyCh:
+			if err := s.rebindAccess(); err != nil {
+				return err
+			}
 		case <-ping.C:
 			go s.ping()
 		case <-s.ctx.Done():
@@ -416,4 +430,77 @@ func (s *session) catchUp(lsn uint64) error {
 		}
 	}
 	return nil
+}
+
+// bindAccess binds the row-level security policies to the session's user.
+func (s *session) bindAccess() error {
+	if s.svc.cfg.AuthRole == "" {
+		return nil
+	}
+	s.policyCh = s.svc.policyChanged()
+	p := s.svc.policies.Load()
+	acc, err := p.NewAccess(s.ctx, s.svc.pool, s.claims(), s.user.UserID)
+	if err != nil {
+		return fmt.Errorf("bind policies: %w", err)
+	}
+	s.acc = acc
+	return nil
+}
+
+// rebindAccess follows a policy change: the session's rows are read
+// again under the new policies, in one transaction that replaces them
+// (rows now unreadable move out, newly readable ones move in).
+func (s *session) rebindAccess() error {
+	if err := s.bindAccess(); err != nil {
+		return err
+	}
+	if s.graph == nil || len(s.shapes) == 0 {
+		return nil
+	}
+	for _, sh := range s.shapes {
+		if err := s.readableTree(sh); err != nil {
+			var ce *clientError
+			if errors.As(err, &ce) {
+				ce.fatal = true
+			}
+			return err
+		}
+	}
+	s.log.Info("policies changed: the session's rows are read again")
+	todo, err := s.attachGraph(nil, true)
+	if err == nil {
+		err = s.snapshotGraph(todo, true, nil)
+	}
+	return err
+}
+
+// readableTree refuses a shape whose tables the user's role may not read
+// (no SELECT privilege, or a policy the service cannot enforce).
+func (s *session) readableTree(sh *shape) error {
+	if s.acc == nil {
+		return nil
+	}
+	p := s.acc.Policies()
+	var walk func(n *node) error
+	walk = func(n *node) error {
+		if pe := p.TableError(n.key); pe != nil {
+			return &clientError{protocol.ErrPermission, fmt.Sprintf("shape %q: table %s is closed to clients: %v", sh.id, n.key, pe), false}
+		}
+		if !p.CanSelect(n.key) {
+			return &clientError{protocol.ErrPermission, fmt.Sprintf("shape %q: permission denied for table %s (role %s has no SELECT privilege)", sh.id, n.key, p.Role), false}
+		}
+		for _, k := range n.kids {
+			if err := walk(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(sh.root)
+}
+
+// claims is the JSON the policies see as request.jwt.claims.
+func (s *session) claims() []byte {
+	b, _ := json.Marshal(map[string]string{"sub": s.user.UserID})
+	return b
 }

@@ -67,6 +67,9 @@ func (s *session) prepare(reqs []protocol.Shape) ([]*shape, error) {
 		if err := s.shapeTree(sh); err != nil {
 			return nil, err
 		}
+		if err := s.readableTree(sh); err != nil {
+			return nil, err
+		}
 		if old, ok := s.shapes[r.ID]; ok && !sameShape(old.def, sh.def) {
 			return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q is already subscribed with another definition", r.ID), false}
 		}
@@ -89,7 +92,10 @@ func (s *session) shapeTree(sh *shape) error {
 	if err := s.buildTree(g, sh); err != nil {
 		return err
 	}
-	if len(sh.def.Include) == 0 {
+	if len(sh.def.Include) == 0 && s.acc == nil {
+		// Under row-level security every shape is relational: the graph
+		// knows what the client holds, so access changes can move rows
+		// out exactly.
 		fks, err := s.foreignKeys(s.ctx, sh.table.OID)
 		if err != nil {
 			return err

@@ -42,6 +42,10 @@ var (
 	stmtApplied = newStmt("INSERT INTO lattice.applied (origin, txid) VALUES ($1, $2) ON CONFLICT DO NOTHING " +
 		"RETURNING pg_logical_emit_message(true, 'lattice.origin', $3::text), set_config('lattice.applying', $4, true)")
 	stmtApplying = newStmt("SELECT set_config('lattice.applying', $1, true)")
+	// stmtAsUser and stmtAsService switch the role of the transaction
+	// (row-level security, see package authz).
+	stmtAsUser    = newStmt("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), set_config('request.jwt.claim.sub', $3, true)")
+	stmtAsService = newStmt("SELECT set_config('role', 'none', true)")
 )
 
 // maxUpdateShapes bounds the UPDATE statements cached per table (one per

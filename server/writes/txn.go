@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -266,6 +267,11 @@ type item struct {
 	s      *stmt
 	params [][]byte
 	change int // the change it belongs to, -1 for none
+	// base is the kind of a base-table write ('i', 'u', 'd'), which runs
+	// as the user under row-level security; 0 for others. table names the
+	// table, for messages.
+	base  byte
+	table string
 }
 
 type result struct {
@@ -344,10 +350,10 @@ func copyRow(vals [][]byte) [][]byte {
 func lockItems(items []item, reqs []*rowReq) []item {
 	for _, q := range reqs {
 		items = append(items,
-			item{q.t.selBase[q.mode], q.key, q.change},
-			item{q.t.insShadow, q.key, q.change},
-			item{q.t.selShadow, q.key, q.change},
-			item{q.t.selBase[q.mode], q.key, q.change})
+			item{s: q.t.selBase[q.mode], params: q.key, change: q.change},
+			item{s: q.t.insShadow, params: q.key, change: q.change},
+			item{s: q.t.selShadow, params: q.key, change: q.change},
+			item{s: q.t.selBase[q.mode], params: q.key, change: q.change})
 	}
 	return items
 }
@@ -386,8 +392,8 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 		r.applying = r.reqs[r.changeReq[0]].t.applying
 	}
 	items := []item{
-		{stmtBegin, nil, -1},
-		{stmtApplied, [][]byte{[]byte(txn.Origin), strconv.AppendInt(nil, int64(txn.ID), 10), origin, []byte(r.applying)}, -1},
+		{s: stmtBegin, change: -1},
+		{s: stmtApplied, params: [][]byte{[]byte(txn.Origin), strconv.AppendInt(nil, int64(txn.ID), 10), origin, []byte(r.applying)}, change: -1},
 	}
 	items = lockItems(items, reqs)
 	res, failed, err := r.batch(ctx, items)
@@ -440,9 +446,22 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 		}
 	}
 	items = sim.writes
-	_, failed, err = r.batch(ctx, items)
+	if txn.Role != "" {
+		// Under row-level security, a write the policies hide affects no
+		// row without an error: check before committing.
+		items = items[:len(items)-1]
+	}
+	res, failed, err = r.batch(ctx, items)
 	if err != nil {
 		return Result{}, r.fail(err, items, failed)
+	}
+	if txn.Role != "" {
+		if rej := deniedRows(items, res); rej != nil {
+			return Result{}, rej
+		}
+		if _, _, err := r.batch(ctx, []item{{s: stmtCommit, change: -1}}); err != nil {
+			return Result{}, classify(err, -1, r.tables)
+		}
 	}
 	return Result{Applied: true}, nil
 }
@@ -652,13 +671,56 @@ func (r *run) simulate() *simulation {
 		if op.Kind == merge.Upsert && sr.row.Exists() {
 			s.compensate(sr, op.Stamp, map[*rowState]bool{sr.st: true}, i)
 		}
-		s.emit(sr, i)
+		s.emit(sr, i, false)
 	}
 	for _, sr := range s.order {
-		s.writes = append(s.writes, item{sr.st.t.updShadow, sr.shadowParams(), -1})
+		s.writes = append(s.writes, item{s: sr.st.t.updShadow, params: sr.shadowParams(), change: -1})
 	}
-	s.writes = append(s.writes, item{stmtCommit, nil, -1})
+	if r.txn.Role != "" {
+		s.writes = r.asUser(s.writes)
+	}
+	s.writes = append(s.writes, item{s: stmtCommit, change: -1})
 	return s
+}
+
+// asUser makes the base-table writes run as the transaction's role with
+// its claims (row-level security, privileges), and the rest (merge
+// metadata) as the service.
+func (r *run) asUser(items []item) []item {
+	out := make([]item, 0, len(items)+4)
+	as := false
+	for _, it := range items {
+		if (it.base != 0) != as {
+			if as = it.base != 0; as {
+				out = append(out, item{s: stmtAsUser, params: [][]byte{[]byte(r.txn.Role), r.txn.Claims, []byte(r.txn.Sub)}, change: it.change})
+			} else {
+				out = append(out, item{s: stmtAsService, change: -1})
+			}
+		}
+		out = append(out, it)
+	}
+	if as {
+		out = append(out, item{s: stmtAsService, change: -1})
+	}
+	return out
+}
+
+// deniedRows rejects a transaction whose UPDATE or DELETE of a row, run
+// as the user, changed nothing: row-level security hid the row from the
+// user (the service locked it, so it exists).
+func deniedRows(items []item, res []result) *Rejected {
+	for i, it := range items {
+		if i >= len(res) || (it.base != 'u' && it.base != 'd') || res[i].tag.RowsAffected() > 0 {
+			continue
+		}
+		verb := "update"
+		if it.base == 'd' {
+			verb = "delete"
+		}
+		return &Rejected{Code: CodePermission, Change: it.change, SQLState: "42501",
+			Reason: fmt.Sprintf("row-level security policy for table %q does not allow this %s: the row is not visible to the user, or the %s policy's USING expression excludes it", it.table, verb, strings.ToUpper(verb))}
+	}
+	return nil
 }
 
 // seenAt is what a client that held the row at version v (protocol 2.6)
@@ -762,13 +824,13 @@ func (s *simulation) compensate(sr *simRow, stamp merge.Stamp, visited map[*rowS
 		}
 		ps.row = merge.Apply(ps.row, c.Touch(seen))
 		s.compensate(ps, stamp, visited, change)
-		s.emit(ps, change)
+		s.emit(ps, change, true)
 	}
 }
 
 // emit appends the base-table write that brings Postgres to the row's
 // merged state, if any.
-func (s *simulation) emit(sr *simRow, change int) {
+func (s *simulation) emit(sr *simRow, change int, touch bool) {
 	t := sr.st.t
 	exists := sr.row.Exists()
 	sr.existed = sr.existed || exists
@@ -781,7 +843,8 @@ func (s *simulation) emit(sr *simRow, change int) {
 				cols = append(cols, c)
 			}
 		}
-		if len(cols) == 0 {
+		unchanged := len(cols) == 0
+		if unchanged {
 			// Nothing changed (the write lost every column to newer ones, or
 			// only asserted the row): still write the row unchanged, so the
 			// row's authoritative values come back through the stream to the
@@ -794,12 +857,17 @@ func (s *simulation) emit(sr *simRow, change int) {
 		for _, c := range cols {
 			params = append(params, sr.texts[c])
 		}
-		it = item{st, params, change}
+		it = item{s: st, params: params, change: change, base: 'u', table: t.name}
+		if touch && unchanged {
+			// A parent re-asserted by a child's write, unchanged: merge
+			// bookkeeping, not the user's write (it runs as the service).
+			it.base = 0
+		}
 	case exists && !sr.present:
-		it = item{t.insBase, slices.Clone(sr.texts), change}
+		it = item{s: t.insBase, params: slices.Clone(sr.texts), change: change, base: 'i', table: t.name}
 		sr.present = true
 	case !exists && sr.present:
-		it = item{t.delBase, sr.st.key, change}
+		it = item{s: t.delBase, params: sr.st.key, change: change, base: 'd', table: t.name}
 		sr.present = false
 	default:
 		clear(sr.dirty)
@@ -807,7 +875,7 @@ func (s *simulation) emit(sr *simRow, change int) {
 	}
 	clear(sr.dirty)
 	if s.applying != t.applying {
-		s.writes = append(s.writes, item{stmtApplying, [][]byte{[]byte(t.applying)}, change})
+		s.writes = append(s.writes, item{s: stmtApplying, params: [][]byte{[]byte(t.applying)}, change: change})
 		s.applying = t.applying
 	}
 	s.writes = append(s.writes, it)

@@ -80,6 +80,14 @@ type Txn struct {
 	ID      uint64    // the client's transaction id, increasing per origin
 	HLC     merge.HLC // the transaction's timestamp: every op carries (HLC, Origin)
 	Changes []Change
+	// Role, when set, is the Postgres role the transaction's writes run
+	// as, with Claims (JSON) as request.jwt.claims and Sub as
+	// request.jwt.claim.sub: row-level security policies and privileges
+	// decide; a write they hide or refuse rejects the transaction
+	// (CodePermission). The merge metadata is written as the service.
+	Role   string
+	Claims []byte
+	Sub    string
 }
 
 // Result says what Apply did.

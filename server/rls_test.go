@@ -1,0 +1,272 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/latticesync/lattice/client"
+	"github.com/latticesync/lattice/internal/pgtest"
+	"github.com/latticesync/lattice/server"
+)
+
+// The role clients act as in these tests. Roles are cluster-wide: it is
+// created once, idempotently.
+const rlsRole = "lattice_test_user"
+
+const claimSub = `(current_setting('request.jwt.claims', true)::jsonb ->> 'sub')`
+
+// rlsSQL: projects visible to their members, issues to the members of
+// their project or to their owner, a membership table whose rows each
+// user sees of their own.
+var rlsSQL = `
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + rlsRole + `') THEN CREATE ROLE ` + rlsRole + ` NOLOGIN; END IF;
+END $$;
+CREATE TABLE project (id text PRIMARY KEY, name text NOT NULL);
+CREATE TABLE member (project_id text NOT NULL REFERENCES project(id), user_id text NOT NULL, PRIMARY KEY (project_id, user_id));
+CREATE TABLE issue (id text PRIMARY KEY, project_id text NOT NULL REFERENCES project(id), owner text, title text NOT NULL);
+GRANT SELECT, INSERT, UPDATE, DELETE ON project, member, issue TO ` + rlsRole + `;
+ALTER TABLE project ENABLE ROW LEVEL SECURITY;
+ALTER TABLE member ENABLE ROW LEVEL SECURITY;
+ALTER TABLE issue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY member_own ON member FOR SELECT USING (user_id = ` + claimSub + `);
+CREATE POLICY project_members ON project FOR SELECT USING (EXISTS (SELECT 1 FROM member m WHERE m.project_id = project.id AND m.user_id = ` + claimSub + `));
+CREATE POLICY issue_read ON issue FOR SELECT USING (project_id IN (SELECT project_id FROM member WHERE user_id = ` + claimSub + `) OR owner = ` + claimSub + `);
+CREATE POLICY issue_hidden ON issue AS RESTRICTIVE FOR SELECT USING (title <> 'hidden');
+CREATE POLICY issue_insert ON issue FOR INSERT WITH CHECK (project_id IN (SELECT project_id FROM member WHERE user_id = ` + claimSub + `));
+CREATE POLICY issue_update ON issue FOR UPDATE USING (project_id IN (SELECT project_id FROM member WHERE user_id = ` + claimSub + `));
+CREATE POLICY issue_delete ON issue FOR DELETE USING (owner = ` + claimSub + `);
+INSERT INTO project VALUES ('p1', 'One'), ('p2', 'Two'), ('p3', 'Three');
+INSERT INTO member VALUES ('p1', 'alice'), ('p2', 'bob'), ('p3', 'bob');
+INSERT INTO issue VALUES ('i1', 'p1', 'bob', 'one'), ('i2', 'p2', 'bob', 'two'), ('i3', 'p2', 'alice', 'three'),
+  ('i4', 'p3', NULL, 'four'), ('i5', 'p1', NULL, 'hidden');
+`
+
+// newRLSEnv is newEnv with --auth-role.
+func newRLSEnv(t testing.TB, setup string, tables ...string) *env {
+	t.Helper()
+	e := &env{t: t, dbURL: pgtest.DB(t)}
+	pgtest.Exec(t, e.dbURL, setup)
+	e.cfg = server.Config{
+		DatabaseURL: e.dbURL,
+		AuthSecret:  testSecret,
+		DataDir:     filepath.Join(t.TempDir(), "data"),
+		Logger:      testLogger(t),
+		AuthRole:    rlsRole,
+		PolicyPoll:  50 * time.Millisecond,
+	}
+	e.start()
+	for _, tb := range tables {
+		e.exec("CALL lattice.electrify('" + tb + "')")
+	}
+	// Restarted, it reads the policies of the electrified tables at once.
+	e.restart()
+	return e
+}
+
+// clientAs opens a client for user sub.
+func (e *env) clientAs(sub string) *client.Client {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := client.Open(ctx, ":memory:", &client.Options{URL: e.url, Token: e.token(sub), Logger: testLogger(e.t)})
+	if err != nil {
+		e.t.Fatalf("open client: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		c.Run(ctx)
+		close(done)
+	}()
+	e.t.Cleanup(func() {
+		cancel()
+		<-done
+		c.Close()
+	})
+	return c
+}
+
+// pgRowsAs runs a query in Postgres as the auth role with sub's claims:
+// what the user may read.
+func (e *env) pgRowsAs(sub, sql string) []string {
+	e.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	if err != nil {
+		e.t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)`,
+		rlsRole, fmt.Sprintf(`{"sub":%q}`, sub)); err != nil {
+		e.t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, sql)
+	if err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = fmtValue(v)
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	return out
+}
+
+// waitAsPG waits until the client holds exactly what sub may read.
+func waitAsPG(t *testing.T, e *env, c *client.Client, sub, sql string) {
+	t.Helper()
+	eventually(t, 20*time.Second, sub+": "+sql, func() (bool, string) {
+		want := e.pgRowsAs(sub, sql)
+		got := localRows(t, c, sql)
+		return equalStrings(got, want), fmt.Sprintf("client %v, postgres as %s %v", got, sub, want)
+	})
+}
+
+// TestRLSReads: each user holds exactly the rows the policies let them
+// read, through snapshots and the live stream; membership changes move
+// rows in and out live.
+func TestRLSReads(t *testing.T) {
+	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
+	alice, bob := e.clientAs("alice"), e.clientAs("bob")
+	for _, c := range []*client.Client{alice, bob} {
+		e.subscribe(c, client.Shape{Table: "issue"})
+		e.subscribe(c, client.Shape{Table: "project"})
+	}
+	const qi, qp = "SELECT id, project_id, owner, title FROM issue ORDER BY id", "SELECT id FROM project ORDER BY id"
+	check := func(want map[string][]string) {
+		t.Helper()
+		for sub, c := range map[string]*client.Client{"alice": alice, "bob": bob} {
+			waitAsPG(t, e, c, sub, qi)
+			waitAsPG(t, e, c, sub, qp)
+			if w, ok := want[sub]; ok {
+				waitLocal(t, c, "SELECT id FROM issue ORDER BY id", w...)
+			}
+		}
+	}
+	check(map[string][]string{"alice": {"i1", "i3"}, "bob": {"i1", "i2", "i3", "i4"}})
+
+	// A membership row inserted: p2's issues and p2 itself move in.
+	e.exec("INSERT INTO member VALUES ('p2', 'alice')")
+	check(map[string][]string{"alice": {"i1", "i2", "i3"}})
+	waitLocal(t, alice, qp, "p1", "p2")
+	// Deleted: they move out, except i3 that alice owns.
+	e.exec("DELETE FROM member WHERE project_id = 'p2' AND user_id = 'alice'")
+	check(map[string][]string{"alice": {"i1", "i3"}})
+	waitLocal(t, alice, qp, "p1")
+	// A row that changes out of access (and back), a restrictive policy.
+	e.exec("UPDATE issue SET project_id = 'p3' WHERE id = 'i1'")
+	check(map[string][]string{"alice": {"i3"}, "bob": {"i1", "i2", "i3", "i4"}})
+	e.exec("UPDATE issue SET title = 'hidden' WHERE id = 'i3'")
+	check(map[string][]string{"alice": {}})
+	e.exec("UPDATE issue SET title = 'visible', project_id = 'p1' WHERE id IN ('i1', 'i3')")
+	check(map[string][]string{"alice": {"i1", "i3"}})
+	// Membership and rows change in one transaction.
+	e.exec("BEGIN; INSERT INTO member VALUES ('p3', 'alice'); INSERT INTO issue VALUES ('i6', 'p3', NULL, 'six'); COMMIT")
+	check(map[string][]string{"alice": {"i1", "i3", "i4", "i6"}})
+	// The membership table itself: each user holds their own rows only.
+	e.subscribe(alice, client.Shape{Table: "member"})
+	waitAsPG(t, e, alice, "alice", "SELECT project_id, user_id FROM member ORDER BY 1, 2")
+	// Policy change without a restart: issues only for their owners.
+	e.exec("DROP POLICY issue_read ON issue; CREATE POLICY issue_read ON issue FOR SELECT USING (owner = " + claimSub + ")")
+	check(map[string][]string{"alice": {"i3"}, "bob": {"i1", "i2"}})
+}
+
+// TestRLSWrites: writes run as the user; denied transactions are
+// rejected whole with permission_denied, undone locally, and the restore
+// does not reveal rows the user may not read.
+func TestRLSWrites(t *testing.T) {
+	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
+	alice := e.clientAs("alice")
+	e.subscribe(alice, client.Shape{Table: "issue"})
+	const qi = "SELECT id, project_id, owner, title FROM issue ORDER BY id"
+	waitAsPG(t, e, alice, "alice", qi)
+	ctx := context.Background()
+	rejected := func(what string) {
+		t.Helper()
+		eventually(t, 20*time.Second, what+" rejected", func() (bool, string) {
+			var rej *client.RejectedError
+			err := alice.Status().LastError
+			return errors.As(err, &rej) && rej.Code == "permission_denied", fmt.Sprint(err)
+		})
+		eventually(t, 20*time.Second, "nothing pending", func() (bool, string) {
+			return alice.PendingCount() == 0, fmt.Sprint(alice.PendingCount())
+		})
+		waitAsPG(t, e, alice, "alice", qi)
+	}
+	// Allowed: an insert into her project.
+	if err := alice.Exec(ctx, "INSERT INTO issue (id, project_id, owner, title) VALUES ('a1', 'p1', 'alice', 'mine')"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a1 in postgres", func() (bool, string) {
+		rows := e.pgRows("SELECT title FROM issue WHERE id = 'a1'")
+		return len(rows) == 1, fmt.Sprint(rows)
+	})
+	// WITH CHECK: an insert into a project she is not a member of, in a
+	// transaction with an allowed one: nothing of it reaches Postgres.
+	if err := alice.Exec(ctx, "INSERT INTO issue (id, project_id, owner, title) VALUES ('a2', 'p1', 'alice', 'ok'), ('a3', 'p2', 'alice', 'not mine')"); err != nil {
+		t.Fatal(err)
+	}
+	rejected("insert into p2")
+	if rows := e.pgRows("SELECT id FROM issue WHERE id IN ('a2', 'a3')"); len(rows) != 0 {
+		t.Fatalf("a denied transaction reached postgres: %v", rows)
+	}
+	// A write to a row she may not read (i2, in p2): an insert with its key
+	// would merge into it; it is denied, and the restore does not show i2.
+	if err := alice.Exec(ctx, "INSERT INTO issue (id, project_id, owner, title) VALUES ('i2', 'p1', 'alice', 'taken over')"); err != nil {
+		t.Fatal(err)
+	}
+	rejected("write to an unreadable row")
+	if rows := e.pgRows("SELECT project_id, title FROM issue WHERE id = 'i2'"); rows[0] != "p2|two" {
+		t.Fatalf("i2 changed: %v", rows)
+	}
+	if rows := localRows(t, alice, "SELECT id FROM issue WHERE id = 'i2'"); len(rows) != 0 {
+		t.Fatalf("the restore revealed i2: %v", rows)
+	}
+	// UPDATE policy: i3 is hers (owner) but in p2: readable, not updatable.
+	if err := alice.Exec(ctx, "UPDATE issue SET title = 'renamed' WHERE id = 'i3'"); err != nil {
+		t.Fatal(err)
+	}
+	rejected("update without the UPDATE policy")
+	if rows := e.pgRows("SELECT title FROM issue WHERE id = 'i3'"); rows[0] != "three" {
+		t.Fatalf("i3 changed: %v", rows)
+	}
+	// DELETE policy: only owners delete; i1 is bob's.
+	if err := alice.Exec(ctx, "DELETE FROM issue WHERE id = 'i1'"); err != nil {
+		t.Fatal(err)
+	}
+	rejected("delete of another's issue")
+	if rows := e.pgRows("SELECT count(*) FROM issue WHERE id = 'i1'"); rows[0] != "1" {
+		t.Fatalf("i1 deleted: %v", rows)
+	}
+	// Allowed update and delete go on.
+	if err := alice.Exec(ctx, "UPDATE issue SET title = 'edited' WHERE id = 'a1'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Exec(ctx, "DELETE FROM issue WHERE id = 'a1'"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a1 deleted", func() (bool, string) {
+		rows := e.pgRows("SELECT count(*) FROM issue WHERE id = 'a1'")
+		return rows[0] == "0", fmt.Sprint(rows)
+	})
+	waitAsPG(t, e, alice, "alice", qi)
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,8 +76,15 @@ func newRLSEnv(t testing.TB, setup string, tables ...string) *env {
 // clientAs opens a client for user sub.
 func (e *env) clientAs(sub string) *client.Client {
 	e.t.Helper()
+	c, _ := e.clientAsAt(sub, ":memory:")
+	return c
+}
+
+// clientAsAt opens a client for user sub on path; stop ends it.
+func (e *env) clientAsAt(sub, path string) (c *client.Client, stop func()) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := client.Open(ctx, ":memory:", &client.Options{URL: e.url, Token: e.token(sub), Logger: testLogger(e.t)})
+	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token(sub), Logger: testLogger(e.t)})
 	if err != nil {
 		e.t.Fatalf("open client: %v", err)
 	}
@@ -84,12 +93,17 @@ func (e *env) clientAs(sub string) *client.Client {
 		c.Run(ctx)
 		close(done)
 	}()
-	e.t.Cleanup(func() {
-		cancel()
-		<-done
-		c.Close()
-	})
-	return c
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+			c.Close()
+		}
+	}
+	e.t.Cleanup(stop)
+	return c, stop
 }
 
 // pgRowsAs runs a query in Postgres as the auth role with sub's claims:
@@ -269,4 +283,100 @@ func TestRLSWrites(t *testing.T) {
 		return rows[0] == "0", fmt.Sprint(rows)
 	})
 	waitAsPG(t, e, alice, "alice", qi)
+}
+
+// TestRLSIncludesAndParents: a relational shape holds only readable rows
+// at every level; a referenced parent the user may not read is not sent.
+func TestRLSIncludesAndParents(t *testing.T) {
+	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
+	alice := e.clientAs("alice")
+	e.subscribe(alice, mustParseShape(t, `{"table":"project","include":{"issue":{}}}`))
+	waitLocal(t, alice, "SELECT id FROM project ORDER BY id", "p1")
+	waitLocal(t, alice, "SELECT id FROM issue ORDER BY id", "i1")
+	// i3 (hers, in p2) comes with a flat shape, but its project does not.
+	e.subscribe(alice, client.Shape{Table: "issue", Where: "owner = 'alice'"})
+	waitLocal(t, alice, "SELECT id FROM issue ORDER BY id", "i1", "i3")
+	waitLocal(t, alice, "SELECT id FROM project ORDER BY id", "p1")
+	// Membership in p2: the include brings p2 and its readable issues.
+	e.exec("INSERT INTO member VALUES ('p2', 'alice')")
+	waitLocal(t, alice, "SELECT id FROM project ORDER BY id", "p1", "p2")
+	waitLocal(t, alice, "SELECT id FROM issue ORDER BY id", "i1", "i2", "i3")
+	e.exec("DELETE FROM member WHERE project_id = 'p2' AND user_id = 'alice'")
+	waitLocal(t, alice, "SELECT id FROM project ORDER BY id", "p1")
+	waitLocal(t, alice, "SELECT id FROM issue ORDER BY id", "i1", "i3")
+}
+
+// TestRLSToastUnchanged: a policy on a large (TOASTed) column is judged
+// on its value when an update leaves it unchanged (pgoutput sends it as
+// "unchanged").
+func TestRLSToastUnchanged(t *testing.T) {
+	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
+	big := strings.Repeat("x", 9000) + fmt.Sprint(time.Now().UnixNano())
+	e.exec("INSERT INTO issue VALUES ('big', 'p2', NULL, $1)", big)
+	e.exec("ALTER TABLE issue ALTER COLUMN title SET STORAGE EXTERNAL")
+	e.exec("UPDATE issue SET title = title || 'y' WHERE id = 'big'")
+	alice := e.clientAs("alice")
+	e.subscribe(alice, client.Shape{Table: "issue"})
+	waitLocal(t, alice, "SELECT id FROM issue ORDER BY id", "i1", "i3")
+	// The update that moves it into her access leaves title unchanged.
+	e.exec("UPDATE issue SET project_id = 'p1' WHERE id = 'big'")
+	waitLocal(t, alice, "SELECT id, length(title) FROM issue WHERE id = 'big'", "big|"+fmt.Sprint(len(big)+1))
+	e.exec("UPDATE issue SET owner = 'carol' WHERE id = 'big'")
+	e.exec("UPDATE issue SET title = 'hidden' WHERE id = 'big'")
+	waitLocal(t, alice, "SELECT id FROM issue ORDER BY id", "i1", "i3")
+}
+
+// TestRLSOfflineResync: a client that was away while it lost access holds
+// none of the rows when it comes back (it re-syncs as the user).
+func TestRLSOfflineResync(t *testing.T) {
+	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
+	path := filepath.Join(t.TempDir(), "alice.db")
+	c, stop := e.clientAsAt("alice", path)
+	e.subscribe(c, client.Shape{Table: "issue"})
+	waitLocal(t, c, "SELECT id FROM issue ORDER BY id", "i1", "i3")
+	stop()
+	e.exec("DELETE FROM member WHERE user_id = 'alice'")
+	e.exec("INSERT INTO member VALUES ('p3', 'alice')")
+	c, _ = e.clientAsAt("alice", path)
+	waitLocal(t, c, "SELECT id FROM issue ORDER BY id", "i3", "i4")
+}
+
+// TestRLSUnsupportedPolicy: a policy the service cannot enforce on the
+// stream stops it at start, naming the policy; created while it runs, it
+// closes the table to clients and /healthz says why.
+func TestRLSUnsupportedPolicy(t *testing.T) {
+	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
+	alice := e.clientAs("alice")
+	e.subscribe(alice, client.Shape{Table: "issue"})
+	e.exec("CREATE POLICY issue_clock ON issue AS RESTRICTIVE FOR SELECT USING (now() > '2000-01-01')")
+	eventually(t, 20*time.Second, "healthz names the policy", func() (bool, string) {
+		code, body := e.health()
+		return code == 503 && strings.Contains(body, `"issue_clock"`), fmt.Sprint(code, body)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := alice.Subscribe(ctx, client.Shape{Table: "issue", Where: "owner = 'x'"})
+	if err == nil {
+		err = sub.Synced(ctx)
+	}
+	if err == nil || !strings.Contains(err.Error(), "issue_clock") {
+		t.Fatalf("subscribe to a closed table: %v", err)
+	}
+	e.stop()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel2()
+	_, err = server.Start(ctx2, e.cfg)
+	if err == nil || !strings.Contains(err.Error(), `"issue_clock"`) || !strings.Contains(err.Error(), "now") {
+		t.Fatalf("start with an unsupported policy: %v", err)
+	}
+}
+
+func (e *env) health() (int, string) {
+	resp, err := http.Get(e.http.URL + "/healthz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -332,6 +332,12 @@ func (s *session) readLoop() {
 }
 
 func (s *session) handle(m protocol.Up) error {
+	if s.acc != nil && s.acc.Policies() != s.svc.policies.Load() {
+		// Requests are judged by the policies in force.
+		if err := s.rebindAccess(); err != nil {
+			return err
+		}
+	}
 	switch m := m.(type) {
 	case *protocol.Hello:
 		return &clientError{protocol.ErrBadFrame, "Hello sent twice", true}

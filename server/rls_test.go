@@ -380,3 +380,19 @@ func (e *env) health() (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestRLSIntegerKeys: membership sets over integer columns (read from
+// Postgres in text form, matched against the stream's values), and a
+// membership change moving 100 rows in and out.
+func TestRLSIntegerKeys(t *testing.T) {
+	e := newRLSEnv(t, rlsBenchSQL, "rb_member", "rb_item")
+	c := e.clientAs("u1")
+	e.subscribe(c, client.Shape{Table: "rb_item"})
+	const q = "SELECT count(*), min(id), max(id) FROM rb_item"
+	waitAsPG(t, e, c, "u1", q)
+	e.exec("INSERT INTO rb_member VALUES (11, 'u1')")
+	waitLocal(t, c, q, "200|1|100100")
+	e.exec("DELETE FROM rb_member WHERE project_id = 11")
+	waitAsPG(t, e, c, "u1", q)
+	waitLocal(t, c, "SELECT count(*) FROM rb_item WHERE project_id = 11", "0")
+}

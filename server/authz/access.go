@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/catalog"
@@ -190,7 +192,7 @@ func (a *Access) Load(ctx context.Context, tx Querier, seen func(xid uint32, lsn
 }
 
 func (a *Access) loadSet(ctx context.Context, tx Querier, ss *setState) error {
-	rows, err := tx.Query(ctx, ss.ref.loadSQL)
+	rows, err := tx.Query(ctx, ss.ref.loadSQL, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return fmt.Errorf("read %s for a policy: %w", ss.ref.innerKey, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -168,6 +169,9 @@ type graph struct {
 	probes   []probeReq
 	rechecks map[string]map[string]struct{}
 	setsOn   bool // the tables policies' subqueries read are routed to the session
+	// routed counts, per table, the root nodes whose rows the router
+	// finds by the keys of the table's policy sets (authz.RouteSets).
+	routed map[string]int
 }
 
 // probeReq reads the rows of table whose cols hold one of keys (every row
@@ -877,6 +881,11 @@ func (g *graph) begin() error {
 		if err := acc.Load(s.ctx, tx, seen); err != nil {
 			return err
 		}
+		for t, n := range g.routed {
+			if n > 0 {
+				g.routeKeys(t, true)
+			}
+		}
 	}
 	return nil
 }
@@ -1382,7 +1391,55 @@ func (g *graph) rootInterest(n *node, add bool) {
 		g.interest(n.key, n.eqCol, n.eqKey, add)
 		return
 	}
+	if acc := g.s.acc; acc != nil {
+		if _, ok := acc.RouteSets(n.key); ok {
+			g.useRouted(n.key, add)
+			return
+		}
+	}
 	g.useTable(n.key, true, add)
+}
+
+// useRouted counts a root node of table that the router finds by the
+// keys of the table's policy sets; the first registers the keys.
+func (g *graph) useRouted(table string, add bool) {
+	if g.routed == nil {
+		g.routed = map[string]int{}
+	}
+	before := g.routed[table]
+	if add {
+		g.routed[table]++
+	} else {
+		g.routed[table]--
+	}
+	if (before == 0) != (g.routed[table] == 0) && g.s.acc.Loaded() {
+		g.routeKeys(table, add)
+	}
+}
+
+// routeKeys registers (or drops) the current keys of the table's sets.
+func (g *graph) routeKeys(table string, add bool) {
+	acc := g.s.acc
+	sets, _ := acc.RouteSets(table)
+	cols := acc.SetCols(table)
+	for _, i := range sets {
+		g.useColset(table, cols[i], true)
+		id := colsetID(cols[i])
+		for _, k := range acc.SetKeys(table, i) {
+			g.interest(table, id, k, add)
+		}
+	}
+}
+
+// routeTransition follows a key that entered or left a set.
+func (g *graph) routeTransition(tr authz.Transition) {
+	if g.routed[tr.Table] == 0 || tr.Cols == nil {
+		return
+	}
+	sets, _ := g.s.acc.RouteSets(tr.Table)
+	if slices.Contains(sets, tr.Set) {
+		g.interest(tr.Table, colsetID(tr.Cols), tr.Key, tr.Added)
+	}
 }
 
 var eqParam = regexp.MustCompile(`^\(?"?([a-z_][a-z0-9_$]*)"?\s*=\s*\$1\)?$`)
@@ -1678,6 +1735,7 @@ func (g *graph) indexAcc(table, key string, h *hrow, keys []string) {
 // snapshot, within the transaction that caused the change.
 func (g *graph) accessChanged(trs []authz.Transition) {
 	for _, tr := range trs {
+		g.routeTransition(tr)
 		if len(g.byTable[tr.Table]) == 0 {
 			continue
 		}

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -60,6 +61,7 @@ type setState struct {
 // (Added) or unreadable. Cols nil: every row of the table.
 type Transition struct {
 	Table string
+	Set   int // the set of the table's policy (see RouteSets)
 	Cols  []string
 	Key   string
 	Added bool
@@ -337,10 +339,11 @@ func (a *Access) EndTxn() []Transition {
 			}
 			ss.touched = false
 			table := ss.ta.tp.key
+			set := slices.Index(ss.ta.sets, ss)
 			if len(ss.outer) == 0 {
 				before, after := ss.beforeTotal > 0, len(ss.members) > 0
 				if before != after {
-					out = append(out, Transition{Table: table, Added: after})
+					out = append(out, Transition{Table: table, Set: set, Added: after})
 				}
 				continue
 			}
@@ -351,9 +354,9 @@ func (a *Access) EndTxn() []Transition {
 				now := ss.counts[key]
 				switch {
 				case n == 0 && now > 0:
-					out = append(out, Transition{Table: table, Cols: ss.outer, Key: key, Added: true})
+					out = append(out, Transition{Table: table, Set: set, Cols: ss.outer, Key: key, Added: true})
 				case n > 0 && now == 0:
-					out = append(out, Transition{Table: table, Cols: ss.outer, Key: key})
+					out = append(out, Transition{Table: table, Set: set, Cols: ss.outer, Key: key})
 				}
 			}
 			ss.before = nil
@@ -489,6 +492,60 @@ func pkNames(rel *changelog.Rel) []string {
 	out := make([]string, len(rel.PK))
 	for i, k := range rel.PK {
 		out[i] = rel.Columns[k].Name
+	}
+	return out
+}
+
+// RouteSets reports whether every row the table's policy admits has the
+// key of one of the listed sets in its outer columns (SetCols): then a
+// session need only look at the changes of rows with those keys (and of
+// rows it holds). ok with no sets: the policy admits no row.
+func (a *Access) RouteSets(table string) (sets []int, ok bool) {
+	ta := a.tables[table]
+	if ta == nil || !ta.tp.canSelect || ta.tp.err != nil || ta.err != nil {
+		return nil, true
+	}
+	if !ta.tp.rls {
+		return nil, false
+	}
+	return routes(ta.tp.root)
+}
+
+func routes(n cnode) ([]int, bool) {
+	switch x := n.(type) {
+	case setN:
+		return []int{x.set}, len(x.outer) > 0
+	case constN:
+		return nil, x.v != where.True
+	case andN:
+		for _, k := range x.kids {
+			if r, ok := routes(k); ok {
+				return r, true
+			}
+		}
+	case orN:
+		var out []int
+		for _, k := range x.kids {
+			r, ok := routes(k)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, r...)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// SetKeys returns the keys set i of the table's policy holds now.
+func (a *Access) SetKeys(table string, i int) []string {
+	ta := a.tables[table]
+	if ta == nil || i >= len(ta.sets) {
+		return nil
+	}
+	out := make([]string, 0, len(ta.sets[i].counts))
+	for k := range ta.sets[i].counts {
+		out = append(out, k)
 	}
 	return out
 }

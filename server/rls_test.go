@@ -271,6 +271,16 @@ func TestRLSWrites(t *testing.T) {
 	if rows := e.pgRows("SELECT count(*) FROM issue WHERE id = 'i1'"); rows[0] != "1" {
 		t.Fatalf("i1 deleted: %v", rows)
 	}
+	// A write-only insert: the INSERT policy allows it, the SELECT
+	// policies do not let her read it back: it is applied, and moves out.
+	if err := alice.Exec(ctx, "INSERT INTO issue (id, project_id, owner, title) VALUES ('a4', 'p1', 'alice', 'hidden')"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a4 in postgres", func() (bool, string) {
+		rows := e.pgRows("SELECT title FROM issue WHERE id = 'a4'")
+		return len(rows) == 1, fmt.Sprint(rows)
+	})
+	waitAsPG(t, e, alice, "alice", qi)
 	// Allowed update and delete go on.
 	if err := alice.Exec(ctx, "UPDATE issue SET title = 'edited' WHERE id = 'a1'"); err != nil {
 		t.Fatal(err)

@@ -77,8 +77,13 @@ type table struct {
 	selShadow *stmt
 	updShadow *stmt
 	insBase   *stmt
-	delBase   *stmt
-	updAll    *stmt
+	// insUser is insBase without ON CONFLICT, for writes as the user:
+	// under row-level security ON CONFLICT also requires the new row to
+	// pass the SELECT policies, which would refuse write-only inserts.
+	insUser *stmt
+	pkName  string // the primary key constraint
+	delBase *stmt
+	updAll  *stmt
 
 	mu      sync.Mutex
 	updates map[string]*stmt // by changed-column set
@@ -111,14 +116,16 @@ func loadTable(ctx context.Context, q catalog.Querier, cat *catalog.Tables, oid 
 	var attnums []int16
 	var names []string
 	var selfCascade bool
+	var pkName *string
 	err = q.QueryRow(ctx, `SELECT e.shadow,
 			(SELECT array_agg(a.attnum ORDER BY a.attnum) FROM pg_attribute a
 			 WHERE a.attrelid = e.relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
 			(SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
 			 WHERE a.attrelid = e.relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
 			EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = e.relid AND c.confrelid = e.relid AND c.contype = 'f'
-			        AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd')))
-		FROM lattice.electrified e WHERE e.relid = $1::oid`, oid).Scan(&shadow, &attnums, &names, &selfCascade)
+			        AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd'))),
+			(SELECT c.conname::text FROM pg_constraint c WHERE c.conrelid = e.relid AND c.contype = 'p')
+		FROM lattice.electrified e WHERE e.relid = $1::oid`, oid).Scan(&shadow, &attnums, &names, &selfCascade, &pkName)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s.%s", catalog.ErrNotElectrified, desc.Rel.Schema, desc.Rel.Table)
 	}
@@ -138,6 +145,7 @@ func loadTable(ctx context.Context, q catalog.Querier, cat *catalog.Tables, oid 
 		}
 	}
 	t := &table{
+		pkName:  optString(pkName),
 		oid:     oid,
 		name:    name,
 		qual:    desc.QualifiedSQL,
@@ -221,6 +229,7 @@ func (t *table) buildSQL() {
 	}
 	t.insBase = newStmt(fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s) ON CONFLICT (%s) %s",
 		t.qual, cols, strings.Join(vals, ", "), strings.Join(pkCols, ", "), action))
+	t.insUser = newStmt(fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES (%s)", t.qual, cols, strings.Join(vals, ", ")))
 	t.delBase = newStmt(fmt.Sprintf("DELETE FROM %s WHERE %s", t.qual, bw))
 	var nonKey []int
 	for i := range t.cols {
@@ -350,4 +359,11 @@ func (a *Applier) foreignKeys(ctx context.Context, t *table) ([]fkRef, []merge.R
 		t.fks, t.refs, t.fkDone = fks, refs, true
 	}
 	return t.fks, t.refs, nil
+}
+
+func optString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

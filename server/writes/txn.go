@@ -272,6 +272,10 @@ type item struct {
 	// table, for messages.
 	base  byte
 	table string
+	// user replaces s when the write runs as the user; pk names the
+	// primary key constraint of an insert.
+	user *stmt
+	pk   string
 }
 
 type result struct {
@@ -470,6 +474,12 @@ func (r *run) fail(err error, items []item, failed int) error {
 	change := -1
 	if failed >= 0 && failed < len(items) {
 		change = items[failed].change
+		var pgErr *pgconn.PgError
+		if it := items[failed]; it.base == 'i' && it.pk != "" && errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == it.pk {
+			// The row was inserted concurrently (by plain SQL) after the
+			// service found it absent: the next attempt merges with it.
+			return &retryable{err: err}
+		}
 	}
 	return classify(err, change, r.tables)
 }
@@ -690,6 +700,9 @@ func (r *run) asUser(items []item) []item {
 	out := make([]item, 0, len(items)+4)
 	as := false
 	for _, it := range items {
+		if it.user != nil {
+			it.s = it.user
+		}
 		if (it.base != 0) != as {
 			if as = it.base != 0; as {
 				out = append(out, item{s: stmtAsUser, params: [][]byte{[]byte(r.txn.Role), r.txn.Claims, []byte(r.txn.Sub)}, change: it.change})
@@ -864,7 +877,7 @@ func (s *simulation) emit(sr *simRow, change int, touch bool) {
 			it.base = 0
 		}
 	case exists && !sr.present:
-		it = item{s: t.insBase, params: slices.Clone(sr.texts), change: change, base: 'i', table: t.name}
+		it = item{s: t.insBase, params: slices.Clone(sr.texts), change: change, base: 'i', table: t.name, user: t.insUser, pk: t.pkName}
 		sr.present = true
 	case !exists && sr.present:
 		it = item{s: t.delBase, params: sr.st.key, change: change, base: 'd', table: t.name}

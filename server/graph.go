@@ -943,18 +943,8 @@ func (g *graph) query(n *node, keys []string, all bool) error {
 	}
 	tb := g.tables[n.key]
 	rel := tb.Rel
-	var b strings.Builder
-	b.WriteString("SELECT ")
-	for i, c := range rel.Columns {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("t.")
-		b.WriteString(catalog.QuoteIdent(c.Name))
-	}
-	b.WriteString(" FROM ")
-	b.WriteString(tb.QualifiedSQL)
-	b.WriteString(" t WHERE ")
+	b := selectAll(tb)
+	b.WriteString(" WHERE ")
 	args := []any{pgx.QueryExecModeSimpleProtocol}
 	for _, p := range n.param {
 		if p == nil {
@@ -998,9 +988,9 @@ func (g *graph) query(n *node, keys []string, all bool) error {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "(k->>%d)::%s", i, types[i])
+			fmt.Fprintf(b, "(k->>%d)::%s", i, types[i])
 		}
-		fmt.Fprintf(&b, " FROM json_array_elements($%d::json) k)", len(n.param)+1)
+		fmt.Fprintf(b, " FROM json_array_elements($%d::json) k)", len(n.param)+1)
 	} else {
 		b.WriteString("true")
 	}
@@ -1033,31 +1023,11 @@ func (g *graph) query(n *node, keys []string, all bool) error {
 
 // keysJSON renders encoded keys as a JSON array of arrays of Postgres text.
 func keysJSON(prel *changelog.Rel, keys []string) (string, error) {
-	var b []byte
-	b = append(b, '[')
-	for i, k := range keys {
-		vals, err := decodeKey(k, len(prel.PK))
-		if err != nil {
-			return "", err
-		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '[')
-		for j, v := range vals {
-			t, _, err := coltype.ToPGText(prel.Columns[prel.PK[j]].Type, v)
-			if err != nil {
-				return "", fmt.Errorf("key of %s: %w", prel.Table, err)
-			}
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, t)
-		}
-		b = append(b, ']')
+	js, err := valuesJSON(pkTypes(prel), keys)
+	if err != nil {
+		return "", fmt.Errorf("key of %s: %w", prel.Table, err)
 	}
-	b = append(b, ']')
-	return string(b), nil
+	return js, nil
 }
 
 func appendJSONString(b []byte, s string) []byte {
@@ -1597,18 +1567,7 @@ func pkTypes(rel *changelog.Rel) []coltype.Type {
 // of keys (encoded values); cols nil selects every row.
 func byColsSQL(tb *catalog.Table, cols []string, types []coltype.Type, keys []string) (string, []any, error) {
 	rel := tb.Rel
-	var b strings.Builder
-	b.WriteString("SELECT ")
-	for i, c := range rel.Columns {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("t.")
-		b.WriteString(catalog.QuoteIdent(c.Name))
-	}
-	b.WriteString(" FROM ")
-	b.WriteString(tb.QualifiedSQL)
-	b.WriteString(" t")
+	b := selectAll(tb)
 	args := []any{pgx.QueryExecModeSimpleProtocol}
 	if cols == nil {
 		return b.String(), args, nil
@@ -1631,7 +1590,7 @@ func byColsSQL(tb *catalog.Table, cols []string, types []coltype.Type, keys []st
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "(k->>%d)::%s", i, types[i].Name)
+		fmt.Fprintf(b, "(k->>%d)::%s", i, types[i].Name)
 	}
 	b.WriteString(" FROM json_array_elements($1::json) k)")
 	return b.String(), args, nil
@@ -1748,7 +1707,7 @@ func (g *graph) accessChanged(trs []authz.Transition) {
 				g.probes = append(g.probes, probeReq{table: tr.Table})
 				continue
 			}
-			if n := len(g.probes); n > 0 && g.probes[n-1].table == tr.Table && sameStrings(g.probes[n-1].cols, tr.Cols) {
+			if n := len(g.probes); n > 0 && g.probes[n-1].table == tr.Table && slices.Equal(g.probes[n-1].cols, tr.Cols) {
 				g.probes[n-1].keys = append(g.probes[n-1].keys, tr.Key)
 				continue
 			}
@@ -1763,7 +1722,7 @@ func (g *graph) accessChanged(trs []authz.Transition) {
 		} else {
 			sets := g.s.acc.SetCols(tr.Table)
 			for i, cols := range sets {
-				if i < len(g.accBy[tr.Table]) && sameStrings(cols, tr.Cols) {
+				if i < len(g.accBy[tr.Table]) && slices.Equal(cols, tr.Cols) {
 					for k := range g.accBy[tr.Table][i][tr.Key] {
 						keys = append(keys, k)
 					}
@@ -1787,16 +1746,21 @@ func (g *graph) accessChanged(trs []authz.Transition) {
 	}
 }
 
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+// selectAll starts a query of every column of tb, under alias t.
+func selectAll(tb *catalog.Table) *strings.Builder {
+	b := &strings.Builder{}
+	b.WriteString("SELECT ")
+	for i, c := range tb.Rel.Columns {
+		if i > 0 {
+			b.WriteString(", ")
 		}
+		b.WriteString("t.")
+		b.WriteString(catalog.QuoteIdent(c.Name))
 	}
-	return true
+	b.WriteString(" FROM ")
+	b.WriteString(tb.QualifiedSQL)
+	b.WriteString(" t")
+	return b
 }
 
 // drainAccess runs the pending probes and rechecks (the snapshot is open).

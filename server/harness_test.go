@@ -292,8 +292,15 @@ func (e *env) clientAt(path string) (*client.Client, func()) {
 // clientLogged is clientAt with the client's logger.
 func (e *env) clientLogged(path string, log *slog.Logger) (*client.Client, func()) {
 	e.t.Helper()
+	return e.clientFor("alice", path, log)
+}
+
+// clientFor opens a client of user sub on path and runs it until the test
+// ends or the returned stop func is called.
+func (e *env) clientFor(sub, path string, log *slog.Logger) (*client.Client, func()) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token("alice"), Logger: log})
+	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token(sub), Logger: log})
 	if err != nil {
 		e.t.Fatalf("open client: %v", err)
 	}

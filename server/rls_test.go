@@ -83,27 +83,7 @@ func (e *env) clientAs(sub string) *client.Client {
 // clientAsAt opens a client for user sub on path; stop ends it.
 func (e *env) clientAsAt(sub, path string) (c *client.Client, stop func()) {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token(sub), Logger: testLogger(e.t)})
-	if err != nil {
-		e.t.Fatalf("open client: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		c.Run(ctx)
-		close(done)
-	}()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-			c.Close()
-		}
-	}
-	e.t.Cleanup(stop)
-	return c, stop
+	return e.clientFor(sub, path, testLogger(e.t))
 }
 
 // pgRowsAs runs a query in Postgres as the auth role with sub's claims:

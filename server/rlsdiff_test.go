@@ -39,7 +39,7 @@ var rlsReadPolicies = []string{
 // client holds exactly the rows Postgres lets its user read (SET ROLE with
 // the user's claims), and every client write ran as the auth role.
 // LATTICE_RLS_SEEDS=N runs N seeds (default 2), LATTICE_RLS_OPS ops per
-// seed (default 80).
+// seed (default 80), LATTICE_RLS_SEED the first seed (alone, just it).
 func TestRLSDifferential(t *testing.T) {
 	seeds, ops := 2, 80
 	if v, err := strconv.Atoi(os.Getenv("LATTICE_RLS_SEEDS")); err == nil && v > 0 {
@@ -50,7 +50,10 @@ func TestRLSDifferential(t *testing.T) {
 	}
 	first := uint64(1)
 	if v, err := strconv.ParseUint(os.Getenv("LATTICE_RLS_SEED"), 10, 64); err == nil {
-		first, seeds = v, 1
+		first = v
+		if os.Getenv("LATTICE_RLS_SEEDS") == "" {
+			seeds = 1
+		}
 	}
 	for seed := first; seed < first+uint64(seeds); seed++ {
 		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) { rlsDiffRun(t, seed, ops) })

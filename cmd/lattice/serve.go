@@ -19,6 +19,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Listen, "listen", envOr("LATTICE_LISTEN", ":5133"), "HTTP listen address (env LATTICE_LISTEN)")
 	fs.StringVar(&secret, "auth-secret", envOr("LATTICE_AUTH_SECRET", ""), "HS256 secret for client JWTs (env LATTICE_AUTH_SECRET)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "accept clients without tokens (local development only)")
+	fs.StringVar(&cfg.AuthRole, "auth-role", envOr("LATTICE_AUTH_ROLE", ""), "Postgres role clients act as: its row-level security policies and privileges decide what each user reads and writes (env LATTICE_AUTH_ROLE)")
+	fs.DurationVar(&cfg.PolicyPoll, "policy-poll", time.Second, "how often to look for policy changes (with --auth-role)")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("LATTICE_DATA_DIR", "lattice-data"), "directory for the retained change log (env LATTICE_DATA_DIR)")
 	fs.StringVar(&cfg.Slot, "slot", envOr("LATTICE_SLOT", ""), "replication slot name (default lattice_<log id>) (env LATTICE_SLOT)")
 	fs.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", 1<<30, "retain at most this many bytes of change log")

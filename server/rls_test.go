@@ -386,3 +386,32 @@ func TestRLSIntegerKeys(t *testing.T) {
 	waitAsPG(t, e, c, "u1", q)
 	waitLocal(t, c, "SELECT count(*) FROM rb_item WHERE project_id = 11", "0")
 }
+
+// TestRLSResyncAfterRetention: a client whose position fell out of the
+// retained log re-syncs as its user: what it lost access to meanwhile is
+// gone, what it gained is there.
+func TestRLSResyncAfterRetention(t *testing.T) {
+	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
+	e.stop()
+	e.cfg.LogSegmentBytes = 4 << 10
+	e.cfg.LogMaxBytes = 16 << 10
+	e.start()
+	path := filepath.Join(t.TempDir(), "alice.db")
+	c, stop := e.clientAsAt("alice", path)
+	e.subscribe(c, client.Shape{Table: "issue"})
+	waitLocal(t, c, "SELECT id FROM issue ORDER BY id", "i1", "i3")
+	stop()
+	e.exec("DELETE FROM member WHERE user_id = 'alice'")
+	e.exec("INSERT INTO member VALUES ('p3', 'alice')")
+	for i := 0; i < 60; i++ {
+		e.exec("UPDATE issue SET title = repeat('x', 300) || $1 WHERE id = 'i2'", fmt.Sprint(i))
+	}
+	_, lsn := c.Position()
+	eventually(t, 20*time.Second, "retention to pass the client's position", func() (bool, string) {
+		tt := e.svc.TruncatedThrough()
+		return tt > lsn, fmt.Sprintf("truncated through %d, client at %d", tt, lsn)
+	})
+	c2, _ := e.clientAsAt("alice", path)
+	waitLocal(t, c2, "SELECT id FROM issue ORDER BY id", "i3", "i4")
+	waitAsPG(t, e, c2, "alice", "SELECT id, project_id, owner, title FROM issue ORDER BY id")
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/latticesync/lattice/client"
 	"github.com/latticesync/lattice/internal/pgtest"
 	"github.com/latticesync/lattice/server"
+	"github.com/latticesync/lattice/server/auth"
 )
 
 func TestMain(m *testing.M) {
@@ -39,7 +40,7 @@ func serviceMain() int {
 	ctx := context.Background()
 	svc, err := server.Start(ctx, server.Config{
 		DatabaseURL: os.Getenv("LATTICE_TEST_SERVICE_DB"),
-		AuthSecret:  testSecret,
+		Auth:        auth.Config{Secret: testSecret},
 		DataDir:     os.Getenv("LATTICE_TEST_SERVICE_DATA"),
 		Logger:      serviceLogger(),
 	})
@@ -116,7 +117,7 @@ func newEnv(t testing.TB, setup string, tables ...string) *env {
 	}
 	e.cfg = server.Config{
 		DatabaseURL: e.dbURL,
-		AuthSecret:  testSecret,
+		Auth:        auth.Config{Secret: testSecret},
 		DataDir:     filepath.Join(t.TempDir(), "data"),
 		Logger:      testLogger(t),
 	}

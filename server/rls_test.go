@@ -16,6 +16,7 @@ import (
 	"github.com/latticesync/lattice/client"
 	"github.com/latticesync/lattice/internal/pgtest"
 	"github.com/latticesync/lattice/server"
+	"github.com/latticesync/lattice/server/auth"
 )
 
 // The role clients act as in these tests. Roles are cluster-wide: it is
@@ -58,7 +59,7 @@ func newRLSEnv(t testing.TB, setup string, tables ...string) *env {
 	pgtest.Exec(t, e.dbURL, setup)
 	e.cfg = server.Config{
 		DatabaseURL: e.dbURL,
-		AuthSecret:  testSecret,
+		Auth:        auth.Config{Secret: testSecret},
 		DataDir:     filepath.Join(t.TempDir(), "data"),
 		Logger:      testLogger(t),
 		AuthRole:    rlsRole,

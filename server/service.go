@@ -25,6 +25,7 @@ import (
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/auth"
 	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
@@ -39,8 +40,11 @@ type Config struct {
 	DatabaseURL string
 	// Listen is the HTTP address (env LATTICE_LISTEN); default ":5133".
 	Listen string
-	// AuthSecret is the HS256 key for client JWTs (env LATTICE_AUTH_SECRET).
-	AuthSecret []byte
+	// Auth says how client JWTs are verified: an HMAC secret (env
+	// LATTICE_AUTH_SECRET), a PEM public key (--auth-public-key) or a JWKS
+	// URL (--jwks-url), and the issuer and audience to require (see
+	// server/auth).
+	Auth auth.Config
 	// Insecure accepts clients without checking tokens. Local development only.
 	Insecure bool
 	// DataDir holds the retained change log; default "lattice-data".
@@ -111,6 +115,8 @@ type Service struct {
 	applier *writes.Applier
 	slot    string
 	metrics *metrics
+	// verifier checks client tokens (nil when Insecure).
+	verifier *auth.Verifier
 	// recent: logged transactions not yet seen visible (visible.go).
 	recent recentXids
 
@@ -145,13 +151,30 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("no database: set DATABASE_URL or --database-url")
 	}
-	if !cfg.Insecure && len(cfg.AuthSecret) == 0 {
-		return nil, errors.New("no auth secret: set LATTICE_AUTH_SECRET, or pass --insecure for local development")
+	if !cfg.Insecure && len(cfg.Auth.Secret) == 0 && len(cfg.Auth.PublicKeyPEM) == 0 && cfg.Auth.JWKSURL == "" {
+		return nil, errors.New("no auth key: set LATTICE_AUTH_SECRET, --auth-public-key or --jwks-url, or pass --insecure for local development")
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), conns: map[*session]struct{}{}, router: newRouter()}
 	if cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients are not authenticated; any client can read every electrified table. Never use --insecure in production.")
+	} else {
+		if cfg.Auth.Logger == nil {
+			cfg.Auth.Logger = s.log
+		}
+		v, err := auth.New(ctx, cfg.Auth)
+		if err != nil {
+			return nil, err
+		}
+		s.verifier = v
+		s.log.Info("client tokens verified", "methods", strings.Join(v.Methods(), ","),
+			"issuer", cfg.Auth.Issuer, "audience", cfg.Auth.Audience)
 	}
+	started := false
+	defer func() {
+		if !started {
+			s.verifier.Close()
+		}
+	}()
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -215,6 +238,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		s.wg.Add(1)
 		go s.pollPolicies(rctx)
 	}
+	started = true
 	return s, nil
 }
 
@@ -609,6 +633,7 @@ func (s *Service) Close() error {
 		s.wg.Wait()
 		err = s.clog.Close()
 		s.pool.Close()
+		s.verifier.Close()
 	})
 	return err
 }

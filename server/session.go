@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/latticesync/lattice/protocol"
+	"github.com/latticesync/lattice/server/auth"
 	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
@@ -35,7 +36,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	log    *slog.Logger
-	user   Identity
+	user   auth.Identity
 	// clientID is Hello.ClientID: the origin of the client's writes.
 	clientID string
 
@@ -271,9 +272,9 @@ func (s *session) hello() error {
 		return &clientError{protocol.ErrVersion, fmt.Sprintf("protocol version %d is not supported; this service speaks %d", h.Version, protocol.Version), true}
 	}
 	if s.svc.cfg.Insecure {
-		s.user = Identity{UserID: "anonymous"}
+		s.user = auth.Identity{UserID: "anonymous", Claims: json.RawMessage(`{"sub":"anonymous"}`)}
 	} else {
-		id, err := authenticate(h.Token, s.svc.cfg.AuthSecret, time.Now())
+		id, err := s.svc.verifier.Verify(h.Token, time.Now())
 		if err != nil {
 			return &clientError{protocol.ErrUnauthorized, err.Error(), true}
 		}

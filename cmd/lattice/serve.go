@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/latticesync/lattice/server"
@@ -14,10 +16,14 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg server.Config
-	var secret, level, format string
+	var secret, publicKey, level, format string
 	fs.StringVar(&cfg.DatabaseURL, "database-url", envOr("DATABASE_URL", ""), "Postgres connection string (env DATABASE_URL)")
 	fs.StringVar(&cfg.Listen, "listen", envOr("LATTICE_LISTEN", ":5133"), "HTTP listen address (env LATTICE_LISTEN)")
-	fs.StringVar(&secret, "auth-secret", envOr("LATTICE_AUTH_SECRET", ""), "HS256 secret for client JWTs (env LATTICE_AUTH_SECRET)")
+	fs.StringVar(&secret, "auth-secret", envOr("LATTICE_AUTH_SECRET", ""), "HMAC secret for client JWTs, HS256/384/512 (env LATTICE_AUTH_SECRET)")
+	fs.StringVar(&publicKey, "auth-public-key", envOr("LATTICE_AUTH_PUBLIC_KEY", ""), "PEM `file` of the public key client JWTs are signed for: RSA (RS*/PS*), EC (ES*) or Ed25519 (EdDSA) (env LATTICE_AUTH_PUBLIC_KEY)")
+	fs.StringVar(&cfg.Auth.JWKSURL, "jwks-url", envOr("LATTICE_JWKS_URL", ""), "JWKS `URL` of the identity provider that signs client JWTs; refreshed, keys rotate without restart (env LATTICE_JWKS_URL)")
+	fs.StringVar(&cfg.Auth.Issuer, "auth-issuer", envOr("LATTICE_AUTH_ISSUER", ""), "when set, a token's iss must equal it (env LATTICE_AUTH_ISSUER)")
+	fs.StringVar(&cfg.Auth.Audience, "auth-audience", envOr("LATTICE_AUTH_AUDIENCE", ""), "when set, a token's aud must contain it (env LATTICE_AUTH_AUDIENCE)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "accept clients without tokens (local development only)")
 	fs.StringVar(&cfg.AuthRole, "auth-role", envOr("LATTICE_AUTH_ROLE", ""), "Postgres role clients act as: its row-level security policies and privileges decide what each user reads and writes (env LATTICE_AUTH_ROLE)")
 	fs.DurationVar(&cfg.PolicyPoll, "policy-poll", time.Second, "how often to look for policy changes (with --auth-role)")
@@ -41,7 +47,18 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
-	cfg.AuthSecret = []byte(secret)
+	cfg.Auth.Secret = []byte(secret)
+	if publicKey != "" {
+		b, err := os.ReadFile(publicKey)
+		if err != nil {
+			return fmt.Errorf("--auth-public-key: read the public key: %w", err)
+		}
+		if !bytes.Contains(b, []byte("-----BEGIN ")) {
+			return fmt.Errorf("--auth-public-key: %s is not a PEM file (expected a -----BEGIN PUBLIC KEY----- block)", publicKey)
+		}
+		cfg.Auth.PublicKeyPEM = b
+	}
+	cfg.Auth.Logger = logger
 	svc, err := server.Start(ctx, cfg)
 	if err != nil {
 		return err

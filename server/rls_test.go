@@ -416,3 +416,48 @@ func TestRLSResyncAfterRetention(t *testing.T) {
 	waitLocal(t, c2, "SELECT id FROM issue ORDER BY id", "i3", "i4")
 	waitAsPG(t, e, c2, "alice", "SELECT id, project_id, owner, title FROM issue ORDER BY id")
 }
+
+// TestRLSCustomClaims: policies see the token's whole claims object, and
+// Supabase-style helpers (auth.uid(), auth.jwt()) work where they exist.
+func TestRLSCustomClaims(t *testing.T) {
+	e := newRLSEnv(t, `
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '`+rlsRole+`') THEN CREATE ROLE `+rlsRole+` NOLOGIN; END IF;
+END $$;
+CREATE SCHEMA auth;
+CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$ SELECT coalesce(nullif(current_setting('request.jwt.claims', true), ''), '{}')::jsonb $$;
+CREATE FUNCTION auth.uid() RETURNS text LANGUAGE sql STABLE AS $$ SELECT auth.jwt() ->> 'sub' $$;
+GRANT USAGE ON SCHEMA auth TO `+rlsRole+`;
+CREATE TABLE doc (id int PRIMARY KEY, org int NOT NULL, owner text, secret boolean NOT NULL DEFAULT false);
+GRANT SELECT ON doc TO `+rlsRole+`;
+ALTER TABLE doc ENABLE ROW LEVEL SECURITY;
+CREATE POLICY doc_org ON doc FOR SELECT USING (org = (auth.jwt() ->> 'org')::int AND (NOT secret OR (auth.jwt() ->> 'role') = 'admin'));
+CREATE POLICY doc_own ON doc FOR SELECT USING (owner = auth.uid());
+INSERT INTO doc VALUES (1, 7, NULL, false), (2, 7, NULL, true), (3, 8, NULL, false), (4, 8, 'ann', true);
+`, "doc")
+	sign := func(sub string, extra map[string]any) string {
+		tok, err := auth.SignHMAC(testSecret, sub, time.Hour, extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	open := func(tok string) *client.Client {
+		ctx, cancel := context.WithCancel(context.Background())
+		c, err := client.Open(ctx, ":memory:", &client.Options{URL: e.url, Token: tok, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go c.Run(ctx)
+		t.Cleanup(func() { cancel(); c.Close() })
+		e.subscribe(c, client.Shape{Table: "doc"})
+		return c
+	}
+	ann := open(sign("ann", map[string]any{"org": 7}))
+	boss := open(sign("boss", map[string]any{"org": 7, "role": "admin"}))
+	waitLocal(t, ann, "SELECT id FROM doc ORDER BY id", "1", "4")
+	waitLocal(t, boss, "SELECT id FROM doc ORDER BY id", "1", "2")
+	e.exec("UPDATE doc SET org = 7 WHERE id = 3")
+	waitLocal(t, ann, "SELECT id FROM doc ORDER BY id", "1", "3", "4")
+	waitLocal(t, boss, "SELECT id FROM doc ORDER BY id", "1", "2", "3")
+}

@@ -506,8 +506,12 @@ func (s *session) readableTree(sh *shape) error {
 	return walk(sh.root)
 }
 
-// claims is the JSON the policies see as request.jwt.claims.
+// claims is the JSON the policies see as request.jwt.claims: the token's
+// claims object, verbatim.
 func (s *session) claims() []byte {
+	if len(s.user.Claims) > 0 {
+		return s.user.Claims
+	}
 	b, _ := json.Marshal(map[string]string{"sub": s.user.UserID})
 	return b
 }

@@ -161,7 +161,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		if cfg.Auth.Logger == nil {
 			cfg.Auth.Logger = s.log
 		}
-		v, err := auth.New(ctx, cfg.Auth)
+		v, err := auth.New(context.WithoutCancel(ctx), cfg.Auth) // refreshes JWKS until Close, not until Start's ctx ends
 		if err != nil {
 			return nil, err
 		}

@@ -56,8 +56,13 @@ type Options struct {
 	// Token is the JWT sent in Hello. Empty for a service run --insecure.
 	Token string
 	// TokenFunc, when set, is called on every (re)connect for a fresh token
-	// and wins over Token. An error fails that connection attempt, which is
-	// retried with backoff.
+	// and wins over Token (unless SetToken gave one since the last
+	// connection). It is also called when the service refuses a token
+	// (then the client reconnects at once with the new one), and a little
+	// before the current token's exp (see Run). It should return a cached
+	// token while that one is valid. An error fails that connection
+	// attempt, which is retried with backoff. Calls come one at a time,
+	// from the client's goroutines.
 	TokenFunc func(ctx context.Context) (string, error)
 	// Logger receives connection and apply events. nil discards them.
 	Logger *slog.Logger
@@ -88,6 +93,9 @@ type Status struct {
 	// LastError is the error that ended the most recent connection (or
 	// connection attempt); nil if none did. It is kept when the client
 	// comes online again, so that it tells why the last reconnect happened.
+	// An error sent by the service is its *protocol.Error (Code and the
+	// service's Message, e.g. unauthorized "token expired"). A planned
+	// switch to a refreshed token is not an error and is not recorded.
 	LastError error
 }
 
@@ -146,6 +154,7 @@ type Client struct {
 		sess *session
 		wake chan struct{}
 	}
+	tok tokenState // see token.go
 
 	idleTimeout time.Duration // see the constant; tests shorten it
 
@@ -235,9 +244,11 @@ func Open(ctx context.Context, path string, opts *Options) (*Client, error) {
 		subs: make(map[string]*subState),
 	}
 	c.net.wake = make(chan struct{}, 1)
+	c.tok.wake = make(chan struct{}, 1)
 	if opts != nil {
 		c.opts = *opts
 	}
+	c.tok.token = c.opts.Token
 	c.log = c.opts.Logger
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))

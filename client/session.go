@@ -47,9 +47,20 @@ var errReconnect = errors.New("reconnect requested by the service")
 // until ctx ends or Close is called. It returns ctx.Err(), or ErrClosed
 // after Close. Only one Run may be active at a time.
 //
+// Tokens: each connection asks Options.TokenFunc for its token (unless
+// SetToken gave one since the last connection). When the service refuses
+// a token (unauthorized: expired, invalid), the client gets a new one and
+// reconnects at once; a token the service refused is never sent again:
+// while TokenFunc returns the same one, the client stays offline (Status
+// keeps the service's error), asking it again with backoff, and
+// reconnects as soon as SetToken gives another. A token with an exp claim
+// is replaced before it expires (see refreshAt): the client asks for the
+// next one and switches connections without reporting a state change.
+//
 // Errors that a retry cannot fix end Run early, as the protocol asks:
-// unsupported_version, and unauthorized unless Options.TokenFunc can
-// supply a new token. The returned error then wraps the *protocol.Error.
+// unsupported_version, and unauthorized when there is no TokenFunc (nor a
+// new token from SetToken) to get a new token from. The returned error
+// then wraps the *protocol.Error.
 func (c *Client) Run(ctx context.Context) error {
 	if c.opts.URL == "" {
 		return errors.New("run client: no service URL in Options")
@@ -82,9 +93,25 @@ func (c *Client) Run(ctx context.Context) error {
 	defer stop()
 
 	attempt := 0
+	authFails := 0     // unauthorized in a row without a Welcome
+	switching := false // the last session ended to switch to a refreshed token
 	for {
-		c.updateStatus(func(s *Status) { s.State = StateConnecting })
-		online, err := c.runSession(ctx, wsURL)
+		var online time.Duration
+		token, err := c.nextToken(ctx)
+		if err != nil {
+			err = fmt.Errorf("get token: %w", err)
+		} else if c.isRefused(token) {
+			// The same token again: wait for another one.
+			if c.waitToken(ctx, &attempt) {
+				continue
+			}
+		} else {
+			if !switching {
+				c.updateStatus(func(s *Status) { s.State = StateConnecting })
+			}
+			online, err = c.runSession(ctx, wsURL, token)
+		}
+		switching = false
 		if ctx.Err() != nil {
 			c.updateStatus(func(s *Status) { s.State = StateOffline })
 			if c.closeCtx.Err() != nil {
@@ -92,15 +119,35 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			return ctx.Err()
 		}
+		if errors.Is(err, errTokenRefresh) {
+			switching = true
+			attempt, authFails = 0, 0
+			continue
+		}
 		c.log.Warn("lattice: connection ended", "err", err)
 		c.updateStatus(func(s *Status) { s.State = StateOffline; s.LastError = err })
 		var pe *protocol.Error
-		if errors.As(err, &pe) && (pe.Code == protocol.ErrVersion ||
-			pe.Code == protocol.ErrUnauthorized && c.opts.TokenFunc == nil) {
+		if errors.As(err, &pe) && pe.Code == protocol.ErrVersion {
 			return fmt.Errorf("run client: %w", err)
 		}
 		if online >= stableSession {
 			attempt = 0
+		}
+		if isUnauthorized(err) {
+			c.refuse(token)
+			if c.opts.TokenFunc == nil && !c.hasNewToken() {
+				return fmt.Errorf("run client: %w", err)
+			}
+			if online > 0 { // the token expired on an open connection
+				authFails = 0
+			}
+			authFails++
+			if authFails == 1 {
+				continue // get a new token and reconnect at once
+			}
+			attempt = max(attempt, authFails-2)
+		} else if online > 0 {
+			authFails = 0
 		}
 		d := backoff(attempt)
 		attempt++
@@ -108,9 +155,41 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-time.After(d):
 		case <-c.net.wake: // the network is back: try now
 			attempt = 0
+		case <-c.tok.wake: // a new token: try now
 		case <-ctx.Done():
 		}
 	}
+}
+
+// isUnauthorized reports whether err is the service refusing the token.
+func isUnauthorized(err error) bool {
+	var pe *protocol.Error
+	return errors.As(err, &pe) && pe.Code == protocol.ErrUnauthorized
+}
+
+// waitToken waits, offline, for a token other than the refused one:
+// SetToken, the network coming back, or (with a TokenFunc to ask again)
+// a backoff delay; without a TokenFunc only SetToken brings one. It
+// reports false when ctx ended.
+func (c *Client) waitToken(ctx context.Context, attempt *int) bool {
+	c.updateStatus(func(s *Status) { s.State = StateOffline })
+	var again <-chan time.Time
+	if c.opts.TokenFunc != nil {
+		t := time.NewTimer(backoff(*attempt))
+		defer t.Stop()
+		again = t.C
+		*attempt++
+	}
+	select {
+	case <-again:
+	case <-c.net.wake:
+		*attempt = 0
+	case <-c.tok.wake:
+		*attempt = 0
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // backoff returns the delay before reconnect attempt n (0-based): a random
@@ -410,13 +489,8 @@ func readFrame(ctx context.Context, ws *websocket.Conn, buf []byte, progress fun
 
 // runSession makes one connection and serves it until it fails. online
 // is how long it was online (from Welcome to its end).
-func (c *Client) runSession(ctx context.Context, wsURL string) (online time.Duration, err error) {
-	token := c.opts.Token
-	if c.opts.TokenFunc != nil {
-		if token, err = c.opts.TokenFunc(ctx); err != nil {
-			return 0, fmt.Errorf("get token: %w", err)
-		}
-	}
+func (c *Client) runSession(ctx context.Context, wsURL, token string) (online time.Duration, err error) {
+	got := time.Now()
 	s := newSession(c, ctx, nil)
 	defer s.cancel()
 	c.net.mu.Lock()
@@ -462,6 +536,10 @@ func (c *Client) runSession(ctx context.Context, wsURL string) (online time.Dura
 	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.pusher() }()
+	if at, ok := refreshAt(token, got); ok {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.refresher(token, at) }()
+	}
 	if pingsVisible && c.idleTimeout > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.watchdog(c.idleTimeout) }()
@@ -477,10 +555,33 @@ func (c *Client) runSession(ctx context.Context, wsURL string) (online time.Dura
 		err = s.err
 	}
 	s.errMu.Unlock()
+	var pe *protocol.Error
+	if q := s.queuedFatal(); q != nil && !errors.As(err, &pe) && !errors.Is(err, errTokenRefresh) && ctx.Err() == nil {
+		err = q
+	}
 	if s.welcomed {
 		online = time.Since(s.online)
 	}
 	return online, err
+}
+
+// queuedFatal returns a fatal Error from the service that was received but
+// not handled when the session ended (the reader has stopped). The
+// service closes the connection right after such an Error; a write
+// failing on that closed connection can end the session first, and the
+// service's reason (unauthorized "token expired", say) must win over the
+// transport error it caused.
+func (s *session) queuedFatal() *protocol.Error {
+	for {
+		select {
+		case it := <-s.frames:
+			if e, ok := it.m.(*protocol.Error); ok && e.Fatal {
+				return e
+			}
+		default:
+			return nil
+		}
+	}
 }
 
 // serve applies frames in order until the session fails.

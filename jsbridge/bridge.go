@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +45,9 @@ type Options struct {
 	// PendingEvery is how often the pending-write count is checked for
 	// changes between requests. Default 250ms.
 	PendingEvery time.Duration
+	// TokenWait bounds how long the client waits for a page to answer a
+	// token event. Default 15s.
+	TokenWait time.Duration
 }
 
 // Bridge serves the requests of the ports (tabs) attached to one worker.
@@ -63,19 +67,29 @@ type Bridge struct {
 }
 
 type openDB struct {
-	name    string
-	c       *client.Client
-	token   string // guarded by Bridge.mu
-	cancel  context.CancelFunc
-	done    chan struct{}
-	status  client.Status // last reported; guarded by Bridge.mu
-	pending int           // last reported; guarded by Bridge.mu
+	name  string
+	c     *client.Client
+	token string // guarded by Bridge.mu
+	// tokenWaits are the client's token requests waiting for a page's
+	// answer (setToken or tokenError). Guarded by Bridge.mu.
+	tokenWaits []chan tokenAnswer
+	cancel     context.CancelFunc
+	done       chan struct{}
+	status     client.Status // last reported; guarded by Bridge.mu
+	pending    int           // last reported; guarded by Bridge.mu
 }
 
 type port struct {
 	id    int
 	lives map[int]func()
 	txs   map[int]*itx
+	// refresh: the page has a getToken to answer token events with.
+	refresh bool
+}
+
+type tokenAnswer struct {
+	token string
+	err   error
 }
 
 // New returns a Bridge.
@@ -88,6 +102,9 @@ func New(opts Options) *Bridge {
 	}
 	if opts.PendingEvery <= 0 {
 		opts.PendingEvery = 250 * time.Millisecond
+	}
+	if opts.TokenWait <= 0 {
+		opts.TokenWait = 15 * time.Second
 	}
 	return &Bridge{opts: opts, log: opts.Logger, ports: map[int]*port{}, holds: map[string]map[int]int{}}
 }
@@ -179,9 +196,11 @@ func (b *Bridge) handle(ctx context.Context, portID int, req Request) (any, erro
 		if err != nil {
 			return nil, err
 		}
-		b.mu.Lock()
-		db.token = tok
-		b.mu.Unlock()
+		b.tokenAnswered(db, tokenAnswer{token: tok})
+		return nil, nil
+	case "tokenError":
+		msg, _ := req.optStr("message")
+		b.tokenAnswered(db, tokenAnswer{err: fmt.Errorf("getToken failed: %s", msg)})
 		return nil, nil
 	case "status":
 		b.mu.Lock()
@@ -217,6 +236,7 @@ func (b *Bridge) open(ctx context.Context, portID int, req Request) (any, error)
 	}
 	url, _ := cfg.optStr("url")
 	token, _ := cfg.optStr("token")
+	refresh, _ := cfg["refreshToken"].(bool)
 	var schema any
 	if v, ok := cfg["schema"]; ok && v != nil {
 		schema = v
@@ -234,19 +254,15 @@ func (b *Bridge) open(ctx context.Context, portID int, req Request) (any, error)
 		if token != "" {
 			b.db.token = token
 		}
-		b.attach(portID)
+		b.attach(portID).refresh = refresh
 		return map[string]any{"clientId": b.db.c.ClientID(), "status": statusValue(b.db.status, b.db.pending)}, nil
 	}
 	db := &openDB{name: name, token: token, done: make(chan struct{})}
 	opts := &client.Options{
-		URL:    url,
-		Logger: b.log,
-		TokenFunc: func(context.Context) (string, error) {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			return db.token, nil
-		},
-		OnStatus: func(st client.Status) { b.statusChanged(db, st) },
+		URL:       url,
+		Logger:    b.log,
+		TokenFunc: func(ctx context.Context) (string, error) { return b.tokenFor(ctx, db) },
+		OnStatus:  func(st client.Status) { b.statusChanged(db, st) },
 	}
 	if schema != nil {
 		rels, err := parseSchema(schema)
@@ -266,7 +282,7 @@ func (b *Bridge) open(ctx context.Context, portID int, req Request) (any, error)
 	db.status = c.Status()
 	db.pending = c.PendingCount()
 	b.db = db
-	b.attach(portID)
+	b.attach(portID).refresh = refresh
 	runCtx, cancel := context.WithCancel(context.Background())
 	db.cancel = cancel
 	if url != "" {
@@ -284,9 +300,69 @@ func (b *Bridge) open(ctx context.Context, portID int, req Request) (any, error)
 }
 
 // attach registers a port. Caller holds mu.
-func (b *Bridge) attach(portID int) {
+func (b *Bridge) attach(portID int) *port {
 	if b.ports[portID] == nil {
 		b.ports[portID] = &port{id: portID, lives: map[int]func(){}, txs: map[int]*itx{}}
+	}
+	return b.ports[portID]
+}
+
+// tokenFor is the client's TokenFunc. When a page has a getToken
+// (refreshToken in its open config), the token comes from it: a token
+// event goes to those pages and the first answer (setToken, or tokenError)
+// is the result. Otherwise it is the token last given (open, setToken):
+// after the service refused it, the client waits for a setToken.
+func (b *Bridge) tokenFor(ctx context.Context, db *openDB) (string, error) {
+	b.mu.Lock()
+	var ask []int
+	for id, p := range b.ports {
+		if p.refresh {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 || b.db != db {
+		tok := db.token
+		b.mu.Unlock()
+		return tok, nil
+	}
+	ch := make(chan tokenAnswer, 1)
+	db.tokenWaits = append(db.tokenWaits, ch)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		db.tokenWaits = slices.DeleteFunc(db.tokenWaits, func(w chan tokenAnswer) bool { return w == ch })
+		b.mu.Unlock()
+	}()
+	b.broadcast(ask, Event{"event": "token"})
+	t := time.NewTimer(b.opts.TokenWait)
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		return a.token, a.err
+	case <-t.C:
+		return "", fmt.Errorf("no page answered the token request within %v (getToken)", b.opts.TokenWait)
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// tokenAnswered delivers a page's token (or getToken failure) to the
+// client: to its waiting token requests if any, else, for a token, as the
+// token of its next connection (client.SetToken, which reconnects at once
+// when the client is waiting for one).
+func (b *Bridge) tokenAnswered(db *openDB, a tokenAnswer) {
+	b.mu.Lock()
+	if a.err == nil {
+		db.token = a.token
+	}
+	waits := db.tokenWaits
+	db.tokenWaits = nil
+	b.mu.Unlock()
+	for _, w := range waits {
+		w <- a // buffered, one answer each
+	}
+	if len(waits) == 0 && a.err == nil {
+		db.c.SetToken(a.token)
 	}
 }
 

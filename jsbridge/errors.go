@@ -43,9 +43,12 @@ func Code(err error) string {
 	var shape *client.ShapeError
 	var serr *sqlite3.Error
 	var rej *client.RejectedError
+	var pe *protocol.Error
 	switch {
 	case errors.As(err, &e):
 		return e.Code
+	case errors.As(err, &pe) && pe.Code == protocol.ErrUnauthorized:
+		return CodeUnauthorized
 	case errors.As(err, &shape):
 		if shape.Code == protocol.ErrUnauthorized {
 			return CodeUnauthorized
@@ -78,8 +81,12 @@ func Code(err error) string {
 func errorValue(err error) map[string]any {
 	msg := err.Error()
 	var e *Error
-	if errors.As(err, &e) {
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &e):
 		msg = e.Message
+	case errors.As(err, &pe) && pe.Code == protocol.ErrUnauthorized && pe.Message != "":
+		msg = pe.Message // the service's reason, e.g. "token expired"
 	}
 	return map[string]any{"code": Code(err), "message": msg}
 }

@@ -13,8 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latticesync/lattice/client"
 	"github.com/latticesync/lattice/internal/pgtest"
 	"github.com/latticesync/lattice/server"
+	"github.com/latticesync/lattice/server/auth"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -166,4 +168,95 @@ func TestNetworkEvents(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("online again after %v", d)
 	}
+}
+
+// Tokens: a page with getToken (refreshToken) is asked for every token,
+// also before the current one expires, and the connection never reports
+// the expiry; without it, the expiry is reported (UNAUTHORIZED, the
+// service's "token expired"), nothing reconnects with the refused token,
+// and setToken reconnects at once.
+func TestTokenRefresh(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	dbURL := pgtest.DB(t)
+	pgtest.Exec(t, dbURL, `CREATE TABLE item (id text PRIMARY KEY, title text NOT NULL)`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svc, err := server.Start(ctx, server.Config{DatabaseURL: dbURL, Auth: auth.Config{Secret: secret}, DataDir: filepath.Join(t.TempDir(), "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(svc.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		svc.Close()
+	})
+	pgtest.Exec(t, dbURL, `CALL lattice.electrify('item')`)
+	wsURL := "ws" + strings.TrimPrefix(hs.URL, "http")
+	token := func(ttl time.Duration) string {
+		tok, err := server.SignToken(secret, "u1", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	status := func(ok func(map[string]any) bool) func(Event) bool {
+		return func(e Event) bool {
+			st, _ := e["status"].(map[string]any)
+			return e["event"] == "status" && ok(st)
+		}
+	}
+	isToken := func(e Event) bool { return e["event"] == "token" }
+
+	t.Run("getToken", func(t *testing.T) {
+		b, ev := newBridge(t)
+		ok(t, call(t, b, 1, `{"id":1,"op":"open","config":{"dbName":"a","url":"`+wsURL+`","refreshToken":true}}`))
+		ev.wait(t, 1, isToken)
+		first := time.Now()
+		ok(t, call(t, b, 1, `{"id":2,"op":"setToken","token":"`+token(5*time.Second)+`"}`))
+		ev.wait(t, 1, status(func(st map[string]any) bool { return st["state"] == "online" }))
+		ok(t, call(t, b, 1, `{"id":3,"op":"sync","shape":{"table":"item"}}`))
+		// Asked again before the expiry (10% of 5 s early).
+		ev.wait(t, 1, isToken)
+		if d := time.Since(first); d > 5*time.Second {
+			t.Fatalf("asked for the next token %v after a 5 s one", d)
+		}
+		ok(t, call(t, b, 1, `{"id":4,"op":"setToken","token":"`+token(time.Hour)+`"}`))
+		time.Sleep(time.Until(first.Add(6 * time.Second))) // past the first token's exp
+		pgtest.Exec(t, dbURL, `INSERT INTO item VALUES ('x', 'after expiry')`)
+		waitQuery(t, b, `SELECT title FROM item`, `[["after expiry"]]`)
+		ok(t, call(t, b, 1, `{"id":5,"op":"exec","sql":"INSERT INTO item VALUES ('y', 'from page')"}`))
+		waitPG(t, dbURL, `SELECT count(*) FROM item WHERE id = 'y'`)
+		b.mu.Lock()
+		st := b.db.status
+		b.mu.Unlock()
+		if st.State != client.StateOnline || st.LastError != nil {
+			t.Fatalf("status %+v", st)
+		}
+	})
+
+	t.Run("setToken", func(t *testing.T) {
+		b, ev := newBridge(t)
+		ok(t, call(t, b, 1, `{"id":1,"op":"open","config":{"dbName":"b","url":"`+wsURL+`","token":"`+token(3*time.Second)+`"}}`))
+		ev.wait(t, 1, status(func(st map[string]any) bool { return st["state"] == "online" }))
+		ok(t, call(t, b, 1, `{"id":4,"op":"sync","shape":{"table":"item"}}`))
+		ev.wait(t, 1, status(func(st map[string]any) bool {
+			e, _ := st["lastError"].(map[string]any)
+			return st["state"] == "offline" && e["code"] == CodeUnauthorized && e["message"] == "token expired"
+		}))
+		ok(t, call(t, b, 1, `{"id":2,"op":"exec","sql":"INSERT INTO item VALUES ('z', 'offline')"}`))
+		time.Sleep(700 * time.Millisecond)
+		b.mu.Lock()
+		st := b.db.status
+		b.mu.Unlock()
+		if st.State != client.StateOffline {
+			t.Fatalf("reconnected with the expired token: %+v", st)
+		}
+		ok(t, call(t, b, 1, `{"id":3,"op":"setToken","token":"`+token(time.Hour)+`"}`))
+		start := time.Now()
+		ev.wait(t, 1, status(func(st map[string]any) bool { return st["state"] == "online" }))
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("online %v after setToken", d)
+		}
+		waitPG(t, dbURL, `SELECT count(*) FROM item WHERE id = 'z'`)
+	})
 }

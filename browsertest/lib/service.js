@@ -1,5 +1,6 @@
-// A throwaway Postgres and an insecure lattice service for browser tests:
-// `go run ./internal/testservice`, driven over its stdin.
+// A throwaway Postgres and a lattice service for browser tests (insecure,
+// or verifying tokens signed with authSecret): `go run
+// ./internal/testservice`, driven over its stdin.
 
 import { spawn } from 'node:child_process';
 import { writeFileSync, rmSync, mkdtempSync } from 'node:fs';
@@ -9,15 +10,18 @@ import readline from 'node:readline';
 import { repoRoot } from './harness.js';
 
 /**
- * startService({ setup, electrify }) runs the setup SQL, electrifies the
- * tables and starts the service. Returns { ws, pg, sql(stmt), query(select)
- * → rows of text, stop(), start(), close() }.
+ * startService({ setup, electrify, authSecret }) runs the setup SQL,
+ * electrifies the tables and starts the service. Returns { ws, pg,
+ * sql(stmt), query(select) → rows of text, token(sub, ttl) → a token signed
+ * with authSecret (ttl a Go duration such as '3s'), stop(), start(), close() }.
  */
-export async function startService({ setup = '', electrify = [] } = {}) {
+export async function startService({ setup = '', electrify = [], authSecret = '' } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lattice-svc-'));
   const setupFile = path.join(dir, 'setup.sql');
   writeFileSync(setupFile, setup);
-  const proc = spawn('go', ['run', './internal/testservice', '-setup', setupFile, '-electrify', electrify.join(',')], {
+  const args = ['run', './internal/testservice', '-setup', setupFile, '-electrify', electrify.join(',')];
+  if (authSecret) args.push('-auth-secret', authSecret);
+  const proc = spawn('go', args, {
     cwd: repoRoot,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -36,8 +40,14 @@ export async function startService({ setup = '', electrify = [] } = {}) {
   const command = (cmd, withData) => {
     const p = chain.then(async () => {
       proc.stdin.write(cmd.replace(/\n/g, ' ') + '\n');
-      const data = withData ? JSON.parse(await line()) : undefined;
-      const status = withData && typeof data === 'string' ? data : await line();
+      let data;
+      let status;
+      if (withData) {
+        const l = await line();
+        if (l.startsWith('error:')) status = l;
+        else data = JSON.parse(l);
+      }
+      status ??= await line();
       if (status !== 'ok') throw new Error(`testservice ${cmd}: ${status}`);
       return data;
     });
@@ -49,6 +59,7 @@ export async function startService({ setup = '', electrify = [] } = {}) {
     pg: hello.pg,
     sql: (stmt) => command('sql ' + stmt, false),
     query: (q) => command('query ' + q, true),
+    token: async (sub, ttl) => (await command(`token ${sub} ${ttl}`, true)).token,
     stop: () => command('stop', false),
     start: () => command('start', false),
     close: async () => {

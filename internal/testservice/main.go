@@ -1,7 +1,11 @@
-// Command testservice runs a throwaway Postgres (wal_level=logical) and an
-// insecure Lattice service for the browser tests, controlled over stdin:
+// Command testservice runs a throwaway Postgres (wal_level=logical) and a
+// Lattice service for the browser tests, controlled over stdin:
 //
-//	go run ./internal/testservice [-setup file.sql] [-electrify t1,t2]
+//	go run ./internal/testservice [-setup file.sql] [-electrify t1,t2] [-auth-secret s]
+//
+// The service is insecure (no tokens checked) unless -auth-secret is given:
+// it then verifies HS256 tokens signed with that secret, which the token
+// command makes.
 //
 // It prints one JSON line, {"ws": "ws://127.0.0.1:port", "pg": "postgres://..."},
 // once the service listens, then reads commands, one per line, answering
@@ -9,6 +13,9 @@
 //
 //	sql <statement>   run a statement in Postgres
 //	query <select>    print the rows as one JSON line (arrays of text), then ok
+//	token <sub> <ttl> print {"token": "..."}: an HS256 token for user sub
+//	                  signed with -auth-secret, expiring after ttl (a Go
+//	                  duration; 0 for no exp), then ok
 //	stop              stop the service (clients go offline)
 //	start             start it again on the same port and data dir
 //
@@ -19,6 +26,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +42,7 @@ import (
 
 	"github.com/latticesync/lattice/internal/pgtest"
 	"github.com/latticesync/lattice/server"
+	"github.com/latticesync/lattice/server/auth"
 )
 
 func main() {
@@ -90,6 +99,7 @@ func (v *svc) stop(graceful bool) {
 func run() error {
 	setup := flag.String("setup", "", "SQL file to run before the service starts")
 	electrify := flag.String("electrify", "", "comma-separated tables to electrify")
+	secret := flag.String("auth-secret", "", "verify client tokens with this HMAC secret instead of running insecure")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -122,9 +132,12 @@ func run() error {
 	}
 	defer os.RemoveAll(data)
 	v := &svc{addr: "127.0.0.1:0", cfg: server.Config{
-		DatabaseURL: dbURL, Insecure: true, DataDir: filepath.Join(data, "data"),
+		DatabaseURL: dbURL, Insecure: *secret == "", DataDir: filepath.Join(data, "data"),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}}
+	if *secret != "" {
+		v.cfg.Auth = auth.Config{Secret: []byte(*secret)}
+	}
 	if err := v.start(ctx); err != nil {
 		return err
 	}
@@ -149,6 +162,8 @@ func run() error {
 			_, err = conn.Exec(ctx, arg)
 		case "query":
 			err = query(ctx, conn, arg, os.Stdout)
+		case "token":
+			err = token([]byte(*secret), arg, os.Stdout)
 		case "stop":
 			v.stop(true)
 		case "start":
@@ -191,6 +206,25 @@ func query(ctx context.Context, conn *pgx.Conn, sql string, w io.Writer) error {
 		return err
 	}
 	data, _ := json.Marshal(out)
+	fmt.Fprintln(w, string(data))
+	return nil
+}
+
+// token prints {"token": ...} for "<sub> <ttl>".
+func token(secret []byte, arg string, w io.Writer) error {
+	if len(secret) == 0 {
+		return errors.New("token: the service runs without -auth-secret")
+	}
+	sub, ttlText, _ := strings.Cut(strings.TrimSpace(arg), " ")
+	ttl, err := time.ParseDuration(strings.TrimSpace(ttlText))
+	if sub == "" || err != nil {
+		return fmt.Errorf("token: want <sub> <ttl>, e.g. token u1 3s (%v)", err)
+	}
+	tok, err := server.SignToken(secret, sub, ttl)
+	if err != nil {
+		return err
+	}
+	data, _ := json.Marshal(map[string]string{"token": tok})
 	fmt.Fprintln(w, string(data))
 	return nil
 }

@@ -44,7 +44,7 @@ interface ShapeRecord {
 }
 
 // Requests that only read, so they may be sent again when the worker behind the link changed.
-const retryable = new Set(['query', 'status', 'setToken']);
+const retryable = new Set(['query', 'status', 'setToken', 'tokenError']);
 
 // Marks errors caused by a link reset, so reads can be retried.
 const resetErrors = new WeakSet<LatticeError>();
@@ -110,6 +110,9 @@ export async function createLattice(config: LatticeConfig, link?: LinkFactory): 
   if (!config || typeof config.url !== 'string' || typeof config.dbName !== 'string' || config.dbName === '') {
     throw new LatticeError('BAD_REQUEST', 'createLattice needs { url, dbName }');
   }
+  if (config.getToken !== undefined && typeof config.getToken !== 'function') {
+    throw new LatticeError('BAD_REQUEST', 'createLattice: getToken must be a function');
+  }
   const makeLink = link ?? defaultLink(config);
   const tab = randomId();
   const releaseTab = await holdTabLock(tab);
@@ -142,6 +145,7 @@ class LatticeClient implements Lattice {
   #shapeRefs = new Map<string, number>(); // the worker has one subscription per shape id
   #closed = false;
   #failure: LatticeError | undefined;
+  #tokenAsked: Promise<void> | undefined; // a getToken call answering the worker
 
   constructor(config: LatticeConfig, tab: string, makeLink: LinkFactory, releaseTab: () => void) {
     this.#config = { ...config };
@@ -163,6 +167,7 @@ class LatticeClient implements Lattice {
       wasmUrl: wasmUrlOf(c),
     };
     if (c.token !== undefined) out['token'] = c.token;
+    if (c.getToken !== undefined) out['refreshToken'] = true;
     if (c.schema !== undefined) out['schema'] = c.schema;
     return out;
   }
@@ -215,6 +220,10 @@ class LatticeClient implements Lattice {
       }
       case 'status':
         this.#setStatus(m['status'] as Status);
+        return;
+      case 'token':
+        // The worker needs a token (connecting, refused, or about to expire).
+        this.#answerToken();
         return;
       case 'rejected': {
         const r: Rejection = { txnId: m['txnId'], error: LatticeError.from(m.error) };
@@ -480,6 +489,27 @@ class LatticeClient implements Lattice {
     }
     this.#shapeRefs.delete(shapeId);
     if (!this.#closed) await this.#call('unsync', { shapeId });
+  }
+
+  // Calls getToken for the worker and sends it the result (one call at a time).
+  #answerToken(): void {
+    const getToken = this.#config.getToken;
+    if (!getToken || this.#closed || this.#tokenAsked) return;
+    this.#tokenAsked = (async () => {
+      let token: unknown;
+      try {
+        token = await getToken();
+        if (typeof token !== 'string') throw new Error(`getToken returned ${typeof token}, not a string`);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        await this.#call('tokenError', { message }).catch(() => {});
+        return;
+      }
+      this.#config.token = token;
+      await this.#read('setToken', { token }).catch(() => {});
+    })().finally(() => {
+      this.#tokenAsked = undefined;
+    });
   }
 
   async setToken(token: string): Promise<void> {

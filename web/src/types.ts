@@ -92,7 +92,13 @@ export interface Lattice {
   onStatus(fn: (status: Status) => void): () => void;
   /** Calls fn when the service rejects a local transaction; returns a function that stops it. */
   onRejected(fn: (rejection: Rejection) => void): () => void;
-  /** Replaces the auth token; the next reconnect uses it, the open session is kept. */
+  /**
+   * Gives the worker a new auth token. If it is offline waiting for one
+   * (the service refused the last token: `status.lastError.code` is
+   * 'UNAUTHORIZED'), it reconnects with it at once; pending writes are sent
+   * then. An open connection keeps its token until that one nears its `exp`,
+   * then switches to this one.
+   */
   setToken(token: string): Promise<void>;
   /** Detaches this page; the database closes when no page uses it. */
   close(): Promise<void>;
@@ -104,6 +110,20 @@ export interface LatticeConfig {
   url: string;
   /** A JWT for the service (its `sub` is the user id). */
   token?: string;
+  /**
+   * Returns a current token for the service, e.g.
+   * `async () => (await supabase.auth.getSession()).data.session?.access_token ?? ''`,
+   * `() => auth.currentUser!.getIdToken()` (Firebase) or Clerk's `getToken`.
+   * Called whenever the worker connects or reconnects, when the service
+   * refuses a token (it expired, or was revoked), and a little before the
+   * current token's `exp` (30 s, or 10% of its lifetime for short-lived
+   * ones), so a live connection is switched to the new token before the old
+   * one expires. It should return a cached token while that one is valid, as
+   * those SDKs do. When it throws, the connection is retried with backoff.
+   * Without it, an expired token leaves the database offline (its
+   * `status.lastError` says why) until `setToken` is called.
+   */
+  getToken?: () => string | Promise<string>;
   /** Name of the local database; pages of one origin with the same name share it. */
   dbName: string;
   /** The schema object written by `lattice generate`: local tables exist before the first sync. */

@@ -129,6 +129,61 @@ describe('createLattice over a link', () => {
     expect(s.log.map((m) => [m.op, m['shapeId']])).toEqual([['unsync', 'issues-p1']]);
   });
 
+  it('answers the worker\'s token events with getToken (one call at a time), and reports its failures', async () => {
+    const s = scripted((m) => (m.op === 'open' ? { clientId: 'c', status: { state: 'online', pending: 0 } } : {}));
+    let n = 0;
+    let fail = false;
+    let release!: () => void;
+    let gate = new Promise<void>((r) => (release = r));
+    const db = await createLattice(
+      {
+        ...config,
+        getToken: async () => {
+          n++;
+          await gate;
+          if (fail) throw new Error('signed out');
+          return 'tok' + n;
+        },
+      },
+      s.factory,
+    );
+    expect((s.log[0]!['config'] as Record<string, unknown>)['refreshToken']).toBe(true);
+    s.log.length = 0;
+    s.h().message({ event: 'token' });
+    s.h().message({ event: 'token' }); // while the first call runs: answered by it
+    release();
+    await tick();
+    await tick();
+    expect(n).toBe(1);
+    expect(s.log.map((m) => [m.op, m['token']])).toEqual([['setToken', 'tok1']]);
+    s.log.length = 0;
+    fail = true;
+    gate = Promise.resolve();
+    s.h().message({ event: 'token' });
+    await tick();
+    await tick();
+    expect(s.log.map((m) => [m.op, m['message']])).toEqual([['tokenError', 'signed out']]);
+    await db.close();
+  });
+
+  it('ignores token events without getToken, and rejects a getToken that is not a function', async () => {
+    const s = scripted((m) => (m.op === 'open' ? { clientId: 'c', status: { state: 'offline', pending: 0 } } : {}));
+    const db = await createLattice(config, s.factory);
+    expect((s.log[0]!['config'] as Record<string, unknown>)['refreshToken']).toBeUndefined();
+    s.log.length = 0;
+    s.h().message({ event: 'token' });
+    await tick();
+    expect(s.log).toEqual([]);
+    s.h().message({
+      event: 'status',
+      status: { state: 'offline', pending: 2, lastError: { code: 'UNAUTHORIZED', message: 'token expired' } },
+    });
+    expect(db.status).toEqual({ state: 'offline', pending: 2, lastError: { code: 'UNAUTHORIZED', message: 'token expired' } });
+    await db.setToken('fresh');
+    expect(s.log.map((m) => [m.op, m['token']])).toEqual([['setToken', 'fresh']]);
+    await expect(createLattice({ ...config, getToken: 'x' as never }, s.factory)).rejects.toThrow('getToken must be a function');
+  });
+
   it('rejects everything with CLOSED after close', async () => {
     const s = scripted((m) => (m.op === 'open' ? { clientId: 'c', status: { state: 'online', pending: 0 } } : {}));
     const db = await createLattice(config, s.factory);

@@ -6,7 +6,8 @@ import type { Root } from 'react-dom/client';
 import { createLattice } from '../../src/index.js';
 import type { Lattice, LinkHandlers, Row, Shape, RequestMessage, WorkerMessage } from '../../src/index.js';
 import { electedWorkerLink, sharedWorkerLink } from '../../src/link.js';
-import { LatticeProvider, useLiveQuery, useShape } from '../../src/react.js';
+import { LatticeProvider, useLiveQuery, useShape, useSyncStatus } from '../../src/react.js';
+import type { Status } from '../../src/index.js';
 
 interface Commit {
   t: number; // epoch ms, sub-millisecond
@@ -23,7 +24,14 @@ const state = {
   activeLives: 0,
   commits: [] as Commit[],
   root: undefined as Root | undefined,
+  statuses: [] as Status[], // every status the database reported
+  statusTimes: [] as number[], // when (epoch ms)
+  getTokenCalls: 0,
+  getTokenTimes: [] as number[],
 };
+
+// Set by the test (page.exposeFunction): a token signed by the test service.
+declare const mintToken: () => Promise<string>;
 
 // Counts what the hooks ask of the database; everything goes to the real one.
 function counted(db: Lattice): Lattice {
@@ -58,12 +66,16 @@ function List(props: { sql: string; params: unknown[]; shape: Shape }) {
   // A new params array each render, on purpose.
   const { rows, error } = useLiveQuery(props.sql, [...(props.params as string[])]);
   const titles = rows.map((r: Row) => String(r['title']));
+  const status = useSyncStatus();
   useLayoutEffect(() => {
     state.commits.push({ t: now(), titles });
   }, [rows]);
   return (
     <div>
       <p id="synced">{String(shape.synced)}</p>
+      <p id="status">
+        {status.state} {status.pending} {status.lastError ? `${status.lastError.code}: ${status.lastError.message}` : ''}
+      </p>
       {error ? <p id="error">{error.code}</p> : null}
       <ul>
         {titles.map((t) => (
@@ -75,11 +87,21 @@ function List(props: { sql: string; params: unknown[]; shape: Shape }) {
 }
 
 const lt = {
-  async open(opts: { url: string; dbName: string; worker: 'shared' | 'dedicated' }) {
+  /** token: the initial token; getToken: answer with mintToken(). */
+  async open(opts: { url: string; dbName: string; worker: 'shared' | 'dedicated'; token?: string; getToken?: boolean }) {
     const workerUrl = new URL('/worker.js', location.href);
     workerUrl.searchParams.set('wasm', new URL('/lattice.wasm', location.href).href);
+    const config: Parameters<typeof createLattice>[0] = { url: opts.url, dbName: opts.dbName, worker: opts.worker };
+    if (opts.token !== undefined) config.token = opts.token;
+    if (opts.getToken) {
+      config.getToken = () => {
+        state.getTokenCalls++;
+        state.getTokenTimes.push(Date.now());
+        return mintToken();
+      };
+    }
     const db = await createLattice(
-      { url: opts.url, dbName: opts.dbName, worker: opts.worker },
+      config,
       (tab: string, h: LinkHandlers) => {
         const logged: LinkHandlers = {
           ...h,
@@ -102,6 +124,12 @@ const lt = {
       },
     );
     state.db = counted(db);
+    state.statuses.push(db.status);
+    state.statusTimes.push(Date.now());
+    db.onStatus((s) => {
+      state.statuses.push(s);
+      state.statusTimes.push(Date.now());
+    });
     return db.status.state;
   },
   mount(opts: { strict: boolean; releaseDelay: number; sql: string; params: unknown[]; shape: Shape }) {
@@ -147,6 +175,16 @@ const lt = {
   exec: (sql: string, params: unknown[]) => state.db!.exec(sql, params as never),
   query: (sql: string, params: unknown[]) => state.db!.query(sql, params as never),
   status: () => state.db!.status,
+  statuses: () => state.statuses,
+  getTokenCalls: () => state.getTokenCalls,
+  /** What happened when (for failure messages): statuses, getToken calls, first renders of titles. */
+  timeline: () => ({
+    statuses: state.statuses.map((s, i) => ({ t: state.statusTimes[i], ...s })),
+    getToken: state.getTokenTimes,
+    commits: state.commits.map((c) => ({ t: Math.round(c.t), n: c.titles.length })),
+  }),
+  setToken: (t: string) => state.db!.setToken(t),
+  statusText: () => document.getElementById('status')?.textContent ?? '',
   close: () => state.db!.close(),
 };
 

@@ -27,10 +27,14 @@ INSERT INTO issue (project_id, title)
 SELECT CASE WHEN i % 3 = 0 THEN 'p2' ELSE 'p1' END, 'Issue ' || i FROM generate_series(1, 20) i;
 `;
 
-/** A throwaway Postgres + service with the test tables: { url, sql, query, close }. */
-export async function startLattice() {
-  const svc = await startService({ setup: SETUP, electrify: ['project', 'issue'] });
-  return { url: svc.ws, sql: svc.sql, query: svc.query, close: svc.close };
+/**
+ * A throwaway Postgres + service with the test tables: { url, sql, query,
+ * token(sub, ttl), close }. Insecure, unless authSecret is given: it then
+ * checks tokens, which token() signs.
+ */
+export async function startLattice({ authSecret } = {}) {
+  const svc = await startService({ setup: SETUP, electrify: ['project', 'issue'], authSecret });
+  return { url: svc.ws, sql: svc.sql, query: svc.query, token: svc.token, close: svc.close };
 }
 
 /** Opens a page that forwards its errors to the test output. */

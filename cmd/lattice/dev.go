@@ -2,26 +2,38 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/internal/pgtest"
+	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server"
+	"github.com/latticesync/lattice/server/auth"
+	"github.com/latticesync/lattice/server/catalog"
 )
 
 // devCmd runs the demo: Postgres (a cluster kept under --data-dir, unless
-// DATABASE_URL is set), the example app's schema and seed data, the sync
-// service in insecure mode, and the example app (examples/react, built when
-// stale) served with the sync endpoint on one origin, until interrupted.
+// DATABASE_URL is set), the example app's schema, access policies and seed
+// data, the sync service enforcing the policies (auth role
+// lattice_demo_user, tokens signed with a secret kept in --data-dir), and
+// the example app (examples/react, built when stale) served with the sync
+// endpoint and /dev-token (a token for any user: development only) on one
+// origin, until interrupted.
 func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -77,15 +89,11 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "using the Postgres of DATABASE_URL")
 	}
 
-	svc, err := server.Start(ctx, server.Config{
-		DatabaseURL: dbURL, Listen: *listen, Insecure: true,
-		DataDir: filepath.Join(*dataDir, "service"), Logger: logger,
-	})
-	if err != nil {
+	// The schema, its policies and the seed come first: the service checks
+	// the auth role and reads the policies when it starts.
+	if err := bootstrap(ctx, dbURL); err != nil {
 		return err
 	}
-	defer svc.Close()
-
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -95,6 +103,20 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+
+	secret, err := devSecret(*dataDir)
+	if err != nil {
+		return err
+	}
+	svc, err := server.Start(ctx, server.Config{
+		DatabaseURL: dbURL, Listen: *listen, Auth: auth.Config{Secret: secret}, AuthRole: demoRole,
+		DataDir: filepath.Join(*dataDir, "service"), Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	tokens := devTokenHandler(secret)
 
 	var dist string
 	if !*noApp {
@@ -123,9 +145,8 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	errc := make(chan error, 2)
-	go func() { errc <- svc.Serve(ctx, svcLn) }()
-	if appLn != nil {
-		srv := &http.Server{Handler: appHandler(dist, svc.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	serve := func(what string, ln net.Listener, h http.Handler) {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -133,19 +154,75 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			srv.Shutdown(sctx)
 		}()
 		go func() {
-			if err := srv.Serve(appLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve app: %w", err)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", what, err)
 			}
 		}()
 	}
+	// The service's address answers /dev-token too (for Vite's dev server,
+	// which proxies to it); the service's sessions end with svc.Close.
+	serve("service", svcLn, devServiceHandler(svc.Handler(), tokens))
+	logger.Info("listening", "addr", svcLn.Addr().String(), "path", protocol.Path)
+	if appLn != nil {
+		serve("app", appLn, appHandler(dist, svc.Handler(), tokens))
+	}
 	printDevBanner(stdout, dbURL, *dataDir, hostPort(svcLn), appLn)
 
-	err = <-errc
-	if ctx.Err() != nil {
+	select {
+	case err = <-errc:
+		return err
+	case <-ctx.Done():
 		fmt.Fprintln(stderr, "stopping...")
 		return nil
 	}
-	return err
+}
+
+// bootstrap creates schema lattice (what the service does when it starts),
+// so that the demo's tables can be electrified before it starts.
+func bootstrap(ctx context.Context, dbURL string) error {
+	pcfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return fmt.Errorf("parse database URL: %w", err)
+	}
+	for k, v := range coltype.SessionParams {
+		pcfg.ConnConfig.RuntimeParams[k] = v
+	}
+	pcfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer pool.Close()
+	if err := catalog.Bootstrap(ctx, pool); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
+}
+
+// devSecret is the demo's token secret: made once per data dir (a random
+// hex string in <dir>/auth-secret), then kept, so tokens stay valid across
+// runs. It is the secret as lattice token takes it (LATTICE_AUTH_SECRET).
+func devSecret(dir string) ([]byte, error) {
+	p := filepath.Join(dir, "auth-secret")
+	if b, err := os.ReadFile(p); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return []byte(s), nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read the demo's token secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	s := hex.EncodeToString(raw)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.WriteFile(p, []byte(s+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write the demo's token secret: %w", err)
+	}
+	return []byte(s), nil
 }
 
 // prepareData applies the schema and seeds when asked (or, by default, when
@@ -183,13 +260,18 @@ func printDevBanner(w io.Writer, dbURL, dataDir, svcAddr string, appLn net.Liste
 	fmt.Fprintf(w, "\nLattice demo is running. Ctrl-C stops it; the next run reuses the data (%s/).\n\n", dataDir)
 	if appLn != nil {
 		app := "http://" + hostPort(appLn)
-		fmt.Fprintf(w, "  App:          %s/\n", app)
-		fmt.Fprintf(w, "  Second user:  %s/?user=alice   (another local database and name; open it in a\n", app)
-		fmt.Fprintf(w, "                second window and watch edits appear in both, even after going offline)\n")
+		fmt.Fprintf(w, "  App:          %s/   (user demo: a member of every seeded project)\n", app)
+		fmt.Fprintf(w, "  Other users:  %s/?user=alice  and  %s/?user=bob   (each a local database of its\n", app, app)
+		fmt.Fprintf(w, "                own; alice and bob are in different projects: in alice's window add bob to\n")
+		fmt.Fprintf(w, "                a project (Members) and watch it appear in bob's; edits are live, even offline)\n")
 	}
-	fmt.Fprintf(w, "  Service:      ws://%s   (insecure mode: no token needed, local development only)\n", svcAddr)
+	fmt.Fprintf(w, "  Access:       Postgres row-level security of role %s (cmd/lattice/devschema.go):\n", demoRole)
+	fmt.Fprintf(w, "                each user reads and writes the projects they are a member of\n")
+	fmt.Fprintf(w, "  Service:      ws://%s   tokens: http://%s/dev-token?user=NAME (development only:\n", svcAddr, svcAddr)
+	fmt.Fprintf(w, "                anyone can be anyone), or LATTICE_AUTH_SECRET=$(cat %s) lattice token --sub NAME\n", filepath.Join(dataDir, "auth-secret"))
 	fmt.Fprintf(w, "  Health:       http://%s/healthz   Metrics: http://%s/metrics\n", svcAddr, svcAddr)
 	fmt.Fprintf(w, "  Postgres:     %s\n\n", dbURL)
 	fmt.Fprintf(w, "Write with plain SQL and watch the app follow:\n")
-	fmt.Fprintf(w, "  psql '%s' -c \"UPDATE issue SET status = 'done' WHERE id = (SELECT id FROM issue ORDER BY modified DESC LIMIT 1)\"\n\n", dbURL)
+	fmt.Fprintf(w, "  psql '%s' -c \"UPDATE issue SET status = 'done' WHERE id = (SELECT id FROM issue ORDER BY modified DESC LIMIT 1)\"\n", dbURL)
+	fmt.Fprintf(w, "  psql '%s' -c \"INSERT INTO project_member SELECT id, 'bob' FROM project WHERE name = 'Atlas'\"\n\n", dbURL)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +13,12 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/latticesync/lattice/codegen"
+	"github.com/latticesync/lattice/server"
 )
 
 // prepareApp returns the example app's dist directory, building it first
@@ -141,15 +144,16 @@ func staleBuild(dir string) (bool, error) {
 }
 
 // appHandler serves the built app from dist, and sync (the service's
-// handler: /v1/sync, /healthz, /metrics) on the same origin. Files under
+// handler: /v1/sync, /healthz, /metrics) and /dev-token on the same origin. Files under
 // assets/ have content hashes in their names and are cached for good; the
 // rest (index.html, the service worker) is revalidated. Unknown paths
 // without an extension get index.html (client-side routes).
-func appHandler(dist string, sync http.Handler) http.Handler {
+func appHandler(dist string, sync, tokens http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", sync)
 	mux.Handle("/healthz", sync)
 	mux.Handle("/metrics", sync)
+	mux.Handle("/dev-token", tokens)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -187,5 +191,55 @@ func appHandler(dist string, sync http.Handler) http.Handler {
 		}
 		http.ServeContent(w, r, p, info.ModTime().Truncate(time.Second), f)
 	})
+	return mux
+}
+
+// devTokenTTL is the lifetime of the tokens /dev-token hands out; the app
+// fetches a new one before it ends.
+const devTokenTTL = 24 * time.Hour
+
+// devUserName is what the app accepts as ?user= (and /dev-token as user).
+var devUserName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// devTokenHandler answers GET /dev-token?user=NAME with a token for user
+// NAME signed with the demo's secret: {"token", "user", "expires"}.
+//
+// DEVELOPMENT ONLY: whoever reaches it can act as any user. It is how the
+// demo app (examples/react) gets an identity without a login; a real app
+// gets its tokens from its own authentication (lattice token, or any
+// HS256 JWT with the user id in sub).
+func devTokenHandler(secret []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		user := strings.ToLower(r.URL.Query().Get("user"))
+		if !devUserName.MatchString(user) {
+			http.Error(w, "user: 1 to 32 of a-z, 0-9, _ and -", http.StatusBadRequest)
+			return
+		}
+		tok, err := server.SignToken(secret, user, devTokenTTL)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(map[string]string{
+			"token":   tok,
+			"user":    user,
+			"expires": time.Now().Add(devTokenTTL).UTC().Format(time.RFC3339),
+		})
+	})
+}
+
+// devServiceHandler is what lattice dev serves on the service's address:
+// the service, and /dev-token (for an app on Vite's dev server, which
+// proxies /v1 and /dev-token there).
+func devServiceHandler(sync, tokens http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/dev-token", tokens)
+	mux.Handle("/", sync)
 	return mux
 }

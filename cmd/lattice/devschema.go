@@ -10,10 +10,41 @@ import (
 	"github.com/latticesync/lattice/server/catalog"
 )
 
+// demoRole is the Postgres role the demo's clients act as (server.Config.AuthRole):
+// its row-level security policies below decide what each user reads and writes.
+const demoRole = "lattice_demo_user"
+
+// demoSub is the user id of a client's token, as policies see it.
+const demoSub = `(current_setting('request.jwt.claims', true)::jsonb ->> 'sub')`
+
+// demoMember is the policy term "the row's project is one of the user's":
+// the subquery form the service evaluates on the live stream (server/authz).
+const demoMember = `project_id IN (SELECT project_id FROM project_member WHERE user_id = ` + demoSub + `)`
+
 // demoSchema is the example app's schema (examples/react): projects, their
-// issues and the issues' comments. Idempotent. Status and priority are
-// enums: the generated client types them as unions of their labels, and
+// members, issues and the issues' comments, and who may see and change
+// what. Idempotent, and it upgrades a database made before access control
+// (comment.project_id, project_member, the policies). Status and priority
+// are enums: the generated client types them as unions of their labels, and
 // Postgres rejects a bad client write.
+//
+// Access (row-level security for role lattice_demo_user, the claims of the
+// client's token in request.jwt.claims):
+//   - a user reads the projects they are a member of, their issues and
+//     comments, and their own project_member rows;
+//   - members insert, update and delete the issues and comments of their
+//     projects, update their projects, and add users to them (an insert
+//     into project_member);
+//   - anyone creates a project, and may make themselves its first member
+//     (the app does both in one transaction).
+//
+// comment.project_id (its issue's project, kept by triggers) lets the
+// comment policy use the membership subquery directly: a subquery's table
+// may not itself have a policy with a subquery (one level, server/authz).
+// The write policies use two SECURITY DEFINER helpers: Postgres enforces
+// write policies itself (the service's stream judges only SELECT
+// policies), and a project_member policy cannot read project_member
+// through RLS (recursion).
 const demoSchema = `
 DO $$ BEGIN
     CREATE TYPE issue_status AS ENUM ('backlog', 'todo', 'in_progress', 'done', 'canceled');
@@ -21,6 +52,14 @@ EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 DO $$ BEGIN
     CREATE TYPE issue_priority AS ENUM ('none', 'urgent', 'high', 'medium', 'low');
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + demoRole + `') THEN
+        CREATE ROLE ` + demoRole + ` NOLOGIN;
+    END IF;
+    IF NOT pg_has_role(current_user, '` + demoRole + `', 'MEMBER') THEN
+        EXECUTE format('GRANT ` + demoRole + ` TO %I', current_user);
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS project (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name        text NOT NULL,
@@ -28,6 +67,12 @@ CREATE TABLE IF NOT EXISTS project (
     created     timestamptz NOT NULL DEFAULT now(),
     modified    timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS project_member (
+    project_id  uuid NOT NULL REFERENCES project(id) ON DELETE CASCADE,
+    user_id     text NOT NULL,
+    PRIMARY KEY (project_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS project_member_user_id ON project_member (user_id);
 CREATE TABLE IF NOT EXISTS issue (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     project_id  uuid NOT NULL REFERENCES project(id) ON DELETE CASCADE,
@@ -49,13 +94,109 @@ CREATE TABLE IF NOT EXISTS comment (
     created     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS comment_issue_id ON comment (issue_id);
+
+-- comment.project_id: added (not in CREATE TABLE) so that new and upgraded
+-- databases have the same column order; backfilled, then kept by triggers.
+ALTER TABLE comment ADD COLUMN IF NOT EXISTS project_id uuid;
+CREATE OR REPLACE FUNCTION comment_project_id() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
+DECLARE p uuid;
+BEGIN
+    SELECT project_id INTO p FROM issue WHERE id = NEW.issue_id;
+    IF FOUND THEN NEW.project_id := p; END IF;
+    RETURN NEW;
+END $f$;
+CREATE OR REPLACE TRIGGER comment_project_id BEFORE INSERT OR UPDATE OF issue_id, project_id ON comment
+    FOR EACH ROW EXECUTE FUNCTION comment_project_id();
+CREATE OR REPLACE FUNCTION issue_moved() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
+BEGIN
+    UPDATE comment SET project_id = NEW.project_id WHERE issue_id = NEW.id;
+    RETURN NULL;
+END $f$;
+CREATE OR REPLACE TRIGGER issue_moved AFTER UPDATE OF project_id ON issue
+    FOR EACH ROW WHEN (OLD.project_id IS DISTINCT FROM NEW.project_id) EXECUTE FUNCTION issue_moved();
+UPDATE comment c SET project_id = i.project_id FROM issue i WHERE i.id = c.issue_id AND c.project_id IS DISTINCT FROM i.project_id;
+ALTER TABLE comment ALTER COLUMN project_id SET NOT NULL;
+CREATE INDEX IF NOT EXISTS comment_project_id ON comment (project_id);
+
+-- Helpers of the write policies (they read project_member as its owner).
+CREATE OR REPLACE FUNCTION demo_is_member(p uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $f$
+    SELECT EXISTS (SELECT 1 FROM project_member WHERE project_id = p AND user_id = ` + demoSub + `)
+$f$;
+CREATE OR REPLACE FUNCTION demo_has_members(p uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $f$
+    SELECT EXISTS (SELECT 1 FROM project_member WHERE project_id = p)
+$f$;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON project, project_member, issue, comment TO ` + demoRole + `;
+ALTER TABLE project ENABLE ROW LEVEL SECURITY;
+ALTER TABLE project_member ENABLE ROW LEVEL SECURITY;
+ALTER TABLE issue ENABLE ROW LEVEL SECURITY;
+ALTER TABLE comment ENABLE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS project_read ON project;
+CREATE POLICY project_read ON project FOR SELECT TO ` + demoRole + `
+    USING (id IN (SELECT project_id FROM project_member WHERE user_id = ` + demoSub + `));
+DROP POLICY IF EXISTS project_create ON project;
+CREATE POLICY project_create ON project FOR INSERT TO ` + demoRole + ` WITH CHECK (true);
+DROP POLICY IF EXISTS project_edit ON project;
+CREATE POLICY project_edit ON project FOR UPDATE TO ` + demoRole + ` USING (demo_is_member(id));
+
+DROP POLICY IF EXISTS member_read ON project_member;
+CREATE POLICY member_read ON project_member FOR SELECT TO ` + demoRole + ` USING (user_id = ` + demoSub + `);
+DROP POLICY IF EXISTS member_add ON project_member;
+CREATE POLICY member_add ON project_member FOR INSERT TO ` + demoRole + `
+    WITH CHECK (demo_is_member(project_id) OR (user_id = ` + demoSub + ` AND NOT demo_has_members(project_id)));
+
+DROP POLICY IF EXISTS issue_read ON issue;
+CREATE POLICY issue_read ON issue FOR SELECT TO ` + demoRole + ` USING (` + demoMember + `);
+DROP POLICY IF EXISTS issue_insert ON issue;
+CREATE POLICY issue_insert ON issue FOR INSERT TO ` + demoRole + ` WITH CHECK (` + demoMember + `);
+DROP POLICY IF EXISTS issue_update ON issue;
+CREATE POLICY issue_update ON issue FOR UPDATE TO ` + demoRole + ` USING (` + demoMember + `) WITH CHECK (` + demoMember + `);
+DROP POLICY IF EXISTS issue_delete ON issue;
+CREATE POLICY issue_delete ON issue FOR DELETE TO ` + demoRole + ` USING (` + demoMember + `);
+
+DROP POLICY IF EXISTS comment_read ON comment;
+CREATE POLICY comment_read ON comment FOR SELECT TO ` + demoRole + ` USING (` + demoMember + `);
+DROP POLICY IF EXISTS comment_insert ON comment;
+CREATE POLICY comment_insert ON comment FOR INSERT TO ` + demoRole + ` WITH CHECK (` + demoMember + `);
+DROP POLICY IF EXISTS comment_update ON comment;
+CREATE POLICY comment_update ON comment FOR UPDATE TO ` + demoRole + ` USING (` + demoMember + `) WITH CHECK (` + demoMember + `);
+DROP POLICY IF EXISTS comment_delete ON comment;
+CREATE POLICY comment_delete ON comment FOR DELETE TO ` + demoRole + ` USING (` + demoMember + `);
 `
 
 // demoTables are electrified parents first.
-var demoTables = []string{"project", "issue", "comment"}
+var demoTables = []string{"project", "project_member", "issue", "comment"}
 
-// applyDemoSchema creates the tables (idempotent) and electrifies them. The
-// service must have bootstrapped schema lattice first.
+// seedMembers are the members of the k-th seeded project (in creation
+// order): the default user "demo" is in every project (it sees everything,
+// as before access control); alice and bob take turns, so that they see
+// different projects (alice the first, largest one).
+func seedMembers(k int) []string {
+	if k%2 == 0 {
+		return []string{"demo", "alice"}
+	}
+	return []string{"demo", "bob"}
+}
+
+// seedMembersSQL gives the projects of a database made before access
+// control the members seedMembers would have given them (once: only while
+// project_member is empty).
+const seedMembersSQL = `
+INSERT INTO project_member (project_id, user_id)
+SELECT p.id, u
+FROM (SELECT id, row_number() OVER (ORDER BY created, name, id) - 1 AS k FROM project) p,
+     unnest(CASE WHEN p.k % 2 = 0 THEN ARRAY['demo', 'alice'] ELSE ARRAY['demo', 'bob'] END) u
+WHERE NOT EXISTS (SELECT 1 FROM project_member)
+ON CONFLICT DO NOTHING`
+
+// applyDemoSchema creates the tables, the role and the policies
+// (idempotent), electrifies the tables and gives pre-existing projects
+// their members. Schema lattice must exist (catalog.Bootstrap).
 func applyDemoSchema(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, demoSchema); err != nil {
 		return fmt.Errorf("create demo schema: %w", err)
@@ -64,6 +205,9 @@ func applyDemoSchema(ctx context.Context, conn *pgx.Conn) error {
 		if err := catalog.Electrify(ctx, conn, t); err != nil {
 			return fmt.Errorf("electrify %s: %w", t, err)
 		}
+	}
+	if _, err := conn.Exec(ctx, seedMembersSQL); err != nil {
+		return fmt.Errorf("seed project members: %w", err)
 	}
 	return nil
 }
@@ -180,6 +324,11 @@ func seedDemo(ctx context.Context, conn *pgx.Conn, opts seedOptions) error {
 		if err != nil {
 			return fmt.Errorf("seed project: %w", err)
 		}
+		for _, u := range seedMembers(k) {
+			if _, err := tx.Exec(ctx, `INSERT INTO project_member (project_id, user_id) VALUES ($1, $2)`, id, u); err != nil {
+				return fmt.Errorf("seed project members: %w", err)
+			}
+		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO issue (project_id, title, description, priority, status, kanbanorder, username, created, modified)
 			SELECT $1::uuid,
@@ -206,8 +355,8 @@ func seedDemo(ctx context.Context, conn *pgx.Conn, opts seedOptions) error {
 			    SELECT id, created, row_number() OVER (ORDER BY id) AS rn
 			    FROM issue WHERE project_id = $1::uuid
 			)
-			INSERT INTO comment (issue_id, body, username, created)
-			SELECT i.id,
+			INSERT INTO comment (issue_id, project_id, body, username, created)
+			SELECT i.id, $1::uuid,
 			       pg_temp.pick($4) || CASE WHEN random() < 0.3 THEN ' ' || pg_temp.pick($4) ELSE '' END,
 			       pg_temp.pick($5),
 			       i.created + random() * (now() - i.created)

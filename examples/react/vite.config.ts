@@ -48,7 +48,7 @@ self.addEventListener('fetch', (e) => {
   const req = e.request;
   const url = new URL(req.url);
   if (req.method !== 'GET' || url.origin !== self.location.origin) return;
-  if (url.pathname.startsWith('/v1/') || url.pathname === '/healthz' || url.pathname === '/metrics') return;
+  if (url.pathname.startsWith('/v1/') || url.pathname === '/healthz' || url.pathname === '/metrics' || url.pathname === '/dev-token') return;
   if (req.mode === 'navigate') {
     // Network first (a new deploy shows at once), the cached shell offline.
     e.respondWith(fetch(req).catch(() => caches.match('/', { cacheName: CACHE })));
@@ -100,8 +100,10 @@ function latticeAssets(): Plugin {
   };
 }
 
-// The sync service: "lattice dev" serves the built app and /v1/sync on one
-// origin; "npm run dev" (Vite's dev server) proxies /v1 to a running service.
+// The sync service: "lattice dev" serves the built app, /v1/sync and
+// /dev-token (the demo's tokens) on one origin; "npm run dev" (Vite's dev
+// server) proxies /v1 and /dev-token to a running "lattice dev" (its service
+// address answers both).
 const service = process.env.LATTICE_SERVICE ?? 'http://localhost:5133';
 
 export default defineConfig({
@@ -116,6 +118,6 @@ export default defineConfig({
 
   server: {
     port: 5173,
-    proxy: { '/v1': { target: service, ws: true } },
+    proxy: { '/v1': { target: service, ws: true }, '/dev-token': { target: service } },
   },
 });

@@ -16,6 +16,13 @@ before(async () => {
   const [p] = await dev.sql(`SELECT id FROM project ORDER BY name LIMIT 1`);
   projectId = p.id;
   issueIds = (await dev.sql(`SELECT id FROM issue WHERE project_id = $1 ORDER BY id LIMIT 20`, [projectId])).map((r) => r.id);
+  // Access is per user (row-level security): the seed makes alice (and
+  // demo) members of the first project; the other users of these tests
+  // join it here, with plain SQL (access.test.mjs tests the rest).
+  await dev.sql(`INSERT INTO project_member (project_id, user_id) SELECT $1, u FROM unnest($2::text[]) u ON CONFLICT DO NOTHING`, [
+    projectId,
+    ['bob', 'dora', 'carol5', 'carol6'],
+  ]);
 });
 
 after(async () => {
@@ -264,7 +271,8 @@ describe('example app', () => {
   }
 
   test('screenshots of the main views', async () => {
-    const u = await openUser(browser, dev.appUrl, 'erin', '/');
+    // demo (the app's default user) is a member of every seeded project.
+    const u = await openUser(browser, dev.appUrl, 'demo', '/');
     try {
       await u.page.waitForSelector('[data-testid=project-card]', { timeout: 60_000 });
       await screenshot(u.page, 'projects');

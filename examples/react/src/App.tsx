@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useState } from 'react';
 import { useLattice, useShape } from '@latticesync/web/react';
 import { useRoute, type Route } from './lib/router';
-import { ALL_PROJECTS, projectShape } from './db/db';
+import { ALL_PROJECTS, MY_MEMBERSHIPS, projectShape } from './db/db';
 import { ensureIndexes } from './db/mutations';
 import { useRow } from './db/hooks';
 import { Header } from './components/Header';
@@ -9,18 +9,20 @@ import { ProjectList } from './components/ProjectList';
 import { IssueList } from './components/IssueList';
 import { Board } from './components/Board';
 import { IssueDetail } from './components/IssueDetail';
-import { ErrorNote, Spinner } from './components/ui';
+import { ErrorNote, Rejections, Spinner } from './components/ui';
 
 export function App({ user }: { user: string }) {
   const route = useRoute();
   const projects = useShape(ALL_PROJECTS);
+  const memberships = useShape(MY_MEMBERSHIPS);
 
   return (
     <div className="app">
       <Header route={route} user={user} />
-      <ErrorNote error={projects.error} />
+      <ErrorNote error={projects.error ?? memberships.error} />
+      <Rejections />
       <main>
-        {route.name === 'projects' && <ProjectList synced={projects.synced} />}
+        {route.name === 'projects' && <ProjectList synced={projects.synced} user={user} />}
         {'projectId' in route && <ProjectScope key={route.projectId} route={route} user={user} />}
         {route.name === 'notfound' && <div className="page muted">Page not found.</div>}
       </main>
@@ -40,10 +42,22 @@ function ProjectScope({ route, user }: { route: Route & { projectId: string }; u
   }, [db, synced]);
   // Rows already local (a previous visit, an offline reload) show at once;
   // the spinner is for a project not yet here.
-  const { row } = useRow<{ n: number }>(`SELECT count(*) AS n FROM issue WHERE project_id = ?`, [route.projectId]);
+  const { row } = useRow<{ n: number; p: number }>(
+    `SELECT (SELECT count(*) FROM issue WHERE project_id = ?) AS n, (SELECT count(*) FROM project WHERE id = ?) AS p`,
+    [route.projectId, route.projectId],
+  );
   const have = (row?.n ?? 0) > 0;
   if (error ?? indexError) return <ErrorNote error={error ?? indexError} />;
   if (!synced && !have) return <Spinner label="Syncing project…" />;
+  // Synced and absent: no such project, or not one of the user's (the
+  // service sends only the projects the user is a member of).
+  if (synced && row && row.p === 0) {
+    return (
+      <div className="page muted" data-testid="no-access">
+        This project does not exist, or {user} is not a member of it: a member can add “{user}” (Members, in the project’s header).
+      </div>
+    );
+  }
   return (
     <div className="scope" data-testid="project-scope" data-synced={synced ? 'true' : 'false'}>
       {route.name === 'issues' && <IssueList projectId={route.projectId} user={user} />}

@@ -73,7 +73,7 @@ export function IssueDetail({ projectId, issueId, user }: { projectId: string; i
           onSubmit={(e) => {
             e.preventDefault();
             if (!body.trim()) return;
-            run(addComment(db, issue.id, body.trim(), user));
+            run(addComment(db, issue.id, issue.project_id, body.trim(), user));
             setBody('');
           }}
         >

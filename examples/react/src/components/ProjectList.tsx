@@ -7,7 +7,7 @@ import type { Project } from '../db/model';
 import { ago } from '../lib/time';
 import { ErrorNote, Modal, Spinner } from './ui';
 
-export function ProjectList({ synced }: { synced: boolean }) {
+export function ProjectList({ synced, user }: { synced: boolean; user: string }) {
   const { rows, error, loading } = useRows<Project>(`SELECT * FROM project ORDER BY name, id`);
   const [creating, setCreating] = useState(false);
   if (rows.length === 0 && (!synced || loading)) return <Spinner label="Syncing projects…" />;
@@ -35,14 +35,18 @@ export function ProjectList({ synced }: { synced: boolean }) {
             <div className="muted">created {ago(p.created)}</div>
           </a>
         ))}
-        {rows.length === 0 && <div className="muted">No projects yet.</div>}
+        {rows.length === 0 && (
+          <div className="muted" data-testid="no-projects">
+            No projects for {user} yet: create one, or ask a member of a project to add “{user}” (Members, in the project’s header).
+          </div>
+        )}
       </div>
-      {creating && <NewProject onClose={() => setCreating(false)} />}
+      {creating && <NewProject user={user} onClose={() => setCreating(false)} />}
     </div>
   );
 }
 
-function NewProject({ onClose }: { onClose: () => void }) {
+function NewProject({ user, onClose }: { user: string; onClose: () => void }) {
   const db = useLattice();
   const [name, setName] = useState('');
   const [description, setDescription] = useState('');
@@ -53,7 +57,7 @@ function NewProject({ onClose }: { onClose: () => void }) {
         onSubmit={async (e) => {
           e.preventDefault();
           try {
-            const id = await createProject(db, name.trim(), description.trim());
+            const id = await createProject(db, name.trim(), description.trim(), user);
             onClose();
             navigate({ name: 'issues', projectId: id });
           } catch (err) {
@@ -68,7 +72,7 @@ function NewProject({ onClose }: { onClose: () => void }) {
           <button type="button" onClick={onClose}>
             Cancel
           </button>
-          <button className="primary" type="submit" disabled={!name.trim()}>
+          <button className="primary" type="submit" disabled={!name.trim()} data-testid="project-create">
             Create
           </button>
         </div>

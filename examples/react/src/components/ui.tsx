@@ -1,4 +1,5 @@
 import { useEffect, useState, type ReactNode } from 'react';
+import { useLattice } from '@latticesync/web/react';
 import { PRIORITY_LABEL, STATUS_LABEL, type Priority, type Status } from '../db/model';
 
 export function Spinner({ label }: { label: string }) {
@@ -112,5 +113,23 @@ export function CommentIcon() {
     <svg width="12" height="12" viewBox="0 0 16 16" aria-hidden="true" style={{ verticalAlign: '-1px' }}>
       <path d="M2 3h12v8H6l-3 3v-3H2z" fill="none" stroke="currentColor" strokeWidth="1.5" strokeLinejoin="round" />
     </svg>
+  );
+}
+
+// Rejections shows the writes the service refused (a denied write, e.g. to
+// a project the user is not a member of: code permission_denied). The
+// worker has already undone them locally.
+export function Rejections() {
+  const db = useLattice();
+  const [msgs, setMsgs] = useState<string[]>([]);
+  useEffect(() => db.onRejected((r) => setMsgs((m) => [...m.slice(-2), r.error.message])), [db]);
+  if (msgs.length === 0) return null;
+  return (
+    <div className="error-note rejected" role="alert" data-testid="rejected">
+      {msgs.map((m, i) => (
+        <div key={i}>The service refused a change (undone here): {m}</div>
+      ))}
+      <button onClick={() => setMsgs([])}>Dismiss</button>
+    </div>
   );
 }

@@ -1,8 +1,11 @@
 // Opening the local database: one per user (?user=NAME), so two users can
 // share a browser for the demo. The sync endpoint is on the page's own
-// origin (lattice dev serves both; Vite's dev server proxies /v1).
+// origin (lattice dev serves both; Vite's dev server proxies /v1). The
+// user's token (src/db/token.ts) says who they are: the service gives each
+// user the rows Postgres' row-level security lets them read.
 import { createLattice } from '@latticesync/web';
 import { schema } from '../generated';
+import { initialToken, keepTokenFresh } from './token';
 // The package's worker and wasm, shipped unchanged by vite.config.ts under a
 // content-hashed folder (cached for good, kept by the service worker).
 import { workerUrl, wasmUrl } from 'virtual:lattice-assets';
@@ -23,21 +26,28 @@ function workerMode(): 'auto' | 'shared' | 'dedicated' {
   return w === 'shared' || w === 'dedicated' ? w : 'auto';
 }
 
-export function openDb(user: string): Promise<Db> {
-  return createLattice({
+export async function openDb(user: string): Promise<Db> {
+  const token = await initialToken(user);
+  const db = await createLattice({
     worker: workerMode(),
     url: location.origin.replace(/^http/, 'ws'),
+    token: token?.token,
     dbName: `lattice-example-${user}`,
     schema,
     workerUrl,
     wasmUrl,
   });
+  keepTokenFresh(db, user, token);
+  return db;
 }
 
 // The shapes the app syncs: every project (names for the list and the
-// "move to project" menu), and one project at a time with its issues and
-// their comments.
+// "move to project" menu), the user's memberships, and one project at a time
+// with its issues and their comments. "Every" is what the user may read: the
+// projects they are a member of (the service applies the policies; a
+// membership added or removed moves the project in or out live).
 export const ALL_PROJECTS = { table: 'project' } as const;
+export const MY_MEMBERSHIPS = { table: 'project_member' } as const;
 
 export function projectShape(projectId: string) {
   return {

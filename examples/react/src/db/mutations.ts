@@ -74,9 +74,11 @@ export async function deleteIssue(db: Db, id: string): Promise<void> {
   });
 }
 
-export async function addComment(db: Db, issueId: string, body: string, username: string): Promise<string> {
+// addComment: project_id is the issue's project (Postgres keeps it so with a
+// trigger; the comment policies read it).
+export async function addComment(db: Db, issueId: string, projectId: string, body: string, username: string): Promise<string> {
   const id = crypto.randomUUID();
-  await tables(db).comment.create({ id, issue_id: issueId, body, username, created: nowTs() });
+  await tables(db).comment.create({ id, issue_id: issueId, project_id: projectId, body, username, created: nowTs() });
   return id;
 }
 
@@ -84,11 +86,26 @@ export async function deleteComment(db: Db, id: string): Promise<void> {
   await tables(db).comment.delete({ where: { id } });
 }
 
-export async function createProject(db: Db, name: string, description: string): Promise<string> {
+// createProject creates a project and makes the user its first member, in
+// one transaction (the policies let anyone create a project, and let a user
+// join a project that has no member yet: without the membership the project
+// would be invisible to its creator).
+export async function createProject(db: Db, name: string, description: string, user: string): Promise<string> {
   const id = crypto.randomUUID();
   const now = nowTs();
-  await tables(db).project.create({ id, name, description, created: now, modified: now });
+  await db.transaction(async (tx) => {
+    await tx.exec(`INSERT INTO project (id, name, description, created, modified) VALUES (?, ?, ?, ?, ?)`, [id, name, description, now, now]);
+    await tx.exec(`INSERT INTO project_member (project_id, user_id) VALUES (?, ?)`, [id, user]);
+  });
   return id;
+}
+
+// addMember adds a user to a project (allowed to its members). The row is
+// the new member's: the policies let each user read only their own
+// memberships, so it leaves this database once the service has it, and
+// the project (with its issues) appears in the new member's app, live.
+export async function addMember(db: Db, projectId: string, user: string): Promise<void> {
+  await tables(db).projectMember.create({ project_id: projectId, user_id: user });
 }
 
 // ensureIndexes creates the local index the views need beyond the keys

@@ -214,6 +214,8 @@ export type Comment = {
   username: string;
   /** timestamp with time zone NOT NULL */
   created: string;
+  /** uuid NOT NULL */
+  project_id: string;
 };
 
 /** What create() takes for public.comment: columns with a local default, and nullable columns, may be left out. */
@@ -226,6 +228,7 @@ export type CommentInsert = {
   username?: string;
   /** default: (strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z') */
   created?: string | Date;
+  project_id: string;
 };
 
 /** What update() sets for public.comment: any columns but the primary key. */
@@ -234,6 +237,7 @@ export type CommentUpdate = {
   body?: string;
   username?: string;
   created?: string | Date;
+  project_id?: string;
 };
 
 /** The values a where clause on public.comment compares each column with. */
@@ -243,11 +247,43 @@ export type CommentValues = {
   body: string;
   username: string;
   created: string | Date;
+  project_id: string;
 };
 
 /** The primary key of public.comment, for findUnique. */
 export type CommentKey = {
   id: string;
+};
+
+// ---- public.project_member (local table "project_member")
+
+/** A row of public.project_member. */
+export type ProjectMember = {
+  /** uuid NOT NULL, primary key, references project(id) */
+  project_id: string;
+  /** text NOT NULL, primary key */
+  user_id: string;
+};
+
+/** What create() takes for public.project_member: columns with a local default, and nullable columns, may be left out. */
+export type ProjectMemberInsert = {
+  project_id: string;
+  user_id: string;
+};
+
+/** What update() sets for public.project_member: any columns but the primary key. */
+export type ProjectMemberUpdate = Record<string, never>;
+
+/** The values a where clause on public.project_member compares each column with. */
+export type ProjectMemberValues = {
+  project_id: string;
+  user_id: string;
+};
+
+/** The primary key of public.project_member, for findUnique. */
+export type ProjectMemberKey = {
+  project_id: string;
+  user_id: string;
 };
 
 /**
@@ -297,9 +333,19 @@ export const schema = {
         {"name":"issue_id","type":"uuid","array":false,"enum":null,"notNull":true,"default":null},
         {"name":"body","type":"text","array":false,"enum":null,"notNull":true,"default":null},
         {"name":"username","type":"text","array":false,"enum":null,"notNull":true,"default":"''"},
-        {"name":"created","type":"timestamp with time zone","array":false,"enum":null,"notNull":true,"default":"(strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z')"}
+        {"name":"created","type":"timestamp with time zone","array":false,"enum":null,"notNull":true,"default":"(strftime('%Y-%m-%d %H:%M:%f', 'now') || 'Z')"},
+        {"name":"project_id","type":"uuid","array":false,"enum":null,"notNull":true,"default":null}
       ],
       "primaryKey": ["id"]
+    },
+    {
+      "schema": "public",
+      "name": "project_member",
+      "columns": [
+        {"name":"project_id","type":"uuid","array":false,"enum":null,"notNull":true,"default":null},
+        {"name":"user_id","type":"text","array":false,"enum":null,"notNull":true,"default":null}
+      ],
+      "primaryKey": ["project_id","user_id"]
     }
   ]
 } as const;
@@ -339,8 +385,17 @@ const table2: rt.TableMeta = {
     { name: "body" },
     { name: "username" },
     { name: "created", kind: "timestamptz" },
+    { name: "project_id" },
   ],
   pk: ["id"],
+};
+const table3: rt.TableMeta = {
+  local: "project_member",
+  columns: [
+    { name: "project_id" },
+    { name: "user_id" },
+  ],
+  pk: ["project_id", "user_id"],
 };
 
 /** The typed helpers of every table, bound to a database. */
@@ -348,6 +403,7 @@ export interface Tables {
   project: rt.TableHelpers<Project, ProjectInsert, ProjectUpdate, ProjectValues, ProjectKey>;
   issue: rt.TableHelpers<Issue, IssueInsert, IssueUpdate, IssueValues, IssueKey>;
   comment: rt.TableHelpers<Comment, CommentInsert, CommentUpdate, CommentValues, CommentKey>;
+  projectMember: rt.TableHelpers<ProjectMember, ProjectMemberInsert, ProjectMemberUpdate, ProjectMemberValues, ProjectMemberKey>;
 }
 
 /** The SQL builders of every table (no database needed), e.g. for useLiveQuery. */
@@ -355,6 +411,7 @@ export interface Queries {
   project: rt.TableQueries<ProjectValues, ProjectKey>;
   issue: rt.TableQueries<IssueValues, IssueKey>;
   comment: rt.TableQueries<CommentValues, CommentKey>;
+  projectMember: rt.TableQueries<ProjectMemberValues, ProjectMemberKey>;
 }
 
 /** Typed helpers over db, e.g. `tables(db).issue.findMany({ where: { status: 'open' } })`. */
@@ -363,6 +420,7 @@ export function tables(db: rt.LatticeLike): Tables {
     project: rt.tableHelpers(db, table0),
     issue: rt.tableHelpers(db, table1),
     comment: rt.tableHelpers(db, table2),
+    projectMember: rt.tableHelpers(db, table3),
   };
 }
 
@@ -371,4 +429,5 @@ export const queries: Queries = {
   project: rt.tableQueries(table0),
   issue: rt.tableQueries(table1),
   comment: rt.tableQueries(table2),
+  projectMember: rt.tableQueries(table3),
 };

@@ -5,7 +5,7 @@
 // user the rows Postgres' row-level security lets them read.
 import { createLattice } from '@latticesync/web';
 import { schema } from '../generated';
-import { initialToken, keepTokenFresh } from './token';
+import { getToken } from './token';
 // The package's worker and wasm, shipped unchanged by vite.config.ts under a
 // content-hashed folder (cached for good, kept by the service worker).
 import { workerUrl, wasmUrl } from 'virtual:lattice-assets';
@@ -26,19 +26,18 @@ function workerMode(): 'auto' | 'shared' | 'dedicated' {
   return w === 'shared' || w === 'dedicated' ? w : 'auto';
 }
 
-export async function openDb(user: string): Promise<Db> {
-  const token = await initialToken(user);
-  const db = await createLattice({
+export function openDb(user: string): Promise<Db> {
+  return createLattice({
     worker: workerMode(),
     url: location.origin.replace(/^http/, 'ws'),
-    token: token?.token,
+    // Asked for at each connection and before the token expires: the
+    // database stays authorized however long the app runs (src/db/token.ts).
+    getToken: () => getToken(user),
     dbName: `lattice-example-${user}`,
     schema,
     workerUrl,
     wasmUrl,
   });
-  keepTokenFresh(db, user, token);
-  return db;
 }
 
 // The shapes the app syncs: every project (names for the list and the

@@ -975,22 +975,7 @@ func (g *graph) query(n *node, keys []string, all bool) error {
 			return err
 		}
 		args = append(args, js)
-		b.WriteString("(")
-		for i, c := range cols {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("t.")
-			b.WriteString(catalog.QuoteIdent(c))
-		}
-		b.WriteString(") IN (SELECT ")
-		for i := range cols {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(b, "(k->>%d)::%s", i, types[i])
-		}
-		fmt.Fprintf(b, " FROM json_array_elements($%d::json) k)", len(n.param)+1)
+		writeInKeys(b, cols, types, len(n.param)+1)
 	} else {
 		b.WriteString("true")
 	}
@@ -1577,22 +1562,12 @@ func byColsSQL(tb *catalog.Table, cols []string, types []coltype.Type, keys []st
 		return "", nil, fmt.Errorf("keys of %s: %w", rel.Table, err)
 	}
 	args = append(args, js)
-	b.WriteString(" WHERE (")
-	for i, c := range cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("t.")
-		b.WriteString(catalog.QuoteIdent(c))
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = t.Name
 	}
-	b.WriteString(") IN (SELECT ")
-	for i := range cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(b, "(k->>%d)::%s", i, types[i].Name)
-	}
-	b.WriteString(" FROM json_array_elements($1::json) k)")
+	b.WriteString(" WHERE ")
+	writeInKeys(b, cols, names, 1)
 	return b.String(), args, nil
 }
 
@@ -1744,6 +1719,28 @@ func (g *graph) accessChanged(trs []authz.Transition) {
 			set[k] = struct{}{}
 		}
 	}
+}
+
+// writeInKeys writes "(t.c1, ...) IN (SELECT (k->>0)::type1, ... FROM
+// json_array_elements($param::json) k)": the rows whose cols hold one of
+// the keys passed as a JSON array of arrays of text (keysJSON, valuesJSON).
+func writeInKeys(b *strings.Builder, cols, types []string, param int) {
+	b.WriteString("(")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("t.")
+		b.WriteString(catalog.QuoteIdent(c))
+	}
+	b.WriteString(") IN (SELECT ")
+	for i := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "(k->>%d)::%s", i, types[i])
+	}
+	fmt.Fprintf(b, " FROM json_array_elements($%d::json) k)", param)
 }
 
 // selectAll starts a query of every column of tb, under alias t.

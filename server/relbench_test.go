@@ -329,6 +329,18 @@ func (c *benchConn) readSeqs(ctx context.Context, onSeq func(seq int64, at time.
 // dialShapes opens n connections, each subscribed to shapes(i) in one
 // Subscribe, 16 at a time.
 func dialShapes(url, token string, n int, onConn func(*benchConn), shapes func(i int) []protocol.Shape) ([]*benchConn, error) {
+	return dialEach(n, func(ctx context.Context, i int) (*benchConn, error) {
+		c, err := dialBenchShapes(ctx, url, token, fmt.Sprintf("bench-%d-%d", i, rand.Int64()), shapes(i))
+		if c != nil {
+			onConn(c)
+		}
+		return c, err
+	})
+}
+
+// dialEach opens n connections with dial, 16 at a time. On error it
+// returns the connections opened so far.
+func dialEach(n int, dial func(ctx context.Context, i int) (*benchConn, error)) ([]*benchConn, error) {
 	conns := make([]*benchConn, n)
 	errs := make([]error, n)
 	var next atomic.Int64
@@ -343,11 +355,8 @@ func dialShapes(url, token string, n int, onConn func(*benchConn), shapes func(i
 					return
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-				conns[i], errs[i] = dialBenchShapes(ctx, url, token, fmt.Sprintf("bench-%d-%d", i, rand.Int64()), shapes(i))
+				conns[i], errs[i] = dial(ctx, i)
 				cancel()
-				if conns[i] != nil {
-					onConn(conns[i])
-				}
 			}
 		}()
 	}

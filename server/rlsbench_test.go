@@ -69,10 +69,7 @@ func benchRLSStream(b *testing.B, rls bool) {
 
 	var frames sync.Map // conn index -> *atomic.Int64 of data frames
 	conns := dialUsers(b, e, 999, func(i int) (string, protocol.Shape) {
-		user := i + 2 // u2..u1000 (u1000 is member of project 0: "u" || 1000 % 10 is not seeded, so use i+2 < 1000)
-		if user >= 1000 {
-			user = 0
-		}
+		user := (i + 2) % 1000 // u2..u999, then u0 (u1 is the observer)
 		sh := shapeOf(user)
 		ps := &protocol.Shape{ID: "s", Table: sh.Table, Where: sh.Where}
 		for _, p := range sh.Params {
@@ -262,32 +259,13 @@ func (wv *watchedValue) until(b *testing.B, v int64) time.Time {
 // dialUsers opens n raw connections, 16 at a time; user(i) gives the user
 // and shape of the i-th.
 func dialUsers(b *testing.B, e *env, n int, user func(i int) (string, protocol.Shape)) []*benchConn {
-	conns := make([]*benchConn, n)
-	errs := make([]error, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				sub, sh := user(i)
-				ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-				conns[i], errs[i] = dialBenchShapes(ctx, e.url, e.token(sub), fmt.Sprintf("bench-%d-%d", i, rand.Int64()), []protocol.Shape{sh})
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			closeAll(slices.DeleteFunc(conns, func(c *benchConn) bool { return c == nil }))
-			b.Fatalf("dial %d: %v", i, err)
-		}
+	conns, err := dialEach(n, func(ctx context.Context, i int) (*benchConn, error) {
+		sub, sh := user(i)
+		return dialBenchShapes(ctx, e.url, e.token(sub), fmt.Sprintf("bench-%d-%d", i, rand.Int64()), []protocol.Shape{sh})
+	})
+	if err != nil {
+		closeAll(conns)
+		b.Fatalf("dial: %v", err)
 	}
 	return conns
 }

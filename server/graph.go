@@ -157,7 +157,11 @@ type graph struct {
 	txSnap  *snapFilter
 	// vers holds the versions of the rows fetched in the open snapshot, by
 	// table and key, until it ends.
-	vers    map[string]uint64
+	vers map[string]uint64
+	// sent holds the rows (table + "\x00" + key) sent to the client as
+	// read in the open snapshot: reading one again (another node over
+	// the same rows) sends nothing.
+	sent    map[string]struct{}
 	rows    int // rows read by fetches of the current snapshot
 	limit   int // 0: none
 	limitID string
@@ -847,11 +851,18 @@ func (g *graph) refresh(table string, rel *changelog.Rel, row []coltype.Value) e
 	after := g.held[table][key] != nil
 	switch {
 	case after:
+		k := table + "\x00" + key
 		op := protocol.OpUpdate
 		if !before {
 			op = protocol.OpInsert
+		} else if _, ok := g.sent[k]; ok {
+			return nil // the client holds this very version
 		}
-		return g.w.addVersion(op, rel, row, g.vers[table+"\x00"+key])
+		if g.sent == nil {
+			g.sent = map[string]struct{}{}
+		}
+		g.sent[k] = struct{}{}
+		return g.w.addVersion(op, rel, row, g.vers[k])
 	case before:
 		return g.moveOut(table, key)
 	}
@@ -898,6 +909,7 @@ func (g *graph) end() {
 	g.tx.Rollback(context.Background())
 	g.tx = nil
 	clear(g.vers)
+	clear(g.sent)
 	if len(g.txSnap.keys) > 0 {
 		g.snaps = append(g.snaps, g.txSnap)
 	}

@@ -379,6 +379,14 @@ func (s *session) buildIncludes(g *graph, sh *shape, up *node, incs []protocol.I
 		} else if len(in.Params) > 0 {
 			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s has params but no where clause", sh.id, path), false}
 		}
+		// limits.Check refused includes that repeat another word for
+		// word; this finds those that name the same relation otherwise
+		// (a schema, a via, the where clause's spelling).
+		for j, k := range up.kids {
+			if k.table.OID == tb.OID && k.kind == n.kind && k.fk == n.fk && k.where == n.where && sameParams(k.param, n.param) {
+				return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q: include %s (number %d of its level) repeats include number %d: the same table, foreign key (%s) and where clause; merge the two into one", sh.id, path, i+1, j+1, strings.Join(f.cols, ",")), false}
+			}
+		}
 		up.kids = append(up.kids, n)
 		if err := s.buildIncludes(g, sh, n, in.Include, depth+1); err != nil {
 			return err
@@ -1535,6 +1543,9 @@ func (g *graph) readVersioned(tb *catalog.Table, q string, args []any) ([][]colt
 		}
 		got = append(got, vals)
 		g.vers[key+"\x00"+pkKey(tb.Rel, vals)] = ver
+		if err := g.s.rows.Take(g.s.ctx, 1); err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", key, err)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", key, err)

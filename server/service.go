@@ -29,6 +29,7 @@ import (
 	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/limits"
 	"github.com/latticesync/lattice/server/pgrepl"
 	"github.com/latticesync/lattice/server/writes"
 )
@@ -66,6 +67,27 @@ type Config struct {
 	// MaxSnapshotRows limits the rows of one subscription's initial data
 	// (0 = no limit).
 	MaxSnapshotRows int
+	// Shape limits, checked before any work for the shape (server/limits):
+	// a shape over one is refused with a non-fatal bad_shape. A negative
+	// value is no limit.
+	//
+	// MaxIncludes bounds the include nodes of one shape, all levels
+	// together; default 64.
+	MaxIncludes int
+	// MaxIncludeDepth bounds how deep a shape's includes nest; default 8.
+	// It may not exceed protocol.MaxIncludeDepth (16), which the frame
+	// decoder enforces whatever this is.
+	MaxIncludeDepth int
+	// MaxWhereBytes bounds the length of one where clause (a shape's or
+	// an include's); default 4096.
+	MaxWhereBytes int
+	// MaxWhereParams bounds the parameters of one where clause; default 64.
+	MaxWhereParams int
+	// SnapshotRowsPerSec paces the rows one connection reads from
+	// Postgres: the initial data of its shapes and the rows that move
+	// into its relational shapes (a token bucket holding a quarter
+	// second's worth); default 50,000, negative: no limit.
+	SnapshotRowsPerSec int
 	// AuthRole is the Postgres role clients act as (env
 	// LATTICE_AUTH_ROLE): its row-level security policies and privileges
 	// decide what each user reads and writes, with the token's claims in
@@ -96,6 +118,21 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxShapesPerConn == 0 {
 		c.MaxShapesPerConn = 1000
+	}
+	if c.MaxIncludes == 0 {
+		c.MaxIncludes = limits.DefaultIncludes
+	}
+	if c.MaxIncludeDepth == 0 {
+		c.MaxIncludeDepth = limits.DefaultDepth
+	}
+	if c.MaxWhereBytes == 0 {
+		c.MaxWhereBytes = limits.DefaultWhereBytes
+	}
+	if c.MaxWhereParams == 0 {
+		c.MaxWhereParams = limits.DefaultParams
+	}
+	if c.SnapshotRowsPerSec == 0 {
+		c.SnapshotRowsPerSec = limits.DefaultRowsPerSec
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -150,6 +187,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	cfg.setDefaults()
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("no database: set DATABASE_URL or --database-url")
+	}
+	if cfg.MaxIncludeDepth > protocol.MaxIncludeDepth {
+		return nil, fmt.Errorf("max include depth %d: the protocol allows at most %d levels", cfg.MaxIncludeDepth, protocol.MaxIncludeDepth)
 	}
 	if !cfg.Insecure && len(cfg.Auth.Secret) == 0 && len(cfg.Auth.PublicKeyPEM) == 0 && cfg.Auth.JWKSURL == "" {
 		return nil, errors.New("no auth key: set LATTICE_AUTH_SECRET, --auth-public-key or --jwks-url, or pass --insecure for local development")
@@ -614,6 +654,12 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv.Shutdown(sctx)
 	s.closeSessions()
 	return nil
+}
+
+// shapeLimits are the limits that Subscribe checks each shape against.
+func (s *Service) shapeLimits() limits.Limits {
+	return limits.Limits{Includes: s.cfg.MaxIncludes, Depth: s.cfg.MaxIncludeDepth,
+		WhereBytes: s.cfg.MaxWhereBytes, Params: s.cfg.MaxWhereParams}
 }
 
 func (s *Service) closeSessions() {

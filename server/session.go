@@ -17,6 +17,7 @@ import (
 	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/limits"
 	"github.com/latticesync/lattice/server/where"
 )
 
@@ -63,6 +64,9 @@ type session struct {
 
 	buf     []byte
 	changes []protocol.Change
+	// rows paces the rows read from Postgres for the client (nil: no
+	// limit).
+	rows *limits.Bucket
 
 	writeCtx    context.Context
 	writeCancel context.CancelFunc
@@ -117,6 +121,7 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1),
 		shapes: map[string]*shape{}, byTable: map[string][]*shape{},
 		relIDs: map[*changelog.Rel]uint32{},
+		rows:   limits.NewBucket(s.cfg.SnapshotRowsPerSec),
 	}
 	s.connMu.Lock()
 	s.conns[sess] = struct{}{}

@@ -16,6 +16,7 @@ import (
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/limits"
 	"github.com/latticesync/lattice/server/where"
 )
 
@@ -25,8 +26,23 @@ func (s *session) prepare(reqs []protocol.Shape) ([]*shape, error) {
 	if len(reqs) == 0 {
 		return nil, &clientError{protocol.ErrBadShape, "no shapes in Subscribe", false}
 	}
-	if len(s.shapes)+len(reqs) > s.svc.cfg.MaxShapesPerConn {
-		return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("too many shapes on one connection (limit %d)", s.svc.cfg.MaxShapesPerConn), false}
+	// Shapes already live on this connection (a repeated Subscribe) do
+	// not count twice.
+	fresh := 0
+	for i := range reqs {
+		if _, ok := s.shapes[reqs[i].ID]; !ok {
+			fresh++
+		}
+	}
+	if max := s.svc.cfg.MaxShapesPerConn; max > 0 && len(s.shapes)+fresh > max {
+		return nil, &clientError{protocol.ErrBadShape, fmt.Sprintf("too many shapes on one connection: %d live and %d more asked for, more than the service's limit of %d (--max-shapes)", len(s.shapes), fresh, max), false}
+	}
+	// The limits first: a shape over them costs no lookup, no parse.
+	lim := s.svc.shapeLimits()
+	for i := range reqs {
+		if err := limits.Check(&reqs[i], lim); err != nil {
+			return nil, &clientError{protocol.ErrBadShape, err.Error(), false}
+		}
 	}
 	out := make([]*shape, 0, len(reqs))
 	seen := map[string]bool{}
@@ -499,6 +515,9 @@ func (s *session) snapshotShape(tx pgx.Tx, w *txnWriter, sh *shape) error {
 			sh.snapKeys[pkKey(rel, vals)] = struct{}{}
 		}
 		n++
+		if err := s.rows.Take(s.ctx, 1); err != nil {
+			return fmt.Errorf("snapshot %s: %w", sh.key, err)
+		}
 		if max := s.svc.cfg.MaxSnapshotRows; max > 0 && n > max {
 			return &clientError{protocol.ErrBadShape, fmt.Sprintf("shape %q has more than %d rows (the service's limit)", sh.id, max), w.started}
 		}

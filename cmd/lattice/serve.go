@@ -9,7 +9,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server"
+	"github.com/latticesync/lattice/server/limits"
 )
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -35,6 +37,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "disconnect a client that accepts no data for this long")
 	fs.IntVar(&cfg.MaxShapesPerConn, "max-shapes", 1000, "shapes per connection")
 	fs.IntVar(&cfg.MaxSnapshotRows, "max-shape-rows", 0, "refuse shapes with more initial rows than this (0 = no limit)")
+	fs.IntVar(&cfg.MaxIncludes, "max-includes", limits.DefaultIncludes, "refuse shapes with more include nodes than this, all levels together (0 = no limit)")
+	fs.IntVar(&cfg.MaxIncludeDepth, "max-include-depth", limits.DefaultDepth, fmt.Sprintf("refuse shapes whose includes nest deeper than this (at most %d, the protocol's bound; 0 = that bound)", protocol.MaxIncludeDepth))
+	fs.IntVar(&cfg.MaxWhereBytes, "max-where-bytes", limits.DefaultWhereBytes, "refuse shapes with a where clause longer than this many bytes (0 = no limit)")
+	fs.IntVar(&cfg.MaxWhereParams, "max-where-params", limits.DefaultParams, "refuse shapes with more params than this in one where clause (0 = no limit)")
+	fs.IntVar(&cfg.SnapshotRowsPerSec, "snapshot-rows-per-sec", limits.DefaultRowsPerSec, "rows per second one connection reads from Postgres for initial data and move-ins, after a burst of a quarter second's worth (0 = no limit)")
 	fs.StringVar(&level, "log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&format, "log-format", envOr("LATTICE_LOG_FORMAT", "text"), "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -42,6 +49,15 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	// On the command line 0 means no limit; in server.Config, negative.
+	for _, p := range []*int{&cfg.MaxIncludes, &cfg.MaxIncludeDepth, &cfg.MaxWhereBytes, &cfg.MaxWhereParams, &cfg.SnapshotRowsPerSec} {
+		if *p == 0 {
+			*p = -1
+		}
+	}
+	if cfg.MaxIncludeDepth > protocol.MaxIncludeDepth {
+		return fmt.Errorf("--max-include-depth %d: the protocol allows at most %d", cfg.MaxIncludeDepth, protocol.MaxIncludeDepth)
 	}
 	logger, err := newLogger(stderr, level, format)
 	if err != nil {

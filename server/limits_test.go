@@ -1,0 +1,275 @@
+package server_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latticesync/lattice/client"
+	"github.com/latticesync/lattice/protocol"
+)
+
+// answer reads until the answer to Subscribe reqID: nil for Subscribed,
+// else the Error; rows counts the changes of the Txn frames before it.
+func (r *rawConn) answer(reqID uint32) (er *protocol.Error, rows int) {
+	r.t.Helper()
+	for {
+		m, err := r.next()
+		if err != nil {
+			r.t.Fatalf("waiting for the answer to %d: connection ended: %v", reqID, err)
+		}
+		switch m := m.(type) {
+		case *protocol.Txn:
+			rows += len(m.Changes)
+		case *protocol.Subscribed:
+			if m.ReqID == reqID {
+				return nil, rows
+			}
+		case *protocol.Error:
+			if m.ReqID == reqID || m.Fatal {
+				return m, rows
+			}
+		}
+	}
+}
+
+func repeatInclude(n int, in protocol.Include) []protocol.Include {
+	out := make([]protocol.Include, n)
+	for i := range out {
+		out[i] = in
+	}
+	return out
+}
+
+// distinctIssues is n includes of the project's issues, each with its own
+// where clause (none a duplicate of another).
+func distinctIssues(n int) []protocol.Include {
+	out := make([]protocol.Include, n)
+	for i := range out {
+		out[i] = protocol.Include{Table: "issue", Where: fmt.Sprintf("id <> 'x%d'", i)}
+	}
+	return out
+}
+
+// alternating nests depth includes under a project: issue -> project ->
+// issue -> ...
+func alternating(depth int) []protocol.Include {
+	var incs []protocol.Include
+	for level := depth; level >= 1; level-- {
+		t := "issue"
+		if level%2 == 0 {
+			t = "project"
+		}
+		incs = []protocol.Include{{Table: t, Include: incs}}
+	}
+	return incs
+}
+
+// TestShapeLimits: shapes over the service's limits, and duplicate
+// includes (issue 15), are refused quickly with a non-fatal bad_shape
+// naming the limit; the connection, its live shapes and other clients
+// keep working.
+func TestShapeLimits(t *testing.T) {
+	e := newEnv(t, linearSQL, "users", "project", "issue", "comment")
+	e.stop()
+	e.cfg.MaxShapesPerConn = 4
+	e.start()
+	good, _ := e.clientAt(":memory:")
+	e.subscribe(good, mustParseShape(t, `{"table":"project","where":"id = 'p1'","include":{"issue":{}}}`))
+	step := 0
+	stillServing := func() {
+		t.Helper()
+		step++
+		e.exec("UPDATE issue SET title = $1 WHERE id = 'i1'", fmt.Sprintf("step %d", step))
+		waitLocal(t, good, "SELECT title FROM issue WHERE id = 'i1'", fmt.Sprintf("step %d", step))
+	}
+
+	r := e.dialRaw(t)
+	r.hello(e.token("bob"))
+	// A live shape on the connection, which the refusals leave alone.
+	r.send(&protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{{ID: "live", Table: "project", Where: "id = 'p2'", Include: []protocol.Include{{Table: "issue"}}}}})
+	if er, rows := r.answer(1); er != nil || rows != 3 { // p2, i3 and its assignee u2
+		t.Fatalf("live shape: %v, %d rows", er, rows)
+	}
+
+	p := func(s string) *string { return &s }
+	cases := []struct {
+		name   string
+		shapes []protocol.Shape
+		msg    string
+	}{
+		// The shapes of the issue: 10,000 and 40,000 times the same
+		// include (a 400 kB frame).
+		{"10,000 duplicate includes", []protocol.Shape{{ID: "a", Table: "project", Include: repeatInclude(10000, protocol.Include{Table: "issue"})}},
+			`shape "a": include project -> issue (number 2 of its level) repeats include number 1`},
+		{"40,000 duplicate includes", []protocol.Shape{{ID: "a", Table: "project", Include: repeatInclude(40000, protocol.Include{Table: "issue"})}},
+			`repeats include number 1`},
+		// The same relation spelled otherwise: found once resolved.
+		{"duplicate by schema", []protocol.Shape{{ID: "a", Table: "project", Include: []protocol.Include{{Table: "issue"}, {Table: "public.issue"}}}},
+			`include project -> public.issue (number 2 of its level) repeats include number 1: the same table, foreign key (project_id) and where clause`},
+		{"duplicate by via", []protocol.Shape{{ID: "a", Table: "issue", Include: []protocol.Include{{Table: "users", Via: "assignee_id", Include: []protocol.Include{{Table: "issue", Where: "status = 'open'"}, {Table: "issue", Where: "(status = 'open')", Via: "assignee_id"}}}}}},
+			`include users -> issue (number 2 of its level) repeats include number 1`},
+		{"duplicate deep down", []protocol.Shape{{ID: "a", Table: "project", Include: []protocol.Include{{Table: "issue", Include: []protocol.Include{{Table: "comment"}, {Table: "comment"}}}}}},
+			`include project -> issue -> comment (number 2 of its level)`},
+		{"65 includes", []protocol.Shape{{ID: "a", Table: "project", Include: distinctIssues(65)}},
+			`more than 64 includes, the service's limit (--max-includes)`},
+		{"40,000 distinct includes", []protocol.Shape{{ID: "a", Table: "project", Include: distinctIssues(40000)}},
+			`more than 64 includes`},
+		{"9 levels", []protocol.Shape{{ID: "a", Table: "project", Include: alternating(9)}},
+			`includes nested more than 8 levels deep (project -> issue -> project`},
+		{"5,000-byte where", []protocol.Shape{{ID: "a", Table: "issue", Where: "title <> '" + strings.Repeat("x", 4989) + "'"}},
+			`shape "a": issue: where clause of 5000 bytes, more than the service's limit of 4096 (--max-where-bytes)`},
+		{"5,000-byte include where", []protocol.Shape{{ID: "a", Table: "project", Include: []protocol.Include{{Table: "issue", Where: "title <> '" + strings.Repeat("x", 4989) + "'"}}}},
+			`include project -> issue: where clause of 5000 bytes`},
+		{"65 params", []protocol.Shape{{ID: "a", Table: "issue", Where: "id = $1", Params: repeatParam(65, p("i1"))}},
+			`issue: 65 params, more than the service's limit of 64 (--max-where-params)`},
+		{"too many shapes", []protocol.Shape{{ID: "s1", Table: "users"}, {ID: "s2", Table: "users"}, {ID: "s3", Table: "users"}, {ID: "s4", Table: "users"}},
+			`too many shapes on one connection: 1 live and 4 more asked for, more than the service's limit of 4 (--max-shapes)`},
+		// One bad shape refuses the request: none of it is subscribed.
+		{"a bad shape among good ones", []protocol.Shape{{ID: "g", Table: "users"}, {ID: "a", Table: "project", Include: alternating(9)}},
+			`levels deep`},
+	}
+	for i, c := range cases {
+		id := uint32(10 + i)
+		start := time.Now()
+		r.send(&protocol.Subscribe{ReqID: id, Shapes: c.shapes})
+		er, rows := r.answer(id)
+		d := time.Since(start)
+		if er == nil {
+			t.Errorf("%s: subscribed (%d rows)", c.name, rows)
+			continue
+		}
+		if er.Code != protocol.ErrBadShape || er.Fatal || !strings.Contains(er.Message, c.msg) {
+			t.Errorf("%s: error %+v, want a non-fatal bad_shape mentioning %q", c.name, er, c.msg)
+		}
+		if rows != 0 {
+			t.Errorf("%s: %d rows sent before the refusal", c.name, rows)
+		}
+		if d > time.Second {
+			t.Errorf("%s: refused after %v, want < 1s", c.name, d)
+		}
+		t.Logf("%s: refused in %v: %s", c.name, d.Round(time.Microsecond), clipMsg(er.Message))
+	}
+	stillServing()
+
+	// At the limits, shapes are served: 64 includes, 8 levels, a where
+	// clause of 4096 bytes with 64 params, and a fourth shape. A shape
+	// that is already live does not count again.
+	wide := distinctIssues(64)
+	var in []string
+	params := []*string{p("i3")}
+	for i := 1; i <= 64; i++ {
+		in = append(in, fmt.Sprintf("$%d", i))
+		if i > 1 {
+			params = append(params, p(fmt.Sprintf("none%d", i)))
+		}
+	}
+	long := "id IN (" + strings.Join(in, ", ") + ") AND title <> '"
+	long += strings.Repeat("x", 4096-len(long)-1) + "'"
+	at := []protocol.Shape{
+		{ID: "wide", Table: "project", Where: "id = 'p1'", Include: wide},
+		{ID: "deep", Table: "project", Where: "id = 'p1'", Include: alternating(8)},
+		{ID: "long", Table: "issue", Where: long, Params: params},
+	}
+	if len(long) != 4096 {
+		t.Fatalf("where of %d bytes", len(long))
+	}
+	r.send(&protocol.Subscribe{ReqID: 100, Shapes: at})
+	if er, rows := r.answer(100); er != nil {
+		t.Fatalf("shapes at the limits: %+v", er)
+	} else if rows != 5 {
+		// p1, its issues i1 and i2, i1's assignee u1, and i3 again (read
+		// anew for "long"): each once, however many of the 64 includes
+		// hold it.
+		t.Errorf("shapes at the limits: %d rows, want 5", rows)
+	}
+	r.send(&protocol.Subscribe{ReqID: 101, Shapes: []protocol.Shape{at[0], {ID: "live", Table: "project", Where: "id = 'p2'", Include: []protocol.Include{{Table: "issue"}}}}})
+	if er, _ := r.answer(101); er != nil {
+		t.Fatalf("live shapes again: %+v", er)
+	}
+	r.send(&protocol.Subscribe{ReqID: 102, Shapes: []protocol.Shape{{ID: "fifth", Table: "users"}}})
+	if er, _ := r.answer(102); er == nil || !strings.Contains(er.Message, "4 live and 1 more asked for") {
+		t.Fatalf("a fifth shape: %+v", er)
+	}
+	// The refused shapes left the live ones working: a change reaches
+	// this connection too.
+	e.exec("UPDATE issue SET title = 'seen' WHERE id = 'i3'")
+	for {
+		m, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tx, ok := m.(*protocol.Txn); ok && len(tx.Changes) > 0 {
+			break
+		}
+	}
+	stillServing()
+}
+
+func repeatParam(n int, p *string) []*string {
+	out := make([]*string, n)
+	for i := range out {
+		out[i] = p
+	}
+	return out
+}
+
+func clipMsg(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
+
+// TestSnapshotRateLimit: a connection's initial data is read at most at
+// SnapshotRowsPerSec (after a quarter second's burst), for single-table
+// and relational shapes, while another client's live stream goes on.
+func TestSnapshotRateLimit(t *testing.T) {
+	const n, rate = 4000, 2000
+	e := newEnv(t, fmt.Sprintf(`%s
+INSERT INTO project VALUES ('big', 'Big');
+INSERT INTO issue SELECT 'b' || g, 'big', NULL, 'issue ' || g, 'open' FROM generate_series(1, %[2]d) g;
+CREATE TABLE bulk (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series(1, %[2]d) g;`, linearSQL, n), "users", "project", "issue", "comment", "bulk")
+	e.stop()
+	e.cfg.SnapshotRowsPerSec = rate
+	e.start()
+	good, _ := e.clientAt(":memory:")
+	e.subscribe(good, client.Shape{Table: "users"})
+	want := float64(n) / rate
+	for _, c := range []struct {
+		name string
+		sh   protocol.Shape
+		rows int
+	}{
+		{"single table", protocol.Shape{ID: "a", Table: "bulk"}, n},
+		{"relational", protocol.Shape{ID: "a", Table: "project", Where: "id = 'big'", Include: []protocol.Include{{Table: "issue"}}}, n + 1},
+	} {
+		r := e.dialRaw(t)
+		r.hello(e.token("heavy"))
+		start := time.Now()
+		r.send(&protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{c.sh}})
+		// Meanwhile the other client is served as usual.
+		time.Sleep(200 * time.Millisecond)
+		e.exec("UPDATE users SET name = $1 WHERE id = 'u1'", c.name)
+		t0 := time.Now()
+		waitLocal(t, good, "SELECT name FROM users WHERE id = 'u1'", c.name)
+		live := time.Since(t0)
+		er, rows := r.answer(1)
+		d := time.Since(start)
+		if er != nil || rows != c.rows {
+			t.Fatalf("%s: %v, %d rows, want %d", c.name, er, rows, c.rows)
+		}
+		t.Logf("%s: %d rows at %d rows/s in %v (%.2f s without the burst); another client's commit arrived in %v meanwhile", c.name, rows, rate, d.Round(time.Millisecond), float64(n)/rate*(1-0.25*rate/float64(n)), live.Round(time.Millisecond))
+		if d.Seconds() < 0.7*want {
+			t.Errorf("%s: %d rows in %v, faster than %d rows/s allows (about %.1f s)", c.name, rows, d, rate, want)
+		}
+		if d.Seconds() > 4*want+5 {
+			t.Errorf("%s: %d rows took %v", c.name, rows, d)
+		}
+		if live > 2*time.Second {
+			t.Errorf("%s: another client's commit took %v to arrive during the snapshot", c.name, live)
+		}
+	}
+}

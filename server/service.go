@@ -88,6 +88,9 @@ type Config struct {
 	// into its relational shapes (a token bucket holding a quarter
 	// second's worth); default 50,000, negative: no limit.
 	SnapshotRowsPerSec int
+	// HelloTimeout is how long a connection may take to send its Hello,
+	// and an HTTP client its request headers (Serve); default 10s.
+	HelloTimeout time.Duration
 	// AuthRole is the Postgres role clients act as (env
 	// LATTICE_AUTH_ROLE): its row-level security policies and privileges
 	// decide what each user reads and writes, with the token's claims in
@@ -133,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SnapshotRowsPerSec == 0 {
 		c.SnapshotRowsPerSec = limits.DefaultRowsPerSec
+	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -640,7 +646,7 @@ func (s *Service) ListenAndServe(ctx context.Context) error {
 
 // Serve serves Handler on ln until ctx ends.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.HelloTimeout}
 	s.log.Info("listening", "addr", ln.Addr().String(), "path", protocol.Path)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

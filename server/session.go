@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -22,7 +23,6 @@ import (
 )
 
 const (
-	helloTimeout    = 10 * time.Second
 	pingInterval    = 15 * time.Second
 	positionEvery   = time.Second // tell an idle client how far it has got
 	maxTxnsPerBatch = 256
@@ -114,7 +114,10 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	conn.SetReadLimit(protocol.MaxUpFrame)
+	// Frames are read through readFrame, which enforces MaxUpFrame
+	// itself: the library's limit would close the connection before the
+	// client is told why.
+	conn.SetReadLimit(-1)
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &session{
 		svc: s, conn: conn, ctx: ctx, cancel: cancel, log: s.log,
@@ -153,7 +156,11 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &ce):
 		s.metrics.rejected.WithLabelValues(ce.code).Inc()
 		sess.send(&protocol.Error{Code: ce.code, Message: ce.msg, Fatal: true})
-		conn.Close(websocket.StatusPolicyViolation, clip(ce.code+": "+ce.msg, 120))
+		status := websocket.StatusPolicyViolation
+		if ce.code == protocol.ErrFrameTooLarge {
+			status = websocket.StatusMessageTooBig
+		}
+		conn.Close(status, clip(ce.code+": "+ce.msg, 120))
 	case err == nil || errors.Is(err, context.Canceled):
 		conn.Close(websocket.StatusGoingAway, "service shutting down")
 	default:
@@ -255,19 +262,73 @@ func (s *session) ping() {
 	}
 }
 
-func (s *session) hello() error {
-	ctx, cancel := context.WithTimeout(s.ctx, helloTimeout)
-	defer cancel()
-	typ, data, err := s.conn.Read(ctx)
+// readFrame reads one client frame, holding at most MaxUpFrame+1 bytes
+// of it: a larger frame is refused (frame_too_large) and the rest of it
+// is discarded while the connection closes.
+func (s *session) readFrame(ctx context.Context) ([]byte, error) {
+	typ, r, err := s.conn.Reader(ctx)
 	if err != nil {
-		return fmt.Errorf("read hello: %w", err)
+		return nil, err
 	}
 	if typ != websocket.MessageBinary {
-		return &clientError{protocol.ErrBadFrame, "frames must be binary", true}
+		return nil, &clientError{protocol.ErrBadFrame, "frames must be binary", true}
+	}
+	data, err := io.ReadAll(io.LimitReader(r, protocol.MaxUpFrame+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > protocol.MaxUpFrame {
+		return nil, &clientError{protocol.ErrFrameTooLarge, fmt.Sprintf("frame larger than the %d-byte limit of client frames", protocol.MaxUpFrame), true}
+	}
+	return data, nil
+}
+
+// decodeErr is the client error for a frame that does not decode.
+func decodeErr(err error) error {
+	code := protocol.ErrBadFrame
+	if errors.Is(err, protocol.ErrTooLarge) {
+		code = protocol.ErrFrameTooLarge
+	}
+	return &clientError{code, err.Error(), true}
+}
+
+// errHelloTimeout: the client sent no Hello in time, and was told so.
+var errHelloTimeout = errors.New("no Hello in time")
+
+func (s *session) hello() error {
+	// A read whose context ends closes the connection at once, so the
+	// timeout is a timer that first tells the client why, then ends the
+	// read; state settles which of the two comes first.
+	timeout := s.svc.cfg.HelloTimeout
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	var state atomic.Int32 // 0 waiting, 1 timed out, 2 read
+	t := time.AfterFunc(timeout, func() {
+		if !state.CompareAndSwap(0, 1) {
+			return
+		}
+		s.svc.metrics.rejected.WithLabelValues(protocol.ErrBadFrame).Inc()
+		msg := fmt.Sprintf("no Hello within %v of connecting", timeout)
+		wctx, wcancel := context.WithTimeout(s.ctx, time.Second)
+		s.conn.Write(wctx, websocket.MessageBinary, (&protocol.Error{Code: protocol.ErrBadFrame, Message: msg, Fatal: true}).Encode(nil))
+		wcancel()
+		cancel()
+	})
+	defer t.Stop()
+	data, err := s.readFrame(ctx)
+	if !state.CompareAndSwap(0, 2) {
+		return errHelloTimeout
+	}
+	if err != nil {
+		var ce *clientError
+		if errors.As(err, &ce) {
+			return err
+		}
+		return fmt.Errorf("read hello: %w", err)
 	}
 	m, err := protocol.DecodeUp(data)
 	if err != nil {
-		return &clientError{protocol.ErrBadFrame, err.Error(), true}
+		return decodeErr(err)
 	}
 	h, ok := m.(*protocol.Hello)
 	if !ok {
@@ -308,25 +369,14 @@ func (s *session) hello() error {
 
 func (s *session) readLoop() {
 	for {
-		typ, data, err := s.conn.Read(s.ctx)
+		data, err := s.readFrame(s.ctx)
 		if err != nil {
-			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
-				err = &clientError{protocol.ErrFrameTooLarge, fmt.Sprintf("frame larger than %d bytes", protocol.MaxUpFrame), true}
-			}
 			s.readErr <- err
-			return
-		}
-		if typ != websocket.MessageBinary {
-			s.readErr <- &clientError{protocol.ErrBadFrame, "frames must be binary", true}
 			return
 		}
 		m, err := protocol.DecodeUp(data)
 		if err != nil {
-			code := protocol.ErrBadFrame
-			if errors.Is(err, protocol.ErrTooLarge) {
-				code = protocol.ErrFrameTooLarge
-			}
-			s.readErr <- &clientError{code, err.Error(), true}
+			s.readErr <- decodeErr(err)
 			return
 		}
 		select {

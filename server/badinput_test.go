@@ -57,7 +57,13 @@ func (r *rawConn) send(m interface{ Encode([]byte) []byte }) {
 
 // next reads the next message, or returns the read error.
 func (r *rawConn) next() (protocol.Down, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	return r.nextWithin(20 * time.Second)
+}
+
+// nextWithin is next, waiting at most d (the read error then closes
+// the connection).
+func (r *rawConn) nextWithin(d time.Duration) (protocol.Down, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	_, data, err := r.conn.Read(ctx)
 	if err != nil {

@@ -739,11 +739,16 @@ func (g *graph) nodeRel(n *node, rel *changelog.Rel) error {
 // apply evaluates a row's new version (nil: it is gone) at every node of
 // its table and updates what it holds. It does not emit the row itself.
 func (g *graph) apply(table, key string, rel *changelog.Rel, row []coltype.Value, inserted bool) error {
+	return g.applyAt(g.byTable[table], table, key, rel, row, inserted)
+}
+
+// applyAt is apply at the given nodes of the table only.
+func (g *graph) applyAt(nodes []*node, table, key string, rel *changelog.Rel, row []coltype.Value, inserted bool) error {
 	g.cur = table + "\x00" + key
 	defer func() { g.cur = "" }()
 	before := g.held[table][key]
 	readable := row != nil && (g.s.acc == nil || g.s.acc.Admit(rel, row))
-	for _, n := range g.byTable[table] {
+	for _, n := range nodes {
 		if err := g.nodeRel(n, rel); err != nil {
 			return err
 		}
@@ -849,21 +854,35 @@ func (g *graph) apply(table, key string, rel *changelog.Rel, row []coltype.Value
 	return nil
 }
 
-// refresh applies a row read from Postgres and emits what changed.
-func (g *graph) refresh(table string, rel *changelog.Rel, row []coltype.Value) error {
+// refresh applies a row read from Postgres for node by (nil: for no node
+// in particular) and emits what changed.
+//
+// A row sent already from the open snapshot has been evaluated at every
+// node in this very version: it is evaluated again at by only. (Any other
+// node whose standing towards it changed since, a new row above it or a
+// new reference to it, fetches it itself.) Without this, a shape of k
+// includes over the same rows cost k x k evaluations per row.
+func (g *graph) refresh(by *node, table string, rel *changelog.Rel, row []coltype.Value) error {
 	key := pkKey(rel, row)
+	k := table + "\x00" + key
 	before := g.held[table][key] != nil
-	if err := g.apply(table, key, rel, row, false); err != nil {
+	_, sent := g.sent[k]
+	var err error
+	if sent && by != nil {
+		err = g.applyAt([]*node{by}, table, key, rel, row, false)
+	} else {
+		err = g.apply(table, key, rel, row, false)
+	}
+	if err != nil {
 		return err
 	}
 	after := g.held[table][key] != nil
 	switch {
 	case after:
-		k := table + "\x00" + key
 		op := protocol.OpUpdate
 		if !before {
 			op = protocol.OpInsert
-		} else if _, ok := g.sent[k]; ok {
+		} else if sent {
 			return nil // the client holds this very version
 		}
 		if g.sent == nil {
@@ -1019,7 +1038,7 @@ func (g *graph) query(n *node, keys []string, all bool) error {
 	}
 	for _, row := range got {
 		set[pkKey(rel, row)] = struct{}{}
-		if err := g.refresh(n.key, rel, row); err != nil {
+		if err := g.refresh(n, n.key, rel, row); err != nil {
 			return err
 		}
 	}
@@ -1866,7 +1885,7 @@ func (g *graph) refreshAll(table string, rel *changelog.Rel, got [][]coltype.Val
 		k := pkKey(rel, row)
 		back[k] = true
 		set[k] = struct{}{}
-		if err := g.refresh(table, rel, row); err != nil {
+		if err := g.refresh(nil, table, rel, row); err != nil {
 			return err
 		}
 	}

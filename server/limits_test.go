@@ -489,3 +489,49 @@ SELECT id FROM b UNION SELECT id FROM x UNION SELECT id FROM c UNION SELECT id F
 		}
 	})
 }
+
+// TestAbandonedSubscribe: a client that disconnects during a long
+// snapshot stops the service's work for it at once (the session does
+// not read on for a client that is gone, holding a Postgres connection
+// and snapshot).
+func TestAbandonedSubscribe(t *testing.T) {
+	const n, rate = 4000, 1000 // 4 s of snapshot
+	e := newEnv(t, fmt.Sprintf(`%s
+INSERT INTO project VALUES ('big', 'Big');
+INSERT INTO issue SELECT 'b' || g, 'big', NULL, 'issue ' || g, 'open' FROM generate_series(1, %[2]d) g;
+CREATE TABLE bulk (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series(1, %[2]d) g;`, linearSQL, n), "users", "project", "issue", "comment", "bulk")
+	e.stop()
+	e.cfg.SnapshotRowsPerSec = rate
+	e.start()
+	conns := func() float64 {
+		m, err := scrapeMetrics(e.http.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m["lattice_connections"]
+	}
+	for _, sh := range []protocol.Shape{
+		{ID: "a", Table: "bulk"},
+		{ID: "a", Table: "project", Where: "id = 'big'", Include: []protocol.Include{{Table: "issue"}, {Table: "issue", Where: "status = 'open'"}}},
+	} {
+		r := e.dialRaw(t)
+		r.hello(e.token("gone"))
+		r.send(&protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{sh}})
+		time.Sleep(500 * time.Millisecond)
+		if c := conns(); c != 1 {
+			t.Fatalf("%d connections during the snapshot", int(c))
+		}
+		r.conn.CloseNow()
+		t0 := time.Now()
+		eventually(t, 10*time.Second, "the session to end", func() (bool, string) {
+			c := conns()
+			return c == 0, fmt.Sprintf("%v connections", c)
+		})
+		d := time.Since(t0)
+		t.Logf("%s: the session ended %v after the client left", sh.Table, d.Round(time.Millisecond))
+		if d > time.Second {
+			t.Errorf("%s: the session went on for %v after its client left, in a snapshot of %.0f s", sh.Table, d, float64(n)/rate)
+		}
+	}
+}

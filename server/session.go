@@ -72,6 +72,9 @@ type session struct {
 	writeCancel context.CancelFunc
 	watchdog    *time.Timer
 	tooSlow     atomic.Bool
+	// gone: the connection failed under the read loop, which cancelled
+	// ctx (the service did not).
+	gone atomic.Bool
 
 	// acc is the user's view of the row-level security policies (nil
 	// without --auth-role); policyCh is closed when they change.
@@ -372,6 +375,13 @@ func (s *session) readLoop() {
 		data, err := s.readFrame(s.ctx)
 		if err != nil {
 			s.readErr <- err
+			var ce *clientError
+			if !errors.As(err, &ce) {
+				// The connection is gone: end the work under way for it
+				// (a snapshot may read for a long while before it sends).
+				s.gone.Store(true)
+				s.cancel()
+			}
 			return
 		}
 		m, err := protocol.DecodeUp(data)
@@ -430,7 +440,7 @@ func (s *session) send(m interface{ Encode([]byte) []byte }) error {
 	err := s.conn.Write(s.writeCtx, websocket.MessageBinary, s.buf)
 	s.watchdog.Stop()
 	if err != nil {
-		if s.tooSlow.Load() && s.ctx.Err() == nil {
+		if s.tooSlow.Load() && (s.ctx.Err() == nil || s.gone.Load()) {
 			return &clientError{protocol.ErrTooSlow, "client did not accept data in time", true}
 		}
 		return fmt.Errorf("write frame: %w", err)

@@ -175,24 +175,49 @@ func (g *graph) useTable(table string, wild bool, add bool) {
 	in.pending = true
 }
 
-// flush applies the session's pending interest changes to the router.
+// flushChunk bounds the hashes one acquisition of the router's lock
+// registers or drops: a session that gains or loses many rows at once
+// (the end of a large snapshot, an Unsubscribe) holds the lock for about
+// a millisecond at a time, and the other sessions route in between.
+const flushChunk = 1024
+
+// flush applies the session's pending interest changes to the router,
+// in chunks of flushChunk hashes; each chunk is a growth of its own (a
+// seq), so a route computed between two chunks is completed with the
+// later ones' hashes (changesFor), as after separate flushes.
 func (g *graph) flush() {
 	in := g.in
 	if !in.pending {
 		return
 	}
+	adds, dels := in.adds, in.dels
+	for len(adds) > flushChunk || len(dels) > flushChunk {
+		a, d := adds[:min(len(adds), flushChunk)], dels[:min(len(dels), flushChunk)]
+		g.flushPart(a, d, false)
+		adds, dels = adds[len(a):], dels[len(d):]
+	}
+	g.flushPart(adds, dels, true)
+	in.adds = in.adds[:0]
+	in.dels = in.dels[:0]
+	in.pending = false
+}
+
+// flushPart registers adds and drops dels under the lock; with all, also
+// the whole-table interests and column sets.
+func (g *graph) flushPart(adds, dels []uint64, all bool) {
+	in := g.in
 	s := g.s
 	r := s.svc.router
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	grew := len(in.adds) > 0
+	grew := len(adds) > 0
 	structGrowth := false
-	for _, h := range in.adds {
+	for _, h := range adds {
 		if in.count[h] > 0 && !containsSess(r.keys[h], s) {
 			r.keys[h] = append(r.keys[h], s)
 		}
 	}
-	for _, h := range in.dels {
+	for _, h := range dels {
 		if in.count[h] > 0 {
 			continue
 		}
@@ -210,60 +235,60 @@ func (g *graph) flush() {
 			r.keys[h] = list
 		}
 	}
-	added := in.adds
-	in.dels = in.dels[:0]
-	for _, pair := range []struct {
-		mine map[string]int
-		all  map[string]map[*session]int
-	}{{in.wild, r.wild}, {in.tables, r.tables}} {
-		for t, n := range pair.mine {
-			set := pair.all[t]
-			if n > 0 {
-				if set == nil {
-					set = map[*session]int{}
-					pair.all[t] = set
-				}
-				if set[s] == 0 {
-					grew, structGrowth = true, true
-				}
-				set[s] = n
-			} else {
-				delete(pair.mine, t)
-				if set != nil {
-					delete(set, s)
-					if len(set) == 0 {
-						delete(pair.all, t)
+	if all {
+		for _, pair := range []struct {
+			mine map[string]int
+			all  map[string]map[*session]int
+		}{{in.wild, r.wild}, {in.tables, r.tables}} {
+			for t, n := range pair.mine {
+				set := pair.all[t]
+				if n > 0 {
+					if set == nil {
+						set = map[*session]int{}
+						pair.all[t] = set
+					}
+					if set[s] == 0 {
+						grew, structGrowth = true, true
+					}
+					set[s] = n
+				} else {
+					delete(pair.mine, t)
+					if set != nil {
+						delete(set, s)
+						if len(set) == 0 {
+							delete(pair.all, t)
+						}
 					}
 				}
 			}
 		}
-	}
-	for k, n := range in.colsets {
-		list := r.colsets[k[0]]
-		var cs *colset
-		for _, c := range list {
-			if c.id == k[1] {
-				cs = c
+		for k, n := range in.colsets {
+			list := r.colsets[k[0]]
+			var cs *colset
+			for _, c := range list {
+				if c.id == k[1] {
+					cs = c
+				}
+			}
+			// Column sets stay registered once used (a few per table: the
+			// primary key, foreign keys, columns of root predicates).
+			if n > 0 {
+				if cs == nil {
+					cs = &colset{id: k[1], cols: in.csDefs[k]}
+					r.colsets[k[0]] = append(list, cs)
+					grew, structGrowth = true, true
+				}
+			} else {
+				delete(in.colsets, k)
+				delete(in.csDefs, k)
 			}
 		}
-		// Column sets stay registered once used (a few per table: the
-		// primary key, foreign keys, columns of root predicates).
-		if n > 0 {
-			if cs == nil {
-				cs = &colset{id: k[1], cols: in.csDefs[k]}
-				r.colsets[k[0]] = append(list, cs)
-				grew, structGrowth = true, true
-			}
-		} else {
-			delete(in.colsets, k)
-			delete(in.csDefs, k)
-		}
 	}
-	structural := grew && len(added) == 0
+	structural := grew && len(adds) == 0
 	if grew {
 		r.seq++
 		in.lastGrow = r.seq
-		for _, h := range added {
+		for _, h := range adds {
 			in.recent = append(in.recent, addRec{r.seq, h})
 		}
 		if n := len(in.recent) - recentAdds; n > 0 {
@@ -274,8 +299,6 @@ func (g *graph) flush() {
 	if structural || (grew && structGrowth) {
 		in.structGrow = r.seq
 	}
-	in.adds = in.adds[:0]
-	in.pending = false
 }
 
 // drop removes all of a session's interests (the session ended).

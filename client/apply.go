@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/ncruces/go-sqlite3"
 )
@@ -727,6 +728,9 @@ func (c *Client) commitHeld() error {
 		return nil
 	}
 	if err := c.beforeCommit(); err != nil {
+		return fmt.Errorf("commit transaction %d: %w", c.lsn, err)
+	}
+	if err := failpoint.Hit("client/before-apply-commit"); err != nil {
 		return fmt.Errorf("commit transaction %d: %w", c.lsn, err)
 	}
 	if err := c.stmts.commit.Exec(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/merge"
 	"github.com/ncruces/go-sqlite3"
 )
@@ -188,6 +189,7 @@ func (c *Client) afterCommit() {
 	c.loc.extConsumed = false
 	if c.loc.stamped {
 		c.loc.stamped = false
+		failpoint.Hit("client/after-commit") // a local commit not sent yet
 		select {
 		case c.loc.ready <- struct{}{}:
 		default:

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/authz"
@@ -73,6 +74,9 @@ func (s *session) write(m *protocol.Write) error {
 	case err == nil:
 		s.svc.metrics.writes.WithLabelValues("applied").Inc()
 		s.log.Debug("client transaction applied", "txid", m.TxnID)
+		if err := failpoint.Hit("server/before-ack"); err != nil {
+			return &clientError{protocol.ErrInternal, "could not acknowledge transaction: " + err.Error(), true}
+		}
 		return s.send(&protocol.Ack{TxnID: m.TxnID})
 	case errors.As(err, &rej):
 		s.svc.metrics.writes.WithLabelValues("rejected").Inc()

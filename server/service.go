@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/auth"
 	"github.com/latticesync/lattice/server/authz"
@@ -600,6 +601,7 @@ func (s *Service) ListenAndServe(ctx context.Context) error {
 
 // Serve serves Handler on ln until ctx ends.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	ln = failpoint.Listener(ln, "server/conn-write")
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.log.Info("listening", "addr", ln.Addr().String(), "path", protocol.Path)
 	errc := make(chan error, 1)

@@ -470,7 +470,12 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 	if !ok {
 		t.Fatalf("seed %d did not converge: %s", seed, lastDiff)
 	}
-	t.Logf("seed %d: %d entries committed on replicas, converged", seed, len(committed))
+	fired := 0
+	for _, p := range append([]*campaignProc{svc}, procsOf(replicas)...) {
+		b, _ := os.ReadFile(p.logPath)
+		fired += strings.Count(string(b), "\nfailpoint ")
+	}
+	t.Logf("seed %d: %d entries committed on replicas, %d faults fired, converged", seed, len(committed), fired)
 }
 
 func procsOf(rs []*campaignReplica) []*campaignProc {
@@ -547,8 +552,55 @@ func waitCampaignHealthy(t *testing.T, addr string, p *campaignProc) {
 // replicas for one seed.
 type faultPlan struct{ service, replicas string }
 
-// campaignFaults draws the seed's fault points: none yet.
-func campaignFaults(rng *rand.Rand) faultPlan { return faultPlan{} }
+// The fault points (internal/failpoint) of the write path and the stream.
+var (
+	serviceFaultPoints = []string{
+		"server/before-pg-commit", // a client write received, not committed
+		"server/before-ack",       // committed in Postgres, not acknowledged
+		"server/snapshot",         // while a snapshot is taken
+		"changelog/rotate",        // the log rolls to a new segment
+		"changelog/trim",          // retention about to drop segments
+		"changelog/trimmed",       // retention's meta written, files not removed
+	}
+	replicaFaultPoints = []string{
+		"client/after-commit",        // a local commit, not sent yet
+		"client/before-send",         // about to send a local transaction
+		"client/rebase",              // rebasing local writes over a service transaction
+		"client/before-apply-commit", // service transactions applied, not committed
+	}
+)
+
+// campaignFaults draws the seed's fault points: each point is armed with
+// probability 2/3, mostly to exit the process at its Nth hit (a crash at
+// that exact point; the campaign restarts it), sometimes to fail the
+// operation there; the service's connections are cut in the middle of a
+// frame at some write. Counters restart with the process, so an armed
+// point fires again in every run of it that reaches N hits. With
+// LATTICE_CAMPAIGN_FAULTS=0 no point is armed.
+func campaignFaults(rng *rand.Rand) faultPlan {
+	if os.Getenv("LATTICE_CAMPAIGN_FAULTS") == "0" {
+		return faultPlan{}
+	}
+	arm := func(points []string) []string {
+		var out []string
+		for _, p := range points {
+			if rng.Intn(3) == 0 {
+				continue
+			}
+			act := "exit"
+			if rng.Intn(5) == 0 {
+				act = "error"
+			}
+			out = append(out, fmt.Sprintf("%s=%s#%d", p, act, 2+rng.Intn(40)))
+		}
+		return out
+	}
+	svc := arm(serviceFaultPoints)
+	if rng.Intn(3) != 0 {
+		svc = append(svc, fmt.Sprintf("server/conn-write=cut#%d", 20+rng.Intn(1000)))
+	}
+	return faultPlan{service: strings.Join(svc, ","), replicas: strings.Join(arm(replicaFaultPoints), ",")}
+}
 
 // healthy reports whether the service at addr answers /healthz with 200.
 func healthy(addr string) bool {

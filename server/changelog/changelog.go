@@ -38,6 +38,7 @@ import (
 	"unsafe"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/protocol"
 )
 
@@ -489,6 +490,9 @@ func (l *Log) Append(txns ...*Txn) error {
 		if cur == nil || curSize >= l.opts.SegmentBytes {
 			if cur != nil {
 				rolled = true
+				if err := failpoint.Hit("changelog/rotate"); err != nil {
+					return fmt.Errorf("changelog: append: %w", err)
+				}
 			}
 			s, f, err := l.createSegment(txns[i].LSN)
 			if err != nil {

@@ -53,10 +53,18 @@ need_gcc() {
 	command -v gcc >/dev/null 2>&1 || apt_install gcc libc6-dev
 }
 
+need_sqlite3() {
+	# The sqlite3 shell: the fault campaign writes replica files with it, as
+	# a user would (it falls back to a plain SQLite connection without it).
+	command -v sqlite3 >/dev/null 2>&1 && return 0
+	apt_install sqlite3 || log "sqlite3 shell not installed; the fault campaign uses a plain SQLite connection"
+}
+
 deps() {
 	need_go
 	need_gcc
 	need_postgres
+	need_sqlite3
 	log "downloading Go modules"
 	go mod download || die "go mod download failed (is the Go module proxy reachable?)"
 	web_deps

@@ -57,7 +57,7 @@ need_sqlite3() {
 	# The sqlite3 shell: the fault campaign writes replica files with it, as
 	# a user would (it falls back to a plain SQLite connection without it).
 	command -v sqlite3 >/dev/null 2>&1 && return 0
-	apt_install sqlite3 || log "sqlite3 shell not installed; the fault campaign uses a plain SQLite connection"
+	(apt_install sqlite3) || log "sqlite3 shell not installed; the fault campaign uses a plain SQLite connection"
 }
 
 deps() {

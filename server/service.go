@@ -122,6 +122,9 @@ type Service struct {
 	recent recentXids
 
 	replErr   atomic.Pointer[error]
+	// logErr is the change log's last append failure (a full disk), nil
+	// once an append succeeds again: new work is refused meanwhile.
+	logErr atomic.Pointer[error]
 	replUp    atomic.Bool
 	lastRecv  atomic.Int64 // unix nanos of the last txn appended
 	wg        sync.WaitGroup
@@ -408,8 +411,12 @@ func (s *Service) sink(ctx context.Context, txns []*changelog.Txn) error {
 	}
 	s.recent.add(txns)
 	if err := s.clog.Append(txns...); err != nil {
+		// Not confirmed to the slot: replication restarts from the last
+		// durable position and retries, until space returns.
+		s.logErr.Store(&err)
 		return err
 	}
+	s.logErr.Store(nil)
 	now := time.Now()
 	s.lastRecv.Store(now.UnixNano())
 	changes := 0
@@ -553,11 +560,27 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
+// refuseNewWork returns the error that ends a session asking for new work
+// (a write, a subscribe) while the change log cannot be written: the
+// client retries after reconnecting, and nothing is lost meanwhile (its
+// writes wait in its queue).
+func (s *Service) refuseNewWork() error {
+	p := s.logErr.Load()
+	if p == nil || *p == nil {
+		return nil
+	}
+	return &clientError{protocol.ErrInternal, "service unavailable: its change log cannot be written (" + (*p).Error() + "); retry later", true}
+}
+
 func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		http.Error(w, "postgres unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if p := s.logErr.Load(); p != nil && *p != nil {
+		http.Error(w, "change log cannot be written: "+(*p).Error(), http.StatusServiceUnavailable)
 		return
 	}
 	if p := s.replErr.Load(); p != nil && *p != nil {

@@ -343,8 +343,14 @@ func (s *session) handle(m protocol.Up) error {
 	case *protocol.Hello:
 		return &clientError{protocol.ErrBadFrame, "Hello sent twice", true}
 	case *protocol.Subscribe:
+		if err := s.svc.refuseNewWork(); err != nil {
+			return err
+		}
 		return s.subscribe(m)
 	case *protocol.Write:
+		if err := s.svc.refuseNewWork(); err != nil {
+			return err
+		}
 		return s.write(m)
 	case *protocol.Unsubscribe:
 		return s.unsubscribe(m)

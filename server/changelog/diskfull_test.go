@@ -3,34 +3,20 @@ package changelog
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
-)
 
-// tmpfs mounts a tmpfs of size bytes on a new directory (as root), so
-// that a test meets a real full disk (ENOSPC), and unmounts it at the end.
-func tmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a full disk is simulated with a tmpfs mount, which needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
+	"github.com/latticesync/lattice/internal/tmpfs"
+)
 
 // TestAppendDiskFull: when the disk fills, Append fails with ENOSPC and
 // leaves nothing torn behind; once space returns the log goes on by
 // itself (no reopen), and a reopened log holds exactly the txns whose
 // Append succeeded, in order.
 func TestAppendDiskFull(t *testing.T) {
-	mnt := tmpfs(t, "512k")
+	mnt := tmpfs.Mount(t, "512k")
 	dir := filepath.Join(mnt, "log")
 	// Space to give back later.
 	filler := filepath.Join(mnt, "filler")

@@ -121,10 +121,10 @@ type Service struct {
 	// recent: logged transactions not yet seen visible (visible.go).
 	recent recentXids
 
-	replErr   atomic.Pointer[error]
+	replErr atomic.Pointer[error]
 	// logErr is the change log's last append failure (a full disk), nil
 	// once an append succeeds again: new work is refused meanwhile.
-	logErr atomic.Pointer[error]
+	logErr    atomic.Pointer[error]
 	replUp    atomic.Bool
 	lastRecv  atomic.Int64 // unix nanos of the last txn appended
 	wg        sync.WaitGroup

@@ -182,6 +182,7 @@ type internalStmts struct {
 	stampOps     *sqlite3.Stmt // (txid)
 	insertTxn    *sqlite3.Stmt // (txid, hlc)
 	pendingTxns  *sqlite3.Stmt // (limit) -> txid, hlc
+	unsentTxns   *sqlite3.Stmt // (after, limit) -> txid, hlc of pending and acked txns
 	txnOps       *sqlite3.Stmt // (txid) -> seq, tbl
 	txnTables    *sqlite3.Stmt // (txid) -> distinct tbl
 	txnState     *sqlite3.Stmt // (txid) -> state
@@ -373,6 +374,7 @@ func (c *Client) prepareInternal() error {
 	c.stmts.stampOps = prep(`UPDATE _lattice_oplog SET txid = ? WHERE txid IS NULL`)
 	c.stmts.insertTxn = prep(`INSERT INTO _lattice_txns(txid, hlc) VALUES(?, ?)`)
 	c.stmts.pendingTxns = prep(`SELECT txid, hlc FROM _lattice_txns WHERE state = 'pending' ORDER BY txid LIMIT ?`)
+	c.stmts.unsentTxns = prep(`SELECT txid, hlc FROM _lattice_txns WHERE state IN ('pending', 'acked') AND txid > ? ORDER BY txid LIMIT ?`)
 	c.stmts.txnOps = prep(`SELECT seq, tbl FROM _lattice_oplog WHERE txid = ? ORDER BY seq`)
 	c.stmts.txnTables = prep(`SELECT DISTINCT tbl FROM _lattice_oplog WHERE txid = ?`)
 	c.stmts.txnState = prep(`SELECT state FROM _lattice_txns WHERE txid = ?`)

@@ -43,7 +43,7 @@ func (c *Client) pushLocked(s *session) error {
 	if !s.ready || len(s.inFlight) >= maxInFlight {
 		return nil
 	}
-	txns, err := c.pendingTxns(0)
+	txns, err := c.unsentTxns(s.sentTxn, maxInFlight-len(s.inFlight))
 	if err != nil {
 		return err
 	}

@@ -211,7 +211,7 @@ func newSQLiteWriter() sqliteWriter {
 // and reports whether it committed.
 func (w sqliteWriter) exec(path, sql string) error {
 	if w.shell != "" {
-		cmd := exec.Command(w.shell, "-bail", "-cmd", ".timeout 10000", path, sql)
+		cmd := exec.Command(w.shell, "-bail", "-cmd", ".timeout 3000", path, sql)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("sqlite3: %v: %s", err, strings.TrimSpace(string(out)))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/internal/failpoint"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/ncruces/go-sqlite3"
 )
@@ -415,6 +416,13 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 			if err := c.disableTriggers(); err != nil {
 				return fmt.Errorf("begin transaction: %w", err)
 			}
+		}
+		if m.CommitTime > 0 {
+			// The commit time is the service side's clock: observing it
+			// keeps a client whose clock is behind from stamping its next
+			// writes before the changes it has seen (which would lose to
+			// them). Persisted with this transaction.
+			c.observeHLC(merge.MakeHLC(m.CommitTime/1000, 0))
 		}
 		c.tx.lsn = m.LSN
 		c.tx.reset = m.Flags&protocol.FlagReset != 0

@@ -75,6 +75,11 @@ type Options struct {
 	// write them before its first sync (see ParseSchema). The service's
 	// definitions replace them on sync.
 	Schema []protocol.Relation
+	// Now, when set, is the wall clock the client's HLC clock reads to
+	// stamp local transactions; nil means time.Now. Tests inject a skewed
+	// clock with it. The clock also follows the commit time of every
+	// transaction received from the service (see README.md, "Clock skew").
+	Now func() time.Time
 }
 
 // Connection states reported in Status.State.
@@ -248,6 +253,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Client, error) {
 	c.tok.wake = make(chan struct{}, 1)
 	if opts != nil {
 		c.opts = *opts
+		c.loc.clock.Now = opts.Now
 	}
 	c.tok.token = c.opts.Token
 	c.log = c.opts.Logger

@@ -25,6 +25,7 @@ import (
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/internal/failpoint"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/auth"
 	"github.com/latticesync/lattice/server/authz"
@@ -62,6 +63,16 @@ type Config struct {
 	// WriteTimeout disconnects a client that does not accept a frame within
 	// it; default 30s.
 	WriteTimeout time.Duration
+	// HelloTimeout bounds how long a connection may stay silent before it
+	// has identified itself: the HTTP request (WebSocket upgrade) must
+	// arrive within it, and then the client's Hello; default 10s. A
+	// connection that misses it is closed.
+	HelloTimeout time.Duration
+	// MaxClockSkew is how far ahead of the service's wall clock a client
+	// write's HLC may be: a write stamped later is stamped at the service's
+	// wall clock + MaxClockSkew instead (see merge.CapSkew), counted in
+	// lattice_clock_skew_clamped_total and logged; default 1m.
+	MaxClockSkew time.Duration
 	// MaxShapesPerConn limits shapes per connection; default 1000.
 	MaxShapesPerConn int
 	// MaxSnapshotRows limits the rows of one subscription's initial data
@@ -94,6 +105,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = merge.DefaultMaxSkew
 	}
 	if c.MaxShapesPerConn == 0 {
 		c.MaxShapesPerConn = 1000
@@ -625,7 +642,10 @@ func (s *Service) ListenAndServe(ctx context.Context) error {
 // Serve serves Handler on ln until ctx ends.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	ln = failpoint.Listener(ln, "server/conn-write")
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// A connection that never sends its request is closed after
+	// HelloTimeout, as one that never sends Hello (and an idle keep-alive
+	// connection: IdleTimeout defaults to ReadHeaderTimeout).
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.HelloTimeout}
 	s.log.Info("listening", "addr", ln.Addr().String(), "path", protocol.Path)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

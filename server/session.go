@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/auth"
 	"github.com/latticesync/lattice/server/authz"
@@ -21,9 +22,9 @@ import (
 )
 
 const (
-	helloTimeout    = 10 * time.Second
 	pingInterval    = 15 * time.Second
-	positionEvery   = time.Second // tell an idle client how far it has got
+	pongTimeout     = 10 * time.Second // a client that answers no ping within it is cut off
+	positionEvery   = time.Second      // tell an idle client how far it has got
 	maxTxnsPerBatch = 256
 )
 
@@ -35,10 +36,17 @@ type session struct {
 	conn   *websocket.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
-	log    *slog.Logger
-	user   auth.Identity
+	// cut ends the session for a reason (a *clientError sent to the
+	// client and counted), as cancel does for a shutdown.
+	cut  context.CancelCauseFunc
+	log  *slog.Logger
+	user auth.Identity
 	// clientID is Hello.ClientID: the origin of the client's writes.
 	clientID string
+	// lastHLC is the HLC of the client's previous transaction as applied
+	// (admitHLC); skewWarned when a skewed clock was last logged.
+	lastHLC    merge.HLC
+	skewWarned time.Time
 
 	reqs    chan protocol.Up
 	readErr chan error
@@ -111,9 +119,10 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(protocol.MaxUpFrame)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cut := context.WithCancelCause(context.Background())
+	cancel := func() { cut(nil) }
 	sess := &session{
-		svc: s, conn: conn, ctx: ctx, cancel: cancel, log: s.log,
+		svc: s, conn: conn, ctx: ctx, cancel: cancel, cut: cut, log: s.log,
 		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1),
 		shapes: map[string]*shape{}, byTable: map[string][]*shape{},
 		relIDs: map[*changelog.Rel]uint32{},
@@ -134,6 +143,9 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}()
 	err = sess.run()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // cut off (ping): the reason, rather than the write it interrupted
+	}
 	defer func() {
 		if sess.watchdog != nil {
 			sess.watchdog.Stop()
@@ -147,6 +159,9 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &ce):
 		s.metrics.rejected.WithLabelValues(ce.code).Inc()
+		if ce.code == protocol.ErrTooSlow {
+			sess.log.Info("client cut off", "reason", ce.msg)
+		}
 		sess.send(&protocol.Error{Code: ce.code, Message: ce.msg, Fatal: true})
 		conn.Close(websocket.StatusPolicyViolation, clip(ce.code+": "+ce.msg, 120))
 	case err == nil || errors.Is(err, context.Canceled):
@@ -242,18 +257,33 @@ func (s *session) run() error {
 	}
 }
 
+// ping cuts off a client that answers no ping within pongTimeout: one
+// that stopped reading (suspended, hung) answers none, even while the
+// kernel's socket buffers still accept what the service sends it.
 func (s *session) ping() {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, pongTimeout)
 	defer cancel()
-	if err := s.conn.Ping(ctx); err != nil {
+	err := s.conn.Ping(ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded):
+		s.cut(&clientError{protocol.ErrTooSlow, fmt.Sprintf("the client answered no ping within %s", pongTimeout), true})
+	default:
 		s.cancel()
 	}
 }
 
 func (s *session) hello() error {
-	ctx, cancel := context.WithTimeout(s.ctx, helloTimeout)
-	defer cancel()
-	typ, data, err := s.conn.Read(ctx)
+	// A connection silent for HelloTimeout is closed with the reason (a
+	// read deadline would close it without one).
+	timeout := s.svc.cfg.HelloTimeout
+	t := time.AfterFunc(timeout, func() {
+		s.conn.Close(websocket.StatusPolicyViolation, fmt.Sprintf("%s: no Hello within %s", protocol.ErrTooSlow, timeout))
+	})
+	typ, data, err := s.conn.Read(s.ctx)
+	if !t.Stop() {
+		return &clientError{protocol.ErrTooSlow, fmt.Sprintf("no Hello within %s", timeout), true}
+	}
 	if err != nil {
 		return fmt.Errorf("read hello: %w", err)
 	}

@@ -33,6 +33,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.LogMaxAge, "log-max-age", 24*time.Hour, "retain change log for this long")
 	fs.Int64Var(&cfg.LogSegmentBytes, "log-segment-bytes", 64<<20, "size of one change log segment file (retention removes whole segments)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "disconnect a client that accepts no data for this long")
+	fs.DurationVar(&cfg.HelloTimeout, "hello-timeout", 10*time.Second, "close a connection that sends no request, then no Hello, within this")
+	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", time.Minute, "stamp a client write whose HLC is further ahead of the service's clock at the clock + this (negative: never)")
 	fs.IntVar(&cfg.MaxShapesPerConn, "max-shapes", 1000, "shapes per connection")
 	fs.IntVar(&cfg.MaxSnapshotRows, "max-shape-rows", 0, "refuse shapes with more initial rows than this (0 = no limit)")
 	fs.StringVar(&level, "log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")

@@ -292,13 +292,14 @@ FUZZ_TARGETS="
 
 fuzz() {
 	# FUZZTIME is a duration (30s) or an execution count (10000000x: the
-	# long run of BENCHMARKS.md, "Fuzzing (issue 15)").
+	# long run of BENCHMARKS.md, "Fuzzing (issue 15)"); FUZZPARALLEL, if
+	# set, is the number of fuzzing workers (default: one per CPU).
 	need_go
 	local t=${FUZZTIME:-30s} pkg name
 	while read -r pkg name; do
 		[ -n "$pkg" ] || continue
 		log "fuzz $pkg $name ($t)"
-		go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$t" || die "fuzz target $pkg $name failed (the failing input is in $pkg/testdata/fuzz/$name)"
+		go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$t" ${FUZZPARALLEL:+-parallel "$FUZZPARALLEL"} || die "fuzz target $pkg $name failed (the failing input is in $pkg/testdata/fuzz/$name)"
 	done <<<"$FUZZ_TARGETS"
 }
 

@@ -64,6 +64,9 @@ func (r *pgArrayReader) array(out []byte, depth int) ([]byte, error) {
 	r.pos++ // '{'
 	out = append(out, '[')
 	if r.pos < len(r.s) && r.s[r.pos] == '}' {
+		if depth > 1 {
+			return out, errEmptySub // Postgres prints every empty array as "{}"
+		}
 		r.pos++
 		return append(out, ']'), nil
 	}

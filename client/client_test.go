@@ -124,8 +124,14 @@ func TestFirstSync(t *testing.T) {
 	if st := c.Status(); st.State != StateOnline || st.LSN != 100 {
 		t.Fatalf("status %+v", st)
 	}
+	// OnStatus runs after the status changes: the third report may lag.
+	waitFor(t, func() bool {
+		stMu.Lock()
+		defer stMu.Unlock()
+		return len(statuses) >= 3
+	})
 	stMu.Lock()
-	if len(statuses) < 3 || statuses[0].State != StateConnecting || statuses[1].State != StateOnline {
+	if statuses[0].State != StateConnecting || statuses[1].State != StateOnline {
 		t.Errorf("statuses %+v", statuses)
 	}
 	stMu.Unlock()

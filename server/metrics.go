@@ -31,6 +31,9 @@ type metrics struct {
 	skewClamped prometheus.Counter
 	skewMax     prometheus.Gauge
 	skewMaxMs   atomic.Int64
+	// slotLost: times the replication slot was found missing and a new
+	// change log started (every client re-synced).
+	slotLost prometheus.Counter
 }
 
 // observeSkew records how far a client write's HLC was ahead of the
@@ -80,9 +83,11 @@ func newMetrics() *metrics {
 			Name: "lattice_clock_skew_clamped_total", Help: "Client transactions whose HLC was more than the maximum clock skew ahead of the service's clock, stamped at the service's clock + the maximum skew instead."}),
 		skewMax: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lattice_clock_skew_max_seconds", Help: "The most a client transaction's HLC was ahead of the service's clock since the service started (0: none was ahead)."}),
+		slotLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_replication_slot_lost_total", Help: "Times the replication slot was missing (dropped, invalidated) and a new change log was started: changes in the gap are not in the stream, every client re-synced its shapes."}),
 	}
 	m.reg.MustRegister(m.connections, m.shapes, m.lagBytes, m.lagSeconds, m.changes, m.txns,
-		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes, m.snapshotRetries, m.skewClamped, m.skewMax,
+		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes, m.snapshotRetries, m.skewClamped, m.skewMax, m.slotLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

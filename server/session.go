@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,13 @@ type session struct {
 
 	reqs    chan protocol.Up
 	readErr chan error
+
+	// clog is the change log the session reads (the service's when the
+	// session started); stale is closed when the service has started a
+	// new one (the slot was lost): the session ends, the client re-syncs.
+	clog      *changelog.Log
+	stale     chan struct{}
+	staleOnce sync.Once
 
 	reader   *changelog.Reader
 	cursor   uint64 // LSN of the last transaction processed
@@ -110,6 +118,16 @@ type clientError struct {
 func (e *clientError) Error() string { return e.code + ": " + e.msg }
 
 func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
+	// Counted before Shutdown waits (both under connMu), or refused.
+	s.connMu.Lock()
+	if s.isDraining() {
+		s.connMu.Unlock()
+		http.Error(w, "service shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.sessWG.Add(1)
+	s.connMu.Unlock()
+	defer s.sessWG.Done()
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// Tokens travel in Hello, never in cookies, so any origin may connect.
 		InsecureSkipVerify: true,
@@ -123,7 +141,7 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	cancel := func() { cut(nil) }
 	sess := &session{
 		svc: s, conn: conn, ctx: ctx, cancel: cancel, cut: cut, log: s.log,
-		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1),
+		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1), stale: make(chan struct{}),
 		shapes: map[string]*shape{}, byTable: map[string][]*shape{},
 		relIDs: map[*changelog.Rel]uint32{},
 	}
@@ -164,7 +182,7 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		}
 		sess.send(&protocol.Error{Code: ce.code, Message: ce.msg, Fatal: true})
 		conn.Close(websocket.StatusPolicyViolation, clip(ce.code+": "+ce.msg, 120))
-	case err == nil || errors.Is(err, context.Canceled):
+	case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errDraining):
 		conn.Close(websocket.StatusGoingAway, "service shutting down")
 	default:
 		if websocket.CloseStatus(err) == -1 {
@@ -182,8 +200,14 @@ func clip(s string, n int) string {
 	return s
 }
 
+// errDraining ends a session when the service shuts down (Shutdown).
+var errDraining = errors.New("service shutting down")
+
 func (s *session) run() error {
 	if err := s.hello(); err != nil {
+		if s.svc.isDraining() {
+			return errDraining
+		}
 		return err
 	}
 	if err := s.bindAccess(); err != nil {
@@ -201,6 +225,11 @@ func (s *session) run() error {
 		expire = t.C
 	}
 	for {
+		// Shutting down: the request handled last (a write applied) has
+		// been answered; close before taking another.
+		if s.svc.isDraining() {
+			return errDraining
+		}
 		// Requests first, without blocking.
 		select {
 		case m := <-s.reqs:
@@ -212,11 +241,13 @@ func (s *session) run() error {
 			return err
 		case <-expire:
 			return &clientError{protocol.ErrUnauthorized, "token expired", true}
+		case <-s.stale:
+			return errStale()
 		default:
 		}
 		var notify <-chan struct{}
 		if s.reader != nil && len(s.shapes) > 0 {
-			notify = s.svc.clog.Notify()
+			notify = s.clog.Notify()
 			n, err := s.pump(maxTxnsPerBatch)
 			if err != nil {
 				return err
@@ -251,6 +282,10 @@ func (s *session) run() error {
 			}
 		case <-ping.C:
 			go s.ping()
+		case <-s.stale:
+			return errStale()
+		case <-s.svc.drainCtx.Done():
+			return errDraining
 		case <-s.ctx.Done():
 			return s.ctx.Err()
 		}
@@ -280,7 +315,12 @@ func (s *session) hello() error {
 	t := time.AfterFunc(timeout, func() {
 		s.conn.Close(websocket.StatusPolicyViolation, fmt.Sprintf("%s: no Hello within %s", protocol.ErrTooSlow, timeout))
 	})
-	typ, data, err := s.conn.Read(s.ctx)
+	// Shutting down: stop waiting for Hello (run closes with going-away).
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.svc.drainCtx, cancel)
+	defer stop()
+	typ, data, err := s.conn.Read(ctx)
 	if !t.Stop() {
 		return &clientError{protocol.ErrTooSlow, fmt.Sprintf("no Hello within %s", timeout), true}
 	}
@@ -312,7 +352,10 @@ func (s *session) hello() error {
 	}
 	s.log = s.svc.log.With("user", s.user.UserID, "client", h.ClientID)
 	s.clientID = h.ClientID
-	l := s.svc.clog
+	// The session reads this log to its end; when the service starts
+	// another (relog.go), it is told to re-sync (stale).
+	s.clog = s.svc.changeLog()
+	l := s.clog
 	head := l.Head()
 	w := &protocol.Welcome{LogID: l.ID(), HeadLSN: head}
 	if h.LogID != "" {
@@ -457,6 +500,11 @@ func (s *session) pump(max int) (int, error) {
 func (s *session) readerErr(err error) error {
 	if errors.Is(err, changelog.ErrTruncated) {
 		return &clientError{protocol.ErrResync, "the client fell behind the retained change log; reconnect to re-sync", true}
+	}
+	select {
+	case <-s.stale:
+		return errStale() // the log was closed because it was replaced
+	default:
 	}
 	return fmt.Errorf("read change log: %w", err)
 }

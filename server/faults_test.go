@@ -282,21 +282,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	defer stopWriters()
 	logID, _ := ws[0].c.Position()
 	ctx := context.Background()
-	progress := func(what string) {
-		t.Helper()
-		before := make([]int64, len(ws))
-		for i, w := range ws {
-			before[i] = w.done.Load()
-		}
-		eventually(t, 30*time.Second, what, func() (bool, string) {
-			for i, w := range ws {
-				if w.done.Load() < before[i]+10 {
-					return false, fmt.Sprintf("client %d at %d", i, w.done.Load())
-				}
-			}
-			return true, ""
-		})
-	}
+	progress := func(what string) { t.Helper(); waitProgress(t, ws, 10, what) }
 	progress("writes before the crash")
 
 	t.Log("postgres: immediate restart")
@@ -351,21 +337,7 @@ func TestFaultSIGTERM(t *testing.T) {
 	e := newProcEnvWith(t, serveEnv, faultSQL, "item", "counter")
 	ws, stopWriters := startFaultWriters(t, e, 3)
 	defer stopWriters()
-	progress := func(what string) {
-		t.Helper()
-		before := make([]int64, len(ws))
-		for i, w := range ws {
-			before[i] = w.done.Load()
-		}
-		eventually(t, 30*time.Second, what, func() (bool, string) {
-			for i, w := range ws {
-				if w.done.Load() < before[i]+20 {
-					return false, fmt.Sprintf("client %d at %d", i, w.done.Load())
-				}
-			}
-			return true, ""
-		})
-	}
+	progress := func(what string) { t.Helper(); waitProgress(t, ws, 20, what) }
 	duplicates := 0.0
 	for round := 0; round < 3; round++ {
 		progress(fmt.Sprintf("writes before SIGTERM %d", round))
@@ -492,4 +464,21 @@ func TestFaultSlotDropped(t *testing.T) {
 			t.Errorf("client %d on log %s, want the new log %s", i, id, newLog)
 		}
 	}
+}
+
+// waitProgress waits until every writer has committed n more transactions.
+func waitProgress(t *testing.T, ws []*faultWriter, n int64, what string) {
+	t.Helper()
+	before := make([]int64, len(ws))
+	for i, w := range ws {
+		before[i] = w.done.Load()
+	}
+	eventually(t, 30*time.Second, what, func() (bool, string) {
+		for i, w := range ws {
+			if w.done.Load() < before[i]+n {
+				return false, fmt.Sprintf("client %d at %d", i, w.done.Load())
+			}
+		}
+		return true, ""
+	})
 }

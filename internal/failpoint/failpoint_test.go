@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ func TestParseAndHit(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		got = append(got, errors.Is(s.Hit("a"), ErrInjected))
 	}
-	if want := []bool{false, true, false, false}; !equal(got, want) {
+	if want := []bool{false, true, false, false}; !slices.Equal(got, want) {
 		t.Fatalf("a=error#2 hits: %v, want %v", got, want)
 	}
 	if !errors.Is(s.Hit("b"), ErrCut) || !errors.Is(s.Hit("b"), ErrCut) {
@@ -45,18 +46,6 @@ func TestParseAndHit(t *testing.T) {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
 	}
-}
-
-func equal(a, b []bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestConnCut(t *testing.T) {

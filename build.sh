@@ -7,7 +7,7 @@
 #   ./build.sh demo     run the demo: the example app on a local Postgres (lattice dev)
 #   ./build.sh build    build bin/lattice and the browser worker (web/dist)
 #   ./build.sh bench    run the benchmarks (figures go in BENCHMARKS.md)
-#   ./build.sh fuzz     run the protocol fuzzers (FUZZTIME, default 30s each)
+#   ./build.sh fuzz     run every fuzz target (FUZZTIME, default 30s each)
 #   ./build.sh lint     gofmt, go vet (native and GOOS=js), go mod tidy check
 #   ./build.sh deps     install prerequisites only
 #   ./build.sh web      build and unit-test web/ (the npm package) only
@@ -53,10 +53,18 @@ need_gcc() {
 	command -v gcc >/dev/null 2>&1 || apt_install gcc libc6-dev
 }
 
+need_sqlite3() {
+	# The sqlite3 shell: the fault campaign writes replica files with it, as
+	# a user would (it falls back to a plain SQLite connection without it).
+	command -v sqlite3 >/dev/null 2>&1 && return 0
+	(apt_install sqlite3) || log "sqlite3 shell not installed; the fault campaign uses a plain SQLite connection"
+}
+
 deps() {
 	need_go
 	need_gcc
 	need_postgres
+	need_sqlite3
 	log "downloading Go modules"
 	go mod download || die "go mod download failed (is the Go module proxy reachable?)"
 	web_deps
@@ -250,6 +258,7 @@ test_() {
 	go test -count=1 -p 2 -timeout 30m ./...
 	log "go test -race (core packages)"
 	go test -count=1 -race -timeout 20m ./protocol ./coltype ./merge ./server/changelog ./client ./jsbridge
+	FUZZTIME=${CI_FUZZTIME:-2s} fuzz
 	build_wasm
 	browser_test
 	web_browser_test
@@ -265,11 +274,33 @@ bench() {
 	log "results in bench.out; record them in BENCHMARKS.md"
 }
 
+# Every fuzz target: package and name. Keep in step with the Fuzz* functions
+# (grep -rn '^func Fuzz' --include='*_test.go' .).
+FUZZ_TARGETS="
+./protocol FuzzDecodeUp
+./protocol FuzzDecodeDown
+./protocol FuzzDecodeValue
+./merge FuzzDecodeMeta
+./server/where FuzzParse
+./server/changelog FuzzDecodeRecord
+./server/changelog FuzzRecoverSegment
+./coltype FuzzFromPGText
+./coltype FuzzToPGText
+./server/pgrepl FuzzDecode
+./server/writes FuzzShadowArrays
+"
+
 fuzz() {
+	# FUZZTIME is a duration (30s) or an execution count (10000000x: the
+	# long run of BENCHMARKS.md, "Fuzzing (issue 15)"); FUZZPARALLEL, if
+	# set, is the number of fuzzing workers (default: one per CPU).
 	need_go
-	local t=${FUZZTIME:-30s}
-	go test ./protocol -run '^$' -fuzz '^FuzzDecodeUp$' -fuzztime "$t"
-	go test ./protocol -run '^$' -fuzz '^FuzzDecodeDown$' -fuzztime "$t"
+	local t=${FUZZTIME:-30s} pkg name
+	while read -r pkg name; do
+		[ -n "$pkg" ] || continue
+		log "fuzz $pkg $name ($t)"
+		go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$t" ${FUZZPARALLEL:+-parallel "$FUZZPARALLEL"} || die "fuzz target $pkg $name failed (the failing input is in $pkg/testdata/fuzz/$name)"
+	done <<<"$FUZZ_TARGETS"
 }
 
 demo() {

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/ncruces/go-sqlite3"
 )
@@ -415,6 +417,13 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 				return fmt.Errorf("begin transaction: %w", err)
 			}
 		}
+		if m.CommitTime > 0 {
+			// The commit time is the service side's clock: observing it
+			// keeps a client whose clock is behind from stamping its next
+			// writes before the changes it has seen (which would lose to
+			// them). Persisted with this transaction.
+			c.observeHLC(merge.MakeHLC(m.CommitTime/1000, 0))
+		}
 		c.tx.lsn = m.LSN
 		c.tx.reset = m.Flags&protocol.FlagReset != 0
 		c.tx.snap = m.Flags&protocol.FlagSnapshot != 0
@@ -727,6 +736,9 @@ func (c *Client) commitHeld() error {
 		return nil
 	}
 	if err := c.beforeCommit(); err != nil {
+		return fmt.Errorf("commit transaction %d: %w", c.lsn, err)
+	}
+	if err := failpoint.Hit("client/before-apply-commit"); err != nil {
 		return fmt.Errorf("commit transaction %d: %w", c.lsn, err)
 	}
 	if err := c.stmts.commit.Exec(); err != nil {

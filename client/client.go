@@ -75,6 +75,11 @@ type Options struct {
 	// write them before its first sync (see ParseSchema). The service's
 	// definitions replace them on sync.
 	Schema []protocol.Relation
+	// Now, when set, is the wall clock the client's HLC clock reads to
+	// stamp local transactions; nil means time.Now. Tests inject a skewed
+	// clock with it. The clock also follows the commit time of every
+	// transaction received from the service (see README.md, "Clock skew").
+	Now func() time.Time
 }
 
 // Connection states reported in Status.State.
@@ -182,6 +187,7 @@ type internalStmts struct {
 	stampOps     *sqlite3.Stmt // (txid)
 	insertTxn    *sqlite3.Stmt // (txid, hlc)
 	pendingTxns  *sqlite3.Stmt // (limit) -> txid, hlc
+	unsentTxns   *sqlite3.Stmt // (after, limit) -> txid, hlc of pending and acked txns
 	txnOps       *sqlite3.Stmt // (txid) -> seq, tbl
 	txnTables    *sqlite3.Stmt // (txid) -> distinct tbl
 	txnState     *sqlite3.Stmt // (txid) -> state
@@ -247,6 +253,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Client, error) {
 	c.tok.wake = make(chan struct{}, 1)
 	if opts != nil {
 		c.opts = *opts
+		c.loc.clock.Now = opts.Now
 	}
 	c.tok.token = c.opts.Token
 	c.log = c.opts.Logger
@@ -373,6 +380,7 @@ func (c *Client) prepareInternal() error {
 	c.stmts.stampOps = prep(`UPDATE _lattice_oplog SET txid = ? WHERE txid IS NULL`)
 	c.stmts.insertTxn = prep(`INSERT INTO _lattice_txns(txid, hlc) VALUES(?, ?)`)
 	c.stmts.pendingTxns = prep(`SELECT txid, hlc FROM _lattice_txns WHERE state = 'pending' ORDER BY txid LIMIT ?`)
+	c.stmts.unsentTxns = prep(`SELECT txid, hlc FROM _lattice_txns WHERE state IN ('pending', 'acked') AND txid > ? ORDER BY txid LIMIT ?`)
 	c.stmts.txnOps = prep(`SELECT seq, tbl FROM _lattice_oplog WHERE txid = ? ORDER BY seq`)
 	c.stmts.txnTables = prep(`SELECT DISTINCT tbl FROM _lattice_oplog WHERE txid = ?`)
 	c.stmts.txnState = prep(`SELECT state FROM _lattice_txns WHERE txid = ?`)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
 )
@@ -123,8 +124,14 @@ func TestFirstSync(t *testing.T) {
 	if st := c.Status(); st.State != StateOnline || st.LSN != 100 {
 		t.Fatalf("status %+v", st)
 	}
+	// OnStatus runs after the status changes: the third report may lag.
+	waitFor(t, func() bool {
+		stMu.Lock()
+		defer stMu.Unlock()
+		return len(statuses) >= 3
+	})
 	stMu.Lock()
-	if len(statuses) < 3 || statuses[0].State != StateConnecting || statuses[1].State != StateOnline {
+	if statuses[0].State != StateConnecting || statuses[1].State != StateOnline {
 		t.Errorf("statuses %+v", statuses)
 	}
 	stMu.Unlock()
@@ -885,5 +892,49 @@ func TestExecPreparedOnceAfterNewTrigger(t *testing.T) {
 	}
 	if got := query(t, c, "SELECT count(*) FROM _lattice_state"); got[0][0].(int64) == 0 {
 		t.Fatal("_lattice_state was emptied")
+	}
+}
+
+// TestGoingAwayReconnectsAtOnce: a connection the service closes with
+// status 1001 (going away: a graceful shutdown) is replaced without a
+// reconnect delay, however short-lived the sessions were; an abrupt drop
+// waits for the backoff.
+func TestGoingAwayReconnectsAtOnce(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	run(t, c)
+	online := func(fc *fakeConn) {
+		t.Helper()
+		fc.welcome("log1")
+		deadline := time.Now().Add(testTimeout)
+		for c.Status().State != StateOnline {
+			if time.Now().After(deadline) {
+				t.Fatal("client not online after Welcome")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	fc := fs.accept()
+	online(fc)
+	// Five short sessions in a row: with the backoff, the reconnects
+	// would wait at least 50+100+200+400+800 ms.
+	var total time.Duration
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		fc.ws.Close(websocket.StatusGoingAway, "service shutting down")
+		fc = fs.accept()
+		d := time.Since(start)
+		total += d
+		t.Logf("going away %d: reconnected in %v", i, d)
+		online(fc)
+	}
+	if total > 750*time.Millisecond {
+		t.Errorf("5 reconnects after going-away took %v; want no backoff delay", total)
+	}
+	start := time.Now()
+	fc.kill()
+	fs.accept()
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Errorf("reconnected %v after an abrupt drop: want the backoff delay (>= 50 ms)", d)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/merge"
 	"github.com/ncruces/go-sqlite3"
 )
@@ -188,6 +189,7 @@ func (c *Client) afterCommit() {
 	c.loc.extConsumed = false
 	if c.loc.stamped {
 		c.loc.stamped = false
+		failpoint.Hit("client/after-commit") // a local commit not sent yet
 		select {
 		case c.loc.ready <- struct{}{}:
 		default:
@@ -682,6 +684,25 @@ func (c *Client) pendingTxns(limit int) ([]LocalTxn, error) {
 		limit = -1
 	}
 	st.BindInt64(1, int64(limit))
+	return c.loadTxns(st)
+}
+
+// unsentTxns returns up to limit local transactions after txid after, in
+// state pending or acked, in txid order, with their changes: what a
+// session sends. Acked ones are sent again: their own change may never
+// come back (the service returned it as a transaction of its own, made up
+// at the client's position, that a crash of the client undid), and the
+// service answers a transaction applied before with an Ack and its rows,
+// which completes it. Caller holds db.
+func (c *Client) unsentTxns(after uint64, limit int) ([]LocalTxn, error) {
+	st := c.stmts.unsentTxns
+	st.BindInt64(1, int64(after))
+	st.BindInt64(2, int64(limit))
+	return c.loadTxns(st)
+}
+
+// loadTxns reads the (txid, hlc) rows of st, then their changes.
+func (c *Client) loadTxns(st *sqlite3.Stmt) ([]LocalTxn, error) {
 	var txns []LocalTxn
 	for st.Step() {
 		txns = append(txns, LocalTxn{ID: uint64(st.ColumnInt64(0)), HLC: merge.HLC(st.ColumnInt64(1))})

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/protocol"
 )
 
@@ -42,7 +43,7 @@ func (c *Client) pushLocked(s *session) error {
 	if !s.ready || len(s.inFlight) >= maxInFlight {
 		return nil
 	}
-	txns, err := c.pendingTxns(0)
+	txns, err := c.unsentTxns(s.sentTxn, maxInFlight-len(s.inFlight))
 	if err != nil {
 		return err
 	}
@@ -62,6 +63,9 @@ func (c *Client) pushLocked(s *session) error {
 				c.log.Debug("lattice: trace send", "txid", t.ID, "op", ch.Op.String(), "table", ch.Table,
 					"key", fmtValues(ch.Key), "values", fmtValues(ch.Values), "version", ch.Version)
 			}
+		}
+		if err := failpoint.Hit("client/before-send"); err != nil {
+			return err
 		}
 		s.send(w)
 		s.sentTxn = t.ID

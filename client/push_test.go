@@ -82,3 +82,55 @@ func TestPushAckDrop(t *testing.T) {
 		t.Fatalf("pending after reject %d", c.PendingCount())
 	}
 }
+
+// TestAckedResentAfterLostReturn: the service answers a retried
+// transaction it had applied before with an Ack and its rows as a
+// transaction of its own, made up at the client's position (it is in no
+// log). When that transaction is lost before the client commits it (the
+// connection ends, or the client crashes, mid-transaction), the
+// acknowledged transaction must be sent again on the next connection, or
+// it stays outstanding forever, re-applied over every later change of its
+// rows (found by the fault campaign, seed 1226, with
+// client/before-apply-commit=exit#3).
+func TestAckedResentAfterLostReturn(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	run(t, c)
+	fc := fs.accept()
+	fc.welcome("log1")
+	syncItems(t, c, fc, 10, ins(1, vInt(1), vText("a"), vInt(1)))
+	if err := c.Exec(ctxT(t), "UPDATE items SET title = 'mine' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	w := fc.expectWrite()
+	fc.send(&protocol.Ack{TxnID: w.TxnID})
+	waitFor(t, func() bool { return c.PendingCount() == 0 })
+	// Its rows, as that returned transaction, at the client's position:
+	// the connection ends before its last chunk.
+	back := &protocol.Txn{LSN: 10, Flags: protocol.FlagFirst, Origin: c.ClientID(), ClientTxnID: w.TxnID,
+		Changes: []protocol.Change{upd(1, vInt(1), vText("mine"), vInt(1))}}
+	fc.send(back)
+	fc.kill()
+
+	fc = fs.accept()
+	fc.welcome("log1")
+	sub := fc.expectSubscribe()
+	fc.send(itemsRel(1), &protocol.Subscribed{ReqID: sub.ReqID, ShapeIDs: shapeIDs(sub)})
+	again := fc.expectWrite()
+	if again.TxnID != w.TxnID {
+		t.Fatalf("resent transaction %d, want %d", again.TxnID, w.TxnID)
+	}
+	fc.send(&protocol.Ack{TxnID: w.TxnID})
+	back.Flags = protocol.FlagFirst | protocol.FlagLast
+	fc.send(back)
+	waitFor(t, func() bool {
+		n := query(t, c, "SELECT count(*) FROM _lattice_txns")
+		return n[0][0] == int64(0)
+	})
+	// A later change of the row is no longer overridden by the local write.
+	fc.send(txn(11, upd(1, vInt(1), vText("theirs"), vInt(1))))
+	waitLSN(t, c, 11)
+	if got := query(t, c, "SELECT title FROM items WHERE id = 1"); len(got) != 1 || got[0][0] != "theirs" {
+		t.Fatalf("rows %v", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/protocol"
 )
 
@@ -100,6 +101,9 @@ func (c *Client) rebaseLocal() error {
 		return nil
 	}
 	if err := c.setApplying(); err != nil {
+		return err
+	}
+	if err := failpoint.Hit("client/rebase"); err != nil {
 		return err
 	}
 	inserted := map[string]bool{} // rows an 'I' of ours re-created

@@ -42,10 +42,17 @@ const stableSession = 5 * time.Second
 // errReconnect ends a session on purpose (resync, too_slow, internal).
 var errReconnect = errors.New("reconnect requested by the service")
 
+// errGoingAway wraps the end of a session the service closed with status
+// 1001 (going away: it shuts down).
+var errGoingAway = errors.New("the service is going away")
+
 // Run connects to the service and keeps the replica in sync, reconnecting
 // with exponential backoff (100 ms to 10 s, with jitter) after errors,
 // until ctx ends or Close is called. It returns ctx.Err(), or ErrClosed
-// after Close. Only one Run may be active at a time.
+// after Close. Only one Run may be active at a time. A connection the
+// service closes with status 1001 (going away: a graceful shutdown) is
+// replaced at once, without a delay, the backoff starting again from
+// 100 ms.
 //
 // Tokens: each connection asks Options.TokenFunc for its token (unless
 // SetToken gave one since the last connection). When the service refuses
@@ -132,6 +139,13 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		if online >= stableSession {
 			attempt = 0
+		}
+		if online > 0 && errors.Is(err, errGoingAway) {
+			// The service shuts down gracefully (a restart, a deploy):
+			// another instance, or this one restarted, takes connections
+			// now or soon. Reconnect at once, then back off from the start.
+			attempt, authFails = 0, 0
+			continue
 		}
 		if isUnauthorized(err) {
 			c.refuse(token)
@@ -245,6 +259,9 @@ type session struct {
 	rels     map[uint32]*relation
 	nextReq  uint32
 	pending  map[uint32]request // requests awaiting an answer, by ReqID
+
+	// goingAway: the service closed the connection with status 1001.
+	goingAway atomic.Bool
 
 	// Liveness: the reader is waiting for the network, and the time
 	// (unix ns) of the last sign of life (frame, ping, or start of wait).
@@ -441,6 +458,9 @@ func (s *session) reader() {
 		s.reading.Store(true)
 		buf, err = readFrame(s.ctx, s.ws, buf[:0], s.touch)
 		s.reading.Store(false)
+		if err != nil && websocket.CloseStatus(err) == websocket.StatusGoingAway {
+			s.goingAway.Store(true)
+		}
 		var it item
 		if err != nil {
 			it.err = fmt.Errorf("read frame: %w", err)
@@ -561,6 +581,10 @@ func (c *Client) runSession(ctx context.Context, wsURL, token string) (online ti
 	}
 	if s.welcomed {
 		online = time.Since(s.online)
+	}
+	if s.goingAway.Load() && !errors.Is(err, errGoingAway) {
+		// Whichever goroutine noticed the closed connection first.
+		err = fmt.Errorf("%w: %w", errGoingAway, err)
 	}
 	return online, err
 }

@@ -64,6 +64,9 @@ func (r *pgArrayReader) array(out []byte, depth int) ([]byte, error) {
 	r.pos++ // '{'
 	out = append(out, '[')
 	if r.pos < len(r.s) && r.s[r.pos] == '}' {
+		if depth > 1 {
+			return out, errEmptySub // Postgres prints every empty array as "{}"
+		}
 		r.pos++
 		return append(out, ']'), nil
 	}
@@ -264,10 +267,21 @@ func appendElemJSON(out []byte, base Base, e []byte) ([]byte, error) {
 		}
 		return append(out, '"'), nil
 	case Timestamptz:
-		out = append(out, '"')
-		out, ok := appendTimestamptz(out, e)
+		// As appendTimestamptz, escaped for JSON: Postgres prints no
+		// character that needs it, but other input must not make invalid
+		// JSON.
+		if isInfinity(e) {
+			return appendJSONString(out, e), nil
+		}
+		body, bc, ok := splitTimestamptz(e)
 		if !ok {
 			return out, elemError(base, e)
+		}
+		out = append(out, '"')
+		out = appendJSONChars(out, body)
+		out = append(out, 'Z')
+		if bc {
+			out = append(out, " BC"...)
 		}
 		return append(out, '"'), nil
 	case Bytea:

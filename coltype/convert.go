@@ -386,20 +386,30 @@ func appendTimestamptz(dst, b []byte) ([]byte, bool) {
 	if isInfinity(b) {
 		return append(dst, b...), true
 	}
-	n := len(b)
-	bc := n >= 3 && string(b[n-3:]) == " BC"
-	if bc {
-		n -= 3
-	}
-	if n < 4 || string(b[n-3:n]) != "+00" || b[n-4] < '0' || b[n-4] > '9' {
+	body, bc, ok := splitTimestamptz(b)
+	if !ok {
 		return dst, false
 	}
-	dst = append(dst, b[:n-3]...)
+	dst = append(dst, body...)
 	dst = append(dst, 'Z')
 	if bc {
 		dst = append(dst, " BC"...)
 	}
 	return dst, true
+}
+
+// splitTimestamptz splits a finite timestamptz printed in UTC into the
+// part before "+00" and whether " BC" follows.
+func splitTimestamptz(b []byte) (body []byte, bc, ok bool) {
+	n := len(b)
+	bc = n >= 3 && string(b[n-3:]) == " BC"
+	if bc {
+		n -= 3
+	}
+	if n < 4 || string(b[n-3:n]) != "+00" || b[n-4] < '0' || b[n-4] > '9' {
+		return nil, false, false
+	}
+	return b[:n-3], bc, true
 }
 
 var unhex = func() (t [256]byte) {

@@ -148,3 +148,41 @@ func (e *DriftError) Error() string {
 	return "merge: observed timestamp " + e.Remote.String() + " is " + e.Ahead.String() +
 		" ahead of the local wall clock (accepted; check the clocks)"
 }
+
+// DefaultMaxSkew is the skew CapSkew allows when its limit is zero.
+const DefaultMaxSkew = time.Minute
+
+// CapSkew bounds a timestamp received from another origin (a client write
+// reaching the service) at the receiver's wall time plus maxSkew, so that
+// a clock running ahead neither wins every conflict for as long as it is
+// ahead nor drags the stamps derived from it (a later plain SQL write to
+// the row is stamped after it) into the future: a write stamped beyond
+// the bound is stamped at the bound instead. after is the previous HLC the
+// receiver admitted for the same origin (0 if none): the result is always
+// greater than it, so one origin's writes keep their order. maxSkew 0
+// means DefaultMaxSkew, a negative value disables the bound (h is returned
+// as is, or after+1 when h does not exceed after).
+//
+// A timestamp behind the wall time is left alone: it cannot be told from a
+// write made offline some time ago, which must keep its place in time. (A
+// client whose clock is behind catches up with every HLC it observes; see
+// Clock.Observe.)
+//
+// ahead is how far h is ahead of wall (negative when behind). The caller
+// counts and logs the writes it capped (the result differs from h).
+func CapSkew(h HLC, wallMillis int64, maxSkew time.Duration, after HLC) (capped HLC, ahead time.Duration) {
+	ahead = time.Duration(h.Millis()-wallMillis) * time.Millisecond
+	capped = h
+	if maxSkew == 0 {
+		maxSkew = DefaultMaxSkew
+	}
+	if maxSkew > 0 {
+		if bound := MakeHLC(wallMillis+maxSkew.Milliseconds(), 0); h > bound {
+			capped = bound
+		}
+	}
+	if capped <= after && after != ^HLC(0) {
+		capped = after + 1
+	}
+	return capped, ahead
+}

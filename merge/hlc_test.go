@@ -193,3 +193,51 @@ func TestClockMonotonicRandomWall(t *testing.T) {
 		last = h
 	}
 }
+
+func TestCapSkew(t *testing.T) {
+	const wall = 1_000_000_000
+	minute := time.Minute.Milliseconds()
+	for _, c := range []struct {
+		name      string
+		h, after  HLC
+		maxSkew   time.Duration
+		want      HLC
+		wantAhead time.Duration
+	}{
+		{"on time", MakeHLC(wall, 3), 0, 0, MakeHLC(wall, 3), 0},
+		{"within the skew", MakeHLC(wall+minute-1, 7), 0, 0, MakeHLC(wall+minute-1, 7), time.Minute - time.Millisecond},
+		{"an hour ahead", MakeHLC(wall+60*minute, 0), 0, 0, MakeHLC(wall+minute, 0), time.Hour},
+		{"custom bound", MakeHLC(wall+60*minute, 0), 0, 5 * time.Second, MakeHLC(wall+5000, 0), time.Hour},
+		{"capped after a capped one", MakeHLC(wall+60*minute, 9), MakeHLC(wall+minute, 0), 0, MakeHLC(wall+minute, 1), time.Hour},
+		{"an hour behind", MakeHLC(wall-60*minute, 0), 0, 0, MakeHLC(wall-60*minute, 0), -time.Hour},
+		{"disabled", MakeHLC(wall+60*minute, 0), 0, -1, MakeHLC(wall+60*minute, 0), time.Hour},
+		{"not after the previous", MakeHLC(wall, 0), MakeHLC(wall, 5), -1, MakeHLC(wall, 6), 0},
+	} {
+		got, ahead := CapSkew(c.h, wall, c.maxSkew, c.after)
+		if got != c.want || ahead != c.wantAhead {
+			t.Errorf("%s: CapSkew(%v, after %v) = %v, %v; want %v, %v", c.name, c.h, c.after, got, ahead, c.want, c.wantAhead)
+		}
+	}
+}
+
+func TestCapSkewKeepsOriginOrder(t *testing.T) {
+	seed := testSeed(t)
+	rng := newRand(seed)
+	wall := int64(1_000_000)
+	var h, after HLC
+	for i := range 10000 {
+		wall += int64(rng.IntN(3)) // the receiver's clock, never backwards here
+		h += HLC(1 + rng.IntN(1<<20))
+		if rng.IntN(50) == 0 {
+			h = max(h, MakeHLC(wall+int64(rng.IntN(7_200_000)), 0)) // the sender's clock jumps ahead
+		}
+		got, _ := CapSkew(h, wall, time.Minute, after)
+		if got <= after {
+			t.Fatalf("seed %d step %d: CapSkew(%v) = %v, not after %v", seed, i, h, got, after)
+		}
+		if got > h {
+			t.Fatalf("seed %d step %d: CapSkew(%v) = %v, later than the write's own stamp", seed, i, h, got)
+		}
+		after = got
+	}
+}

@@ -3,15 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -334,119 +327,4 @@ func TestBadWrites(t *testing.T) {
 	if rows := e.pgRows("SELECT id, title FROM items"); len(rows) != 1 || rows[0] != "7|ok" {
 		t.Fatalf("items: %v", rows)
 	}
-}
-
-// TestSilentConnections: a flood of connections that never speak, as
-// WebSockets without a Hello and as TCP connections without an HTTP
-// request, costs bounded memory, delays no other client, and is cut off
-// after HelloTimeout, the WebSockets with a fatal bad_frame saying why.
-func TestSilentConnections(t *testing.T) {
-	const ws, tcp = 300, 100
-	e := newEnv(t, itemsSQL, "items")
-	e.stop()
-	e.cfg.HelloTimeout = 3 * time.Second
-	e.start()
-	good, _ := e.clientAt(":memory:")
-	e.subscribe(good, client.Shape{Table: "items"})
-	q := "SELECT id, title FROM items ORDER BY id"
-	// Serve (with its HTTP timeouts) on a second listener, for the TCP flood.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, scancel := context.WithCancel(context.Background())
-	defer scancel()
-	go e.svc.Serve(sctx, ln)
-
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	start := time.Now()
-	silent := make([]*rawConn, ws)
-	for i := range silent {
-		silent[i] = e.dialRaw(t)
-	}
-	raw := make([]net.Conn, tcp)
-	for i := range raw {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		raw[i] = c
-	}
-	dialed := time.Since(start)
-	var during runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&during)
-	// Both ends of every connection live in this process.
-	grew := int64(during.HeapInuse) - int64(before.HeapInuse)
-	t.Logf("%d silent WebSockets and %d silent TCP connections opened in %v; heap grew by %d KB (%d KB per connection, both ends)",
-		ws, tcp, dialed.Round(time.Millisecond), grew>>10, grew/int64(ws+tcp)>>10)
-	if grew > 64<<20 {
-		t.Errorf("heap grew by %d MB for %d silent connections", grew>>20, ws+tcp)
-	}
-	// The healthy client is served meanwhile.
-	for i := 1; i <= 3; i++ {
-		t0 := time.Now()
-		e.exec("INSERT INTO items VALUES ($1, 'during the flood', false, 0)", i)
-		waitEqual(t, e, good, q, q)
-		if d := time.Since(t0); d > time.Second {
-			t.Errorf("a commit took %v to reach the healthy client during the flood", d)
-		}
-	}
-	// Each WebSocket is told why it is cut off.
-	var wg sync.WaitGroup
-	errs := make(chan string, ws)
-	for _, r := range silent {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m, err := r.next()
-			if err != nil {
-				errs <- err.Error()
-				return
-			}
-			if er, ok := m.(*protocol.Error); !ok || er.Code != protocol.ErrBadFrame || !er.Fatal || !strings.Contains(er.Message, "no Hello within 3s") {
-				errs <- fmt.Sprintf("%+v", m)
-				return
-			}
-			if _, err := r.next(); err == nil {
-				errs <- "still open after the error"
-			}
-		}()
-	}
-	for _, c := range raw {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-				errs <- fmt.Sprintf("silent TCP connection: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	n := 0
-	for msg := range errs {
-		if n++; n <= 3 {
-			t.Errorf("silent connection: %s", msg)
-		}
-	}
-	if n > 0 {
-		t.Errorf("%d of %d silent connections not cut off as expected", n, ws+tcp)
-	}
-	t.Logf("all cut off %v after they connected", time.Since(start).Round(time.Millisecond))
-	eventually(t, 10*time.Second, "only the healthy client to stay connected", func() (bool, string) {
-		resp, err := http.Get(e.http.URL + "/metrics")
-		if err != nil {
-			return false, err.Error()
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return strings.Contains(string(body), "lattice_connections 1\n"), "more connections"
-	})
-	e.exec("INSERT INTO items VALUES (10, 'after the flood', false, 0)")
-	waitEqual(t, e, good, q, q)
 }

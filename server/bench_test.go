@@ -621,7 +621,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func freeLocalAddr(b *testing.B) string {
+func freeLocalAddr(b testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -733,7 +733,7 @@ func scrapeMetrics(url string) (map[string]float64, error) {
 
 // raiseFDLimit raises the soft limit on open files to the hard limit; a
 // lattice subprocess inherits it.
-func raiseFDLimit(b *testing.B) {
+func raiseFDLimit(b testing.TB) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		b.Fatal(err)

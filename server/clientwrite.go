@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/authz"
@@ -26,7 +27,7 @@ func (s *session) write(m *protocol.Write) error {
 	if s.clientID == "" {
 		return s.send(&protocol.Reject{TxnID: m.TxnID, Code: writes.CodeBadChange, Message: "writes need a client id in Hello"})
 	}
-	txn := &writes.Txn{Origin: s.clientID, ID: m.TxnID, HLC: merge.HLC(m.HLC), Changes: make([]writes.Change, len(m.Changes))}
+	txn := &writes.Txn{Origin: s.clientID, ID: m.TxnID, HLC: s.admitHLC(m), Changes: make([]writes.Change, len(m.Changes))}
 	for i, c := range m.Changes {
 		wc := writes.Change{Table: c.Table, Key: c.Key, Values: c.Values}
 		if c.Version == protocol.VersionCurrent {
@@ -73,6 +74,9 @@ func (s *session) write(m *protocol.Write) error {
 	case err == nil:
 		s.svc.metrics.writes.WithLabelValues("applied").Inc()
 		s.log.Debug("client transaction applied", "txid", m.TxnID)
+		if err := failpoint.Hit("server/before-ack"); err != nil {
+			return &clientError{protocol.ErrInternal, "could not acknowledge transaction: " + err.Error(), true}
+		}
 		return s.send(&protocol.Ack{TxnID: m.TxnID})
 	case errors.As(err, &rej):
 		s.svc.metrics.writes.WithLabelValues("rejected").Inc()
@@ -85,6 +89,31 @@ func (s *session) write(m *protocol.Write) error {
 		s.log.Error("apply client transaction", "txid", m.TxnID, "err", err)
 		return &clientError{protocol.ErrInternal, "could not apply transaction: " + err.Error(), true}
 	}
+}
+
+// admitHLC returns the HLC a client transaction is applied with: its own,
+// unless it is more than MaxClockSkew ahead of the service's wall clock
+// (merge.CapSkew), and always after the session's previous one.
+func (s *session) admitHLC(m *protocol.Write) merge.HLC {
+	h := merge.HLC(m.HLC)
+	if h == 0 {
+		return 0 // refused by the applier
+	}
+	limit := s.svc.cfg.MaxClockSkew
+	now := time.Now()
+	capped, ahead := merge.CapSkew(h, now.UnixMilli(), limit, s.lastHLC)
+	s.lastHLC = capped
+	s.svc.metrics.observeSkew(ahead)
+	if limit > 0 && ahead > limit {
+		s.svc.metrics.skewClamped.Inc()
+		if now.Sub(s.skewWarned) >= time.Minute { // at most once a minute per connection
+			s.skewWarned = now
+			s.log.Warn("client clock is ahead of the service's: its transaction is stamped at the service's clock + the maximum skew",
+				"txid", m.TxnID, "ahead", ahead.Round(time.Millisecond).String(), "max_clock_skew", limit.String(),
+				"client_hlc", h.String(), "stamped", capped.String())
+		}
+	}
+	return capped
 }
 
 // restoreRows follows a Reject with the rows the rejected transaction wrote,

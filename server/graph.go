@@ -1278,7 +1278,7 @@ func (g *graph) truncate(table string) error {
 // covers.
 func (s *session) snapshotGraph(shapes []*shape, reset bool, extraReset []*catalog.Table) error {
 	g := s.graph
-	l := s.svc.clog
+	l := s.clog
 	h := l.Head()
 	if s.reader == nil {
 		s.reader = l.Reader(h)

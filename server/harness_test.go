@@ -38,12 +38,21 @@ func TestMain(m *testing.M) {
 // LATTICE_TEST_SERVICE_{DB,DATA,ADDR}; prints "ready" when listening.
 func serviceMain() int {
 	ctx := context.Background()
-	svc, err := server.Start(ctx, server.Config{
+	cfg := server.Config{
 		DatabaseURL: os.Getenv("LATTICE_TEST_SERVICE_DB"),
 		Auth:        auth.Config{Secret: testSecret},
 		DataDir:     os.Getenv("LATTICE_TEST_SERVICE_DATA"),
 		Logger:      serviceLogger(),
-	})
+	}
+	if v := os.Getenv("LATTICE_TEST_SERVICE_HELLO_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "LATTICE_TEST_SERVICE_HELLO_TIMEOUT:", err)
+			return 1
+		}
+		cfg.HelloTimeout = d
+	}
+	svc, err := server.Start(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start service:", err)
 		return 1
@@ -60,9 +69,20 @@ func serviceMain() int {
 		return 1
 	}
 	fmt.Println("ready")
-	hs := &http.Server{Handler: svc.Handler()}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
+	if os.Getenv("LATTICE_TEST_SERVICE_SERVE") != "" {
+		// The service's own server (its timeouts for silent connections).
+		sctx, stop := context.WithCancel(ctx)
+		go func() {
+			<-sig
+			stop()
+		}()
+		svc.Serve(sctx, ln)
+		svc.Close()
+		return 0
+	}
+	hs := &http.Server{Handler: svc.Handler()}
 	go func() {
 		<-sig
 		hs.Close()
@@ -98,6 +118,8 @@ type env struct {
 	url        string // ws://...
 	addr       string // host:port the service listens on (kept across restarts)
 	cfg        server.Config
+	// procEnv is added to the environment of the service process.
+	procEnv []string
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -211,6 +233,7 @@ func (e *env) startProc() {
 	if e.serviceLog != "" {
 		cmd.Env = append(cmd.Env, "LATTICE_TEST_SERVICE_LOG="+e.serviceLog)
 	}
+	cmd.Env = append(cmd.Env, e.procEnv...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -22,6 +25,31 @@ type metrics struct {
 	// snapshotRetries: snapshots taken again because they did not see
 	// every logged transaction yet (see visible.go).
 	snapshotRetries prometheus.Counter
+	// skewClamped counts client writes whose HLC was too far ahead of the
+	// service's clock (Config.MaxClockSkew); skewMax is the greatest
+	// amount a write's HLC was ahead, skewMaxMs its value.
+	skewClamped prometheus.Counter
+	skewMax     prometheus.Gauge
+	skewMaxMs   atomic.Int64
+	// slotLost: times the replication slot was found missing and a new
+	// change log started (every client re-synced).
+	slotLost prometheus.Counter
+}
+
+// observeSkew records how far a client write's HLC was ahead of the
+// service's clock.
+func (m *metrics) observeSkew(ahead time.Duration) {
+	ms := ahead.Milliseconds()
+	for {
+		cur := m.skewMaxMs.Load()
+		if ms <= cur {
+			return
+		}
+		if m.skewMaxMs.CompareAndSwap(cur, ms) {
+			m.skewMax.Set(float64(ms) / 1000)
+			return
+		}
+	}
 }
 
 func newMetrics() *metrics {
@@ -51,9 +79,15 @@ func newMetrics() *metrics {
 			Name: "lattice_client_transactions_total", Help: "Client transactions, by result (applied, duplicate: applied before and acked again, rejected)."}, []string{"result"}),
 		snapshotRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lattice_snapshot_retries_total", Help: "Postgres snapshots taken again because a transaction already in the change log was not visible in them yet."}),
+		skewClamped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_clock_skew_clamped_total", Help: "Client transactions whose HLC was more than the maximum clock skew ahead of the service's clock, stamped at the service's clock + the maximum skew instead."}),
+		skewMax: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lattice_clock_skew_max_seconds", Help: "The most a client transaction's HLC was ahead of the service's clock since the service started (0: none was ahead)."}),
+		slotLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lattice_replication_slot_lost_total", Help: "Times the replication slot was missing (dropped, invalidated) and a new change log was started: changes in the gap are not in the stream, every client re-synced its shapes."}),
 	}
 	m.reg.MustRegister(m.connections, m.shapes, m.lagBytes, m.lagSeconds, m.changes, m.txns,
-		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes, m.snapshotRetries,
+		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes, m.snapshotRetries, m.skewClamped, m.skewMax, m.slotLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -20,10 +20,13 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/auth"
 	"github.com/latticesync/lattice/server/authz"
@@ -62,6 +65,16 @@ type Config struct {
 	// WriteTimeout disconnects a client that does not accept a frame within
 	// it; default 30s.
 	WriteTimeout time.Duration
+	// HelloTimeout bounds how long a connection may stay silent before it
+	// has identified itself: the HTTP request (WebSocket upgrade) must
+	// arrive within it, and then the client's Hello; default 10s. A
+	// connection that misses it is closed.
+	HelloTimeout time.Duration
+	// MaxClockSkew is how far ahead of the service's wall clock a client
+	// write's HLC may be: a write stamped later is stamped at the service's
+	// wall clock + MaxClockSkew instead (see merge.CapSkew), counted in
+	// lattice_clock_skew_clamped_total and logged; default 1m.
+	MaxClockSkew time.Duration
 	// MaxShapesPerConn limits shapes per connection; default 1000.
 	MaxShapesPerConn int
 	// MaxSnapshotRows limits the rows of one subscription's initial data
@@ -88,9 +101,6 @@ type Config struct {
 	// into its relational shapes (a token bucket holding a quarter
 	// second's worth); default 50,000, negative: no limit.
 	SnapshotRowsPerSec int
-	// HelloTimeout is how long a connection may take to send its Hello,
-	// and an HTTP client its request headers (Serve); default 10s.
-	HelloTimeout time.Duration
 	// AuthRole is the Postgres role clients act as (env
 	// LATTICE_AUTH_ROLE): its row-level security policies and privileges
 	// decide what each user reads and writes, with the token's claims in
@@ -119,6 +129,12 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
 	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = merge.DefaultMaxSkew
+	}
 	if c.MaxShapesPerConn == 0 {
 		c.MaxShapesPerConn = 1000
 	}
@@ -137,9 +153,6 @@ func (c *Config) setDefaults() {
 	if c.SnapshotRowsPerSec == 0 {
 		c.SnapshotRowsPerSec = limits.DefaultRowsPerSec
 	}
-	if c.HelloTimeout == 0 {
-		c.HelloTimeout = 10 * time.Second
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -150,20 +163,24 @@ func (c *Config) setDefaults() {
 
 // Service is a running sync service.
 type Service struct {
-	cfg     Config
-	log     *slog.Logger
-	pool    *pgxpool.Pool
-	clog    *changelog.Log
+	cfg  Config
+	log  *slog.Logger
+	pool *pgxpool.Pool
+	// cur is the change log and its slot; replaced (by the replication
+	// goroutine only) when the slot is lost (relog.go).
+	cur     atomic.Pointer[logState]
 	tables  *catalog.Tables
 	applier *writes.Applier
-	slot    string
 	metrics *metrics
 	// verifier checks client tokens (nil when Insecure).
 	verifier *auth.Verifier
 	// recent: logged transactions not yet seen visible (visible.go).
 	recent recentXids
 
-	replErr   atomic.Pointer[error]
+	replErr atomic.Pointer[error]
+	// logErr is the change log's last append failure (a full disk), nil
+	// once an append succeeds again: new work is refused meanwhile.
+	logErr    atomic.Pointer[error]
 	replUp    atomic.Bool
 	lastRecv  atomic.Int64 // unix nanos of the last txn appended
 	wg        sync.WaitGroup
@@ -172,6 +189,11 @@ type Service struct {
 
 	connMu sync.Mutex
 	conns  map[*session]struct{}
+	// drainCtx is cancelled by Shutdown (under connMu): sessions finish
+	// the request at hand and close with going-away; sessWG counts them.
+	drainCtx context.Context
+	drain    context.CancelFunc
+	sessWG   sync.WaitGroup
 
 	router  *router
 	shadows shadowRels // shadow tables in the replication stream (row versions)
@@ -201,6 +223,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, errors.New("no auth key: set LATTICE_AUTH_SECRET, --auth-public-key or --jwks-url, or pass --insecure for local development")
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), conns: map[*session]struct{}{}, router: newRouter()}
+	s.drainCtx, s.drain = context.WithCancel(context.Background())
 	if cfg.Insecure {
 		s.log.Warn("INSECURE MODE: clients are not authenticated; any client can read every electrified table. Never use --insecure in production.")
 	} else {
@@ -229,6 +252,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		pcfg.ConnConfig.RuntimeParams[k] = v
 	}
 	pcfg.MaxConns = 16
+	var warned atomic.Bool
+	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		return durableCommits(ctx, conn, s.log, &warned)
+	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
@@ -286,6 +313,26 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	started = true
 	return s, nil
+}
+
+// durableCommits makes a connection of the pool commit durably: an Ack
+// tells the client that its write is in Postgres for good, and the client
+// forgets it. With synchronous_commit = off, a commit returns before its
+// WAL is flushed, and a crash of Postgres loses the last ones (acknowledged
+// writes, gone on both sides). Such a connection uses local instead
+// (flushed on this server; no wait for standbys, which off did not wait
+// for either); other settings (on, remote_apply...) are kept.
+func durableCommits(ctx context.Context, conn *pgx.Conn, log *slog.Logger, warned *atomic.Bool) error {
+	var set bool
+	err := conn.QueryRow(ctx, `SELECT CASE WHEN current_setting('synchronous_commit') = 'off'
+		THEN set_config('synchronous_commit', 'local', false) = 'local' ELSE false END`).Scan(&set)
+	if err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", err)
+	}
+	if set && warned.CompareAndSwap(false, true) {
+		log.Info("synchronous_commit is off in Postgres: the service commits client writes with synchronous_commit = local, so that an acknowledged write survives a crash of Postgres")
+	}
+	return nil
 }
 
 // pollPolicies reloads the policies when the catalog says they changed.
@@ -372,8 +419,9 @@ func (s *Service) openLog(ctx context.Context) error {
 		}
 		if created && l.Head() > 0 && attempt == 0 {
 			aside := dir + ".orphaned-" + time.Now().UTC().Format("20060102T150405")
-			s.log.Warn("replication slot was missing; the change log has a gap and is moved aside, clients will re-sync",
-				"slot", slot, "moved_to", aside)
+			s.metrics.slotLost.Inc()
+			s.log.Error("replication slot was missing (dropped by an operator, or invalidated): the changes since the change log's end are lost from the stream; the log is moved aside and a new one started, every client re-syncs its shapes",
+				"slot", slot, "log_end_lsn", pglogrepl.LSN(l.EndLSN()).String(), "moved_to", aside)
 			l.Close()
 			if _, err := s.pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
 				return fmt.Errorf("drop slot %s: %w", slot, err)
@@ -383,10 +431,11 @@ func (s *Service) openLog(ctx context.Context) error {
 			}
 			continue
 		}
-		s.clog, s.slot = l, slot
+		s.cur.Store(&logState{log: l, slot: slot})
 		break
 	}
-	others, err := catalog.OtherSlots(ctx, s.pool, s.slot)
+	cur := s.cur.Load()
+	others, err := catalog.OtherSlots(ctx, s.pool, cur.slot)
 	if err != nil {
 		return err
 	}
@@ -395,7 +444,7 @@ func (s *Service) openLog(ctx context.Context) error {
 			"slot", o.Name, "active", o.Active, "retained_wal_bytes", o.RetainedWAL,
 			"drop_with", fmt.Sprintf("SELECT pg_drop_replication_slot('%s')", o.Name))
 	}
-	s.log.Info("change log open", "dir", dir, "log_id", s.clog.ID(), "slot", s.slot, "head_lsn", pglogrepl.LSN(s.clog.Head()).String())
+	s.log.Info("change log open", "dir", dir, "log_id", cur.log.ID(), "slot", cur.slot, "head_lsn", pglogrepl.LSN(cur.log.Head()).String())
 	return nil
 }
 
@@ -407,34 +456,79 @@ func isPermission(err error) bool {
 	return strings.Contains(msg, "permission denied") || strings.Contains(msg, "must be superuser or replication role") || strings.Contains(msg, "42501")
 }
 
+// unreachable reports whether err says that Postgres could not be reached
+// or is going away or starting up (not a verdict on the query).
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		// 08: connection exception; 57P01-57P03: admin or crash shutdown,
+		// cannot connect now (starting up).
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return true
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
+
 // replicate runs the replication reader, restarting it after errors.
+// When the slot is gone, it starts a new change log on a new slot
+// (restartLog): clients re-sync.
 func (s *Service) replicate(ctx context.Context) {
 	defer s.wg.Done()
-	backoff := 200 * time.Millisecond
+	const minBackoff, maxBackoff = 200 * time.Millisecond, 10 * time.Second
+	backoff := minBackoff
 	for ctx.Err() == nil {
+		cur := s.cur.Load()
+		streamed := false
 		cfg := pgrepl.Config{
 			ConnString:  s.cfg.DatabaseURL,
-			Slot:        s.slot,
+			Slot:        cur.slot,
 			Publication: catalog.Publication,
 			Describe:    s.describeRelation,
-			Sink:        s.sink,
-			Flushed:     s.clog.EndLSN,
+			Sink: func(ctx context.Context, txns []*changelog.Txn) error {
+				return s.sink(ctx, cur.log, txns)
+			},
+			Flushed: cur.log.EndLSN,
 			// Confirm Postgres' position while idle, so WAL of busy unsynced
 			// tables is not retained for us.
 			AdvanceWhenIdle: true,
-			Logger:          s.log,
+			Started: func() {
+				// Replicating again (after Postgres came back, say):
+				// healthy even before the next transaction arrives.
+				streamed = true
+				s.replErr.Store(nil)
+			},
+			Logger: s.log,
 		}
 		s.replUp.Store(true)
-		err := pgrepl.Run(ctx, cfg, s.clog.Head())
+		err := pgrepl.Run(ctx, cfg, cur.log.Head())
 		s.replUp.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
+		if streamed {
+			backoff = minBackoff // a new failure, not the same one again
+		}
 		s.replErr.Store(&err)
+		if errors.Is(err, pgrepl.ErrSlotMissing) {
+			rerr := s.restartLog(ctx, cur, err)
+			if rerr == nil {
+				backoff = minBackoff
+				continue
+			}
+			err = rerr
+			s.replErr.Store(&err)
+		}
 		if errors.Is(err, pgrepl.ErrSlotInUse) {
 			// Right after a restart Postgres may still be closing the previous
 			// walsender; a slot busy for long is held by another process.
-			s.log.Warn("replication slot is busy; retrying (if this persists, another process holds the slot)", "slot", s.slot, "err", err, "in", backoff)
+			s.log.Warn("replication slot is busy; retrying (if this persists, another process holds the slot)", "slot", cur.slot, "err", err, "in", backoff)
 		} else {
 			s.log.Error("replication stopped; restarting", "err", err, "in", backoff)
 		}
@@ -443,18 +537,22 @@ func (s *Service) replicate(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
-func (s *Service) sink(ctx context.Context, txns []*changelog.Txn) error {
+func (s *Service) sink(ctx context.Context, l *changelog.Log, txns []*changelog.Txn) error {
 	for _, t := range txns {
 		s.pairVersions(t)
 	}
 	s.recent.add(txns)
-	if err := s.clog.Append(txns...); err != nil {
+	if err := l.Append(txns...); err != nil {
+		// Not confirmed to the slot: replication restarts from the last
+		// durable position and retries, until space returns.
+		s.logErr.Store(&err)
 		return err
 	}
+	s.logErr.Store(nil)
 	now := time.Now()
 	s.lastRecv.Store(now.UnixNano())
 	changes := 0
@@ -570,7 +668,7 @@ func (s *Service) pollLag(ctx context.Context) {
 		var cur string
 		if err := s.pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur); err == nil {
 			if lsn, err := pglogrepl.ParseLSN(cur); err == nil {
-				end := s.clog.EndLSN()
+				end := s.changeLog().EndLSN()
 				lag := float64(0)
 				if uint64(lsn) > end {
 					lag = float64(uint64(lsn) - end)
@@ -581,10 +679,11 @@ func (s *Service) pollLag(ctx context.Context) {
 		if last := s.lastRecv.Load(); last > 0 && time.Since(time.Unix(0, last)) > 2*time.Second {
 			s.metrics.lagSeconds.Set(0)
 		}
-		if err := s.clog.Enforce(time.Now()); err != nil {
+		l := s.changeLog()
+		if err := l.Enforce(time.Now()); err != nil && !errors.Is(err, changelog.ErrClosed) {
 			s.log.Error("change log retention", "err", err)
 		}
-		st := s.clog.Stats()
+		st := l.Stats()
 		s.metrics.logBytes.Set(float64(st.Bytes))
 	}
 }
@@ -598,11 +697,31 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
+// refuseNewWork returns the error that ends a session asking for new work
+// (a write, a subscribe) while the change log cannot be written: the
+// client retries after reconnecting, and nothing is lost meanwhile (its
+// writes wait in its queue).
+func (s *Service) refuseNewWork() error {
+	p := s.logErr.Load()
+	if p == nil || *p == nil {
+		return nil
+	}
+	return &clientError{protocol.ErrInternal, "service unavailable: its change log cannot be written (" + (*p).Error() + "); retry later", true}
+}
+
 func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if s.isDraining() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		http.Error(w, "postgres unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if p := s.logErr.Load(); p != nil && *p != nil {
+		http.Error(w, "change log cannot be written: "+(*p).Error(), http.StatusServiceUnavailable)
 		return
 	}
 	if p := s.replErr.Load(); p != nil && *p != nil {
@@ -623,17 +742,20 @@ func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // LogID is the id of the service's change log.
-func (s *Service) LogID() string { return s.clog.ID() }
+func (s *Service) LogID() string { return s.changeLog().ID() }
 
 // Slot is the replication slot the service reads.
-func (s *Service) Slot() string { return s.slot }
+func (s *Service) Slot() string { return s.cur.Load().slot }
 
 // TruncatedThrough is the newest commit LSN that retention removed from the
 // change log: clients behind it re-sync.
-func (s *Service) TruncatedThrough() uint64 { return s.clog.TruncatedThrough() }
+func (s *Service) TruncatedThrough() uint64 { return s.changeLog().TruncatedThrough() }
 
 // HeadLSN is the newest commit LSN in the change log.
-func (s *Service) HeadLSN() uint64 { return s.clog.Head() }
+func (s *Service) HeadLSN() uint64 { return s.changeLog().Head() }
+
+// changeLog is the current change log.
+func (s *Service) changeLog() *changelog.Log { return s.cur.Load().log }
 
 // ListenAndServe serves Handler on cfg.Listen until ctx ends.
 func (s *Service) ListenAndServe(ctx context.Context) error {
@@ -644,8 +766,17 @@ func (s *Service) ListenAndServe(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves Handler on ln until ctx ends.
+// drainTimeout bounds how long Serve waits, when its ctx ends, for the
+// sessions to finish the request at hand and close.
+const drainTimeout = 10 * time.Second
+
+// Serve serves Handler on ln until ctx ends, then shuts down gracefully:
+// no new connections, then Shutdown (within drainTimeout).
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	ln = failpoint.Listener(ln, "server/conn-write")
+	// A connection that never sends its request is closed after
+	// HelloTimeout, as one that never sends Hello (and an idle keep-alive
+	// connection: IdleTimeout defaults to ReadHeaderTimeout).
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: s.cfg.HelloTimeout}
 	s.log.Info("listening", "addr", ln.Addr().String(), "path", protocol.Path)
 	errc := make(chan error, 1)
@@ -655,10 +786,13 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	srv.Shutdown(sctx)
-	s.closeSessions()
+	s.log.Info("shutting down: no new connections; sessions finish their request and close (going away)")
+	srv.Shutdown(sctx) // closes the listener; WebSockets are left to Shutdown
+	if err := s.Shutdown(sctx); err != nil {
+		s.log.Warn("sessions did not close in time; disconnected", "err", err)
+	}
 	return nil
 }
 
@@ -667,6 +801,33 @@ func (s *Service) shapeLimits() limits.Limits {
 	return limits.Limits{Includes: s.cfg.MaxIncludes, Depth: s.cfg.MaxIncludeDepth,
 		WhereBytes: s.cfg.MaxWhereBytes, Params: s.cfg.MaxWhereParams}
 }
+
+// Shutdown ends every session gracefully: a session finishes the request
+// it is handling (a client write being applied gets its Ack), then closes
+// its WebSocket with status 1001 (going away), which clients answer by
+// reconnecting at once. New sessions are refused, and /healthz reports
+// "shutting down". When ctx ends first, the remaining sessions are
+// disconnected and Shutdown returns ctx's error. Replication runs on
+// until Close.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.connMu.Lock()
+	s.drain()
+	s.connMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.sessWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeSessions()
+		return fmt.Errorf("shut down sessions: %w", ctx.Err())
+	}
+}
+
+func (s *Service) isDraining() bool { return s.drainCtx.Err() != nil }
 
 func (s *Service) closeSessions() {
 	s.connMu.Lock()
@@ -683,9 +844,10 @@ func (s *Service) Close() error {
 		s.closeSessions()
 		s.cancel()
 		s.wg.Wait()
-		err = s.clog.Close()
+		err = s.changeLog().Close()
 		s.pool.Close()
 		s.verifier.Close()
+		s.drain()
 	})
 	return err
 }

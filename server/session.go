@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/auth"
 	"github.com/latticesync/lattice/server/authz"
@@ -24,7 +26,8 @@ import (
 
 const (
 	pingInterval    = 15 * time.Second
-	positionEvery   = time.Second // tell an idle client how far it has got
+	pongTimeout     = 10 * time.Second // a client that answers no ping within it is cut off
+	positionEvery   = time.Second      // tell an idle client how far it has got
 	maxTxnsPerBatch = 256
 )
 
@@ -36,13 +39,27 @@ type session struct {
 	conn   *websocket.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
-	log    *slog.Logger
-	user   auth.Identity
+	// cut ends the session for a reason (a *clientError sent to the
+	// client and counted), as cancel does for a shutdown.
+	cut  context.CancelCauseFunc
+	log  *slog.Logger
+	user auth.Identity
 	// clientID is Hello.ClientID: the origin of the client's writes.
 	clientID string
+	// lastHLC is the HLC of the client's previous transaction as applied
+	// (admitHLC); skewWarned when a skewed clock was last logged.
+	lastHLC    merge.HLC
+	skewWarned time.Time
 
 	reqs    chan protocol.Up
 	readErr chan error
+
+	// clog is the change log the session reads (the service's when the
+	// session started); stale is closed when the service has started a
+	// new one (the slot was lost): the session ends, the client re-syncs.
+	clog      *changelog.Log
+	stale     chan struct{}
+	staleOnce sync.Once
 
 	reader   *changelog.Reader
 	cursor   uint64 // LSN of the last transaction processed
@@ -109,6 +126,16 @@ type clientError struct {
 func (e *clientError) Error() string { return e.code + ": " + e.msg }
 
 func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
+	// Counted before Shutdown waits (both under connMu), or refused.
+	s.connMu.Lock()
+	if s.isDraining() {
+		s.connMu.Unlock()
+		http.Error(w, "service shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.sessWG.Add(1)
+	s.connMu.Unlock()
+	defer s.sessWG.Done()
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// Tokens travel in Hello, never in cookies, so any origin may connect.
 		InsecureSkipVerify: true,
@@ -121,10 +148,11 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	// itself: the library's limit would close the connection before the
 	// client is told why.
 	conn.SetReadLimit(-1)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cut := context.WithCancelCause(context.Background())
+	cancel := func() { cut(nil) }
 	sess := &session{
-		svc: s, conn: conn, ctx: ctx, cancel: cancel, log: s.log,
-		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1),
+		svc: s, conn: conn, ctx: ctx, cancel: cancel, cut: cut, log: s.log,
+		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1), stale: make(chan struct{}),
 		shapes: map[string]*shape{}, byTable: map[string][]*shape{},
 		relIDs: map[*changelog.Rel]uint32{},
 		rows:   limits.NewBucket(s.cfg.SnapshotRowsPerSec),
@@ -145,6 +173,9 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}()
 	err = sess.run()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // cut off (ping): the reason, rather than the write it interrupted
+	}
 	defer func() {
 		if sess.watchdog != nil {
 			sess.watchdog.Stop()
@@ -158,13 +189,16 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &ce):
 		s.metrics.rejected.WithLabelValues(ce.code).Inc()
+		if ce.code == protocol.ErrTooSlow {
+			sess.log.Info("client cut off", "reason", ce.msg)
+		}
 		sess.send(&protocol.Error{Code: ce.code, Message: ce.msg, Fatal: true})
 		status := websocket.StatusPolicyViolation
 		if ce.code == protocol.ErrFrameTooLarge {
 			status = websocket.StatusMessageTooBig
 		}
 		conn.Close(status, clip(ce.code+": "+ce.msg, 120))
-	case err == nil || errors.Is(err, context.Canceled):
+	case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errDraining):
 		conn.Close(websocket.StatusGoingAway, "service shutting down")
 	default:
 		if websocket.CloseStatus(err) == -1 {
@@ -182,8 +216,14 @@ func clip(s string, n int) string {
 	return s
 }
 
+// errDraining ends a session when the service shuts down (Shutdown).
+var errDraining = errors.New("service shutting down")
+
 func (s *session) run() error {
 	if err := s.hello(); err != nil {
+		if s.svc.isDraining() {
+			return errDraining
+		}
 		return err
 	}
 	if err := s.bindAccess(); err != nil {
@@ -201,6 +241,11 @@ func (s *session) run() error {
 		expire = t.C
 	}
 	for {
+		// Shutting down: the request handled last (a write applied) has
+		// been answered; close before taking another.
+		if s.svc.isDraining() {
+			return errDraining
+		}
 		// Requests first, without blocking.
 		select {
 		case m := <-s.reqs:
@@ -212,11 +257,13 @@ func (s *session) run() error {
 			return err
 		case <-expire:
 			return &clientError{protocol.ErrUnauthorized, "token expired", true}
+		case <-s.stale:
+			return errStale()
 		default:
 		}
 		var notify <-chan struct{}
 		if s.reader != nil && len(s.shapes) > 0 {
-			notify = s.svc.clog.Notify()
+			notify = s.clog.Notify()
 			n, err := s.pump(maxTxnsPerBatch)
 			if err != nil {
 				return err
@@ -251,16 +298,28 @@ func (s *session) run() error {
 			}
 		case <-ping.C:
 			go s.ping()
+		case <-s.stale:
+			return errStale()
+		case <-s.svc.drainCtx.Done():
+			return errDraining
 		case <-s.ctx.Done():
 			return s.ctx.Err()
 		}
 	}
 }
 
+// ping cuts off a client that answers no ping within pongTimeout: one
+// that stopped reading (suspended, hung) answers none, even while the
+// kernel's socket buffers still accept what the service sends it.
 func (s *session) ping() {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, pongTimeout)
 	defer cancel()
-	if err := s.conn.Ping(ctx); err != nil {
+	err := s.conn.Ping(ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, context.DeadlineExceeded):
+		s.cut(&clientError{protocol.ErrTooSlow, fmt.Sprintf("the client answered no ping within %s", pongTimeout), true})
+	default:
 		s.cancel()
 	}
 }
@@ -295,32 +354,21 @@ func decodeErr(err error) error {
 	return &clientError{code, err.Error(), true}
 }
 
-// errHelloTimeout: the client sent no Hello in time, and was told so.
-var errHelloTimeout = errors.New("no Hello in time")
-
 func (s *session) hello() error {
-	// A read whose context ends closes the connection at once, so the
-	// timeout is a timer that first tells the client why, then ends the
-	// read; state settles which of the two comes first.
+	// A connection silent for HelloTimeout is closed with the reason (a
+	// read deadline would close it without one).
 	timeout := s.svc.cfg.HelloTimeout
+	t := time.AfterFunc(timeout, func() {
+		s.conn.Close(websocket.StatusPolicyViolation, fmt.Sprintf("%s: no Hello within %s", protocol.ErrTooSlow, timeout))
+	})
+	// Shutting down: stop waiting for Hello (run closes with going-away).
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	var state atomic.Int32 // 0 waiting, 1 timed out, 2 read
-	t := time.AfterFunc(timeout, func() {
-		if !state.CompareAndSwap(0, 1) {
-			return
-		}
-		s.svc.metrics.rejected.WithLabelValues(protocol.ErrBadFrame).Inc()
-		msg := fmt.Sprintf("no Hello within %v of connecting", timeout)
-		wctx, wcancel := context.WithTimeout(s.ctx, time.Second)
-		s.conn.Write(wctx, websocket.MessageBinary, (&protocol.Error{Code: protocol.ErrBadFrame, Message: msg, Fatal: true}).Encode(nil))
-		wcancel()
-		cancel()
-	})
-	defer t.Stop()
+	stop := context.AfterFunc(s.svc.drainCtx, cancel)
+	defer stop()
 	data, err := s.readFrame(ctx)
-	if !state.CompareAndSwap(0, 2) {
-		return errHelloTimeout
+	if !t.Stop() {
+		return &clientError{protocol.ErrTooSlow, fmt.Sprintf("no Hello within %s", timeout), true}
 	}
 	if err != nil {
 		var ce *clientError
@@ -351,7 +399,10 @@ func (s *session) hello() error {
 	}
 	s.log = s.svc.log.With("user", s.user.UserID, "client", h.ClientID)
 	s.clientID = h.ClientID
-	l := s.svc.clog
+	// The session reads this log to its end; when the service starts
+	// another (relog.go), it is told to re-sync (stale).
+	s.clog = s.svc.changeLog()
+	l := s.clog
 	head := l.Head()
 	w := &protocol.Welcome{LogID: l.ID(), HeadLSN: head}
 	if h.LogID != "" {
@@ -408,8 +459,14 @@ func (s *session) handle(m protocol.Up) error {
 	case *protocol.Hello:
 		return &clientError{protocol.ErrBadFrame, "Hello sent twice", true}
 	case *protocol.Subscribe:
+		if err := s.svc.refuseNewWork(); err != nil {
+			return err
+		}
 		return s.subscribe(m)
 	case *protocol.Write:
+		if err := s.svc.refuseNewWork(); err != nil {
+			return err
+		}
 		return s.write(m)
 	case *protocol.Unsubscribe:
 		return s.unsubscribe(m)
@@ -486,6 +543,11 @@ func (s *session) pump(max int) (int, error) {
 func (s *session) readerErr(err error) error {
 	if errors.Is(err, changelog.ErrTruncated) {
 		return &clientError{protocol.ErrResync, "the client fell behind the retained change log; reconnect to re-sync", true}
+	}
+	select {
+	case <-s.stale:
+		return errStale() // the log was closed because it was replaced
+	default:
 	}
 	return fmt.Errorf("read change log: %w", err)
 }

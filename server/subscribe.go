@@ -194,7 +194,7 @@ func (s *session) subscribe(m *protocol.Subscribe) error {
 	}
 	if m.Resume && !s.resync {
 		if s.reader == nil {
-			s.reader = s.svc.clog.Reader(s.cursor)
+			s.reader = s.clog.Reader(s.cursor)
 		}
 		for _, sh := range fresh {
 			s.addShape(sh)
@@ -222,7 +222,7 @@ func (s *session) subscribe(m *protocol.Subscribe) error {
 // a transaction at H; later transactions that the snapshot already saw
 // (by xid) are not applied again for these shapes.
 func (s *session) snapshot(shapes []*shape, reset bool, extraReset []*changelog.Rel) error {
-	l := s.svc.clog
+	l := s.clog
 	h := l.Head()
 	if s.reader == nil || len(s.shapes) == 0 {
 		if s.reader != nil {
@@ -319,11 +319,11 @@ func (s *session) subscribeGraph(m *protocol.Subscribe, shapes []*shape) error {
 		// the client wrote itself since its position must still come
 		// back to it (as empty transactions naming their origin), or it
 		// would wait for them forever.
-		s.reader = s.svc.clog.Reader(s.cursor)
+		s.reader = s.clog.Reader(s.cursor)
 		if s.graph == nil {
 			s.graph = newGraph(s)
 		}
-		if err := s.catchUp(s.svc.clog.Head()); err != nil {
+		if err := s.catchUp(s.clog.Head()); err != nil {
 			return err
 		}
 	}

@@ -69,6 +69,12 @@ func (s *Service) describeShadow(ctx context.Context, msg *pglogrepl.RelationMes
 	bigint, _ := coltype.BuiltinByOID(20)
 	text, _ := coltype.BuiltinByOID(25)
 	tb, err := s.tables.Describe(ctx, uint32(oid), true)
+	if err != nil && unreachable(err) {
+		// Postgres unreachable or restarting: replication restarts and Postgres
+		// sends the Relation message again. Dropping the versions here
+		// would lose them for good.
+		return nil, fmt.Errorf("describe shadow table %s: %w", name, err)
+	}
 	if err != nil {
 		// The table is gone (dropped since this part of the WAL was
 		// written): its versions have no row to go to. Decode the shadow's

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/server/changelog"
 )
 
@@ -113,6 +114,10 @@ func (s *Service) snapshotAt(ctx context.Context, upto uint64) (pgx.Tx, *xidSnap
 			snap.until = lsn
 		}
 		if s.recent.seesUpTo(snap, upto) {
+			if err := failpoint.Hit("server/snapshot"); err != nil {
+				tx.Rollback(context.Background())
+				return nil, nil, fmt.Errorf("snapshot: %w", err)
+			}
 			return tx, snap, nil
 		}
 		tx.Rollback(context.Background())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net/http"
@@ -12,11 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/latticesync/lattice/internal/pgtest"
 	"github.com/latticesync/lattice/server"
@@ -208,7 +211,7 @@ func newSQLiteWriter() sqliteWriter {
 // and reports whether it committed.
 func (w sqliteWriter) exec(path, sql string) error {
 	if w.shell != "" {
-		cmd := exec.Command(w.shell, "-bail", "-cmd", ".timeout 10000", path, sql)
+		cmd := exec.Command(w.shell, "-bail", "-cmd", ".timeout 3000", path, sql)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("sqlite3: %v: %s", err, strings.TrimSpace(string(out)))
@@ -264,7 +267,7 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 	svcEnv := []string{"DATABASE_URL=" + dbURL, "LATTICE_AUTH_SECRET=" + secret, "LATTICE_LISTEN=" + addr,
 		"LATTICE_DATA_DIR=" + filepath.Join(dir, "service-data"), "LATTICE_LOG_LEVEL=debug"}
 	// Small segments: the log rotates (and trims, at the byte bound) often.
-	svc := &campaignProc{t: t, args: []string{"serve", "--log-segment-bytes", "65536", "--log-max-bytes", "1048576"}, env: append(slices.Clone(svcEnv), "LATTICE_FAILPOINTS="+faults.service), logPath: filepath.Join(dir, "service.log")}
+	svc := &campaignProc{t: t, args: []string{"serve", "--log-segment-bytes", "8192", "--log-max-bytes", "65536"}, env: append(slices.Clone(svcEnv), "LATTICE_FAILPOINTS="+faults.service), logPath: filepath.Join(dir, "service.log")}
 	svc.start()
 	t.Cleanup(func() { svc.kill(syscall.SIGKILL) })
 	waitCampaignHealthy(t, addr, svc)
@@ -296,6 +299,7 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 
 	// The plain-SQL writer in Postgres.
 	ctx, stopPG := context.WithCancel(context.Background())
+	var deadlocks atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -324,8 +328,22 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 			case 4:
 				q = fmt.Sprintf("INSERT INTO item VALUES (%d, %d, 'pgins') ON CONFLICT (id) DO UPDATE SET note = 'pgup'", 1+r.Intn(10), r.Intn(9))
 			}
-			if _, err := conn.Exec(ctx, q); err != nil && ctx.Err() == nil {
+			// A deadlock with the service's own writes (a row both insert:
+			// the service cannot lock a row that does not exist yet) is
+			// what any concurrent writer of Postgres meets: retried, as an
+			// application would.
+			for try := 0; ; try++ {
+				_, err := conn.Exec(ctx, q)
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				var pe *pgconn.PgError
+				if errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") && try < 10 {
+					deadlocks.Add(1)
+					continue
+				}
 				t.Errorf("postgres writer: %s: %v", q, err)
+				break
 			}
 			time.Sleep(time.Duration(5+r.Intn(20)) * time.Millisecond)
 		}
@@ -470,7 +488,12 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 	if !ok {
 		t.Fatalf("seed %d did not converge: %s", seed, lastDiff)
 	}
-	t.Logf("seed %d: %d entries committed on replicas, converged", seed, len(committed))
+	fired := 0
+	for _, p := range append([]*campaignProc{svc}, procsOf(replicas)...) {
+		b, _ := os.ReadFile(p.logPath)
+		fired += strings.Count(string(b), "\nfailpoint ")
+	}
+	t.Logf("seed %d: %d entries committed on replicas, %d faults fired, %d plain-SQL deadlocks retried, converged", seed, len(committed), fired, deadlocks.Load())
 }
 
 func procsOf(rs []*campaignReplica) []*campaignProc {
@@ -547,8 +570,55 @@ func waitCampaignHealthy(t *testing.T, addr string, p *campaignProc) {
 // replicas for one seed.
 type faultPlan struct{ service, replicas string }
 
-// campaignFaults draws the seed's fault points: none yet.
-func campaignFaults(rng *rand.Rand) faultPlan { return faultPlan{} }
+// The fault points (internal/failpoint) of the write path and the stream.
+var (
+	serviceFaultPoints = []string{
+		"server/before-pg-commit", // a client write received, not committed
+		"server/before-ack",       // committed in Postgres, not acknowledged
+		"server/snapshot",         // while a snapshot is taken
+		"changelog/rotate",        // the log rolls to a new segment
+		"changelog/trim",          // retention about to drop segments
+		"changelog/trimmed",       // retention's meta written, files not removed
+	}
+	replicaFaultPoints = []string{
+		"client/after-commit",        // a local commit, not sent yet
+		"client/before-send",         // about to send a local transaction
+		"client/rebase",              // rebasing local writes over a service transaction
+		"client/before-apply-commit", // service transactions applied, not committed
+	}
+)
+
+// campaignFaults draws the seed's fault points: each point is armed with
+// probability 2/3, mostly to exit the process at its Nth hit (a crash at
+// that exact point; the campaign restarts it), sometimes to fail the
+// operation there; the service's connections are cut in the middle of a
+// frame at some write. Counters restart with the process, so an armed
+// point fires again in every run of it that reaches N hits. With
+// LATTICE_CAMPAIGN_FAULTS=0 no point is armed.
+func campaignFaults(rng *rand.Rand) faultPlan {
+	if os.Getenv("LATTICE_CAMPAIGN_FAULTS") == "0" {
+		return faultPlan{}
+	}
+	arm := func(points []string) []string {
+		var out []string
+		for _, p := range points {
+			if rng.Intn(3) == 0 {
+				continue
+			}
+			act := "exit"
+			if rng.Intn(5) == 0 {
+				act = "error"
+			}
+			out = append(out, fmt.Sprintf("%s=%s#%d", p, act, 2+rng.Intn(40)))
+		}
+		return out
+	}
+	svc := arm(serviceFaultPoints)
+	if rng.Intn(3) != 0 {
+		svc = append(svc, fmt.Sprintf("server/conn-write=cut#%d", 20+rng.Intn(1000)))
+	}
+	return faultPlan{service: strings.Join(svc, ","), replicas: strings.Join(arm(replicaFaultPoints), ",")}
+}
 
 // healthy reports whether the service at addr answers /healthz with 200.
 func healthy(addr string) bool {

@@ -25,7 +25,7 @@ import (
 func startDev(t *testing.T, dir string, args ...string) (*proc, string) {
 	t.Helper()
 	p := start(t, []string{"DATABASE_URL="}, append([]string{"dev", "--no-app", "--data-dir", dir, "--listen", "127.0.0.1:0"}, args...)...)
-	re := regexp.MustCompile(`Postgres:\s+(\S+)`)
+	re := regexp.MustCompile(`(?m)^\s+Postgres:\s+(\S+)`)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if m := re.FindStringSubmatch(p.out.String()); m != nil && strings.Contains(p.out.String(), "msg=listening") {

@@ -35,6 +35,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.LogMaxAge, "log-max-age", 24*time.Hour, "retain change log for this long")
 	fs.Int64Var(&cfg.LogSegmentBytes, "log-segment-bytes", 64<<20, "size of one change log segment file (retention removes whole segments)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "disconnect a client that accepts no data for this long")
+	fs.DurationVar(&cfg.HelloTimeout, "hello-timeout", 10*time.Second, "close a connection that sends no request, then no Hello, within this")
+	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", time.Minute, "stamp a client write whose HLC is further ahead of the service's clock at the clock + this (negative: never)")
 	fs.IntVar(&cfg.MaxShapesPerConn, "max-shapes", 1000, "shapes per connection")
 	fs.IntVar(&cfg.MaxSnapshotRows, "max-shape-rows", 0, "refuse shapes with more initial rows than this (0 = no limit)")
 	fs.IntVar(&cfg.MaxIncludes, "max-includes", limits.DefaultIncludes, "refuse shapes with more include nodes than this, all levels together (0 = no limit)")
@@ -42,7 +44,6 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxWhereBytes, "max-where-bytes", limits.DefaultWhereBytes, "refuse shapes with a where clause longer than this many bytes (0 = no limit)")
 	fs.IntVar(&cfg.MaxWhereParams, "max-where-params", limits.DefaultParams, "refuse shapes with more params than this in one where clause (0 = no limit)")
 	fs.IntVar(&cfg.SnapshotRowsPerSec, "snapshot-rows-per-sec", limits.DefaultRowsPerSec, "rows per second one connection reads from Postgres for initial data and move-ins, after a burst of a quarter second's worth (0 = no limit)")
-	fs.DurationVar(&cfg.HelloTimeout, "hello-timeout", 10*time.Second, "disconnect a client that sends no Hello (or HTTP request) for this long")
 	fs.StringVar(&level, "log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&format, "log-format", envOr("LATTICE_LOG_FORMAT", "text"), "text or json")
 	if err := fs.Parse(args); err != nil {

@@ -7,6 +7,10 @@
 // Use one server per test package (from TestMain via Main) and a fresh
 // database per test (DB). The server process is started with a parent-death
 // signal, so no process outlives a crashed test binary.
+//
+// Fault tests stop and start a cluster of their own (Start, not the shared
+// one): Shutdown in a pg_ctl mode (Immediate is a crash of the server),
+// Launch, or Restart for both.
 package pgtest
 
 import (
@@ -39,12 +43,14 @@ type Server struct {
 	Reused bool
 
 	keep    bool
-	cmd     *exec.Cmd
 	bin     string
+	data    string // the cluster's data directory
 	cred    *syscall.Credential
-	stopped chan struct{}
-	mu      sync.Mutex
 	logPath string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd     // the running (or last) postgres process
+	stopped chan struct{} // closed when cmd has exited
 }
 
 // Options tune a cluster. The zero value is a logical-replication cluster.
@@ -110,7 +116,7 @@ func Start(ctx context.Context, opts *Options) (*Server, error) {
 	} else if dir, err = os.MkdirTemp("", "lattice-pg-"); err != nil {
 		return nil, fmt.Errorf("make temp dir: %w", err)
 	}
-	s := &Server{Dir: dir, bin: bin, User: "postgres", stopped: make(chan struct{}), keep: opts.Dir != ""}
+	s := &Server{Dir: dir, bin: bin, User: "postgres", keep: opts.Dir != ""}
 	fail := func(err error) (*Server, error) {
 		if !s.keep {
 			os.RemoveAll(dir)
@@ -160,32 +166,51 @@ func Start(ctx context.Context, opts *Options) (*Server, error) {
 		os.WriteFile(portFile, []byte(strconv.Itoa(s.Port)+"\n"), 0o644)
 	}
 	s.logPath = filepath.Join(dir, "postgres.log")
-	logf, err := os.Create(s.logPath)
-	if err != nil {
+	s.data = data
+	if err := s.launch(ctx, true); err != nil {
+		if s.stopped != nil {
+			s.Stop()
+			return nil, err
+		}
 		return fail(err)
+	}
+	return s, nil
+}
+
+// launch starts the postgres process on the cluster (its log truncated
+// when fresh, appended to otherwise) and waits until it accepts
+// connections.
+func (s *Server) launch(ctx context.Context, fresh bool) error {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if fresh {
+		flags |= os.O_TRUNC
+	}
+	logf, err := os.OpenFile(s.logPath, flags, 0o644)
+	if err != nil {
+		return fmt.Errorf("open postgres log: %w", err)
 	}
 	if s.cred != nil {
 		os.Chown(s.logPath, int(s.cred.Uid), int(s.cred.Gid))
 	}
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-		"-c", fmt.Sprintf("port=%d", s.Port), "-c", "unix_socket_directories="+dir)
-	s.cmd.Stdout = logf
-	s.cmd.Stderr = logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data,
+		"-c", fmt.Sprintf("port=%d", s.Port), "-c", "unix_socket_directories="+s.Dir)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fail(fmt.Errorf("start postgres: %w", err))
+		return fmt.Errorf("start postgres: %w", err)
 	}
+	stopped := make(chan struct{})
 	go func() {
-		s.cmd.Wait()
+		cmd.Wait()
 		logf.Close()
-		close(s.stopped)
+		close(stopped)
 	}()
-	if err := s.waitReady(ctx); err != nil {
-		s.Stop()
-		return nil, err
-	}
-	return s, nil
+	s.mu.Lock()
+	s.cmd, s.stopped = cmd, stopped
+	s.mu.Unlock()
+	return s.waitReady(ctx, stopped)
 }
 
 // initdb creates the cluster in data and writes its configuration.
@@ -230,7 +255,7 @@ func (s *Server) initdb(ctx context.Context, data string, opts *Options) error {
 	return nil
 }
 
-func (s *Server) waitReady(ctx context.Context) error {
+func (s *Server) waitReady(ctx context.Context, stopped <-chan struct{}) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		conn, err := pgx.Connect(ctx, s.URL("postgres"))
@@ -239,15 +264,16 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.stopped:
+		case <-stopped:
 			log, _ := os.ReadFile(s.logPath)
 			return fmt.Errorf("postgres exited during start-up: %s", log)
-		default:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for postgres: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("postgres not ready after 30s: %w", err)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -259,20 +285,82 @@ func (s *Server) URL(db string) string {
 // Stop shuts the server down (fast mode, then SIGKILL) and removes its files
 // unless they live in Options.Dir.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.stopped:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.stopped
-		}
-	}
+	s.Shutdown(Fast)
 	if !s.keep {
 		os.RemoveAll(s.Dir)
 	}
+}
+
+// ShutdownMode is how Shutdown stops the server, as pg_ctl stop -m.
+type ShutdownMode int
+
+const (
+	// Fast rolls back open transactions, disconnects clients and writes a
+	// shutdown checkpoint (SIGINT).
+	Fast ShutdownMode = iota
+	// Immediate stops every process at once, without a checkpoint: the
+	// next start runs crash recovery (SIGQUIT), as after a crash of the
+	// server (not of the machine: what was written to the WAL stays).
+	Immediate
+	// Smart waits for clients to disconnect (SIGTERM).
+	Smart
+)
+
+// Shutdown stops the server in mode, keeping its files: Launch starts it
+// again. A server that has not stopped after 10 s is killed (SIGKILL). It
+// is a no-op when the server is not running.
+func (s *Server) Shutdown(mode ShutdownMode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.stopped:
+		return
+	default:
+	}
+	sig := syscall.SIGINT
+	switch mode {
+	case Immediate:
+		sig = syscall.SIGQUIT
+	case Smart:
+		sig = syscall.SIGTERM
+	}
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.stopped:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.stopped
+	}
+}
+
+// Launch starts a server stopped by Shutdown again, on the same port and
+// data directory, and waits until it accepts connections. It is a no-op
+// when the server runs.
+func (s *Server) Launch(ctx context.Context) error {
+	s.mu.Lock()
+	running := false
+	if s.stopped != nil {
+		select {
+		case <-s.stopped:
+		default:
+			running = true
+		}
+	}
+	s.mu.Unlock()
+	if running {
+		return nil
+	}
+	return s.launch(ctx, false)
+}
+
+// Restart stops the server in mode and starts it again on the same port
+// and data directory (pg_ctl restart -m mode).
+func (s *Server) Restart(ctx context.Context, mode ShutdownMode) error {
+	s.Shutdown(mode)
+	return s.Launch(ctx)
 }
 
 // CreateDB creates a fresh database and returns its URL.
@@ -309,9 +397,6 @@ func (s *Server) DropDB(ctx context.Context, name string) error {
 	}
 	return fmt.Errorf("drop database %s: %w", name, err)
 }
-
-// Restart stops and starts the server on the same port and data directory.
-// Nothing here needs it yet; tests that kill Postgres can add it.
 
 // reachable checks that user uid can traverse every parent of dir (the
 // server runs as "postgres" when we are root, e.g. with a directory under

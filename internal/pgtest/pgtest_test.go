@@ -79,3 +79,42 @@ func TestPersistentDir(t *testing.T) {
 		t.Fatalf("kept data: %d, %v", x, err)
 	}
 }
+
+// TestRestart: an immediate restart (a crash of the server) keeps committed
+// data and logical slots; a stopped server refuses connections until
+// Launch.
+func TestRestart(t *testing.T) {
+	ctx := context.Background()
+	s, err := Start(ctx, &Options{Conf: []string{"synchronous_commit = on"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	url := s.URL("postgres")
+	Exec(t, url, "CREATE TABLE kept (x int)", "INSERT INTO kept VALUES (1)",
+		"SELECT pg_create_logical_replication_slot('s1', 'pgoutput')")
+	if err := s.Restart(ctx, Immediate); err != nil {
+		t.Fatal(err)
+	}
+	Exec(t, url, "INSERT INTO kept VALUES (2)")
+	s.Shutdown(Fast)
+	if conn, err := pgx.Connect(ctx, url); err == nil {
+		conn.Close(ctx)
+		t.Fatal("connected to a stopped server")
+	}
+	if err := s.Launch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n, slots int
+	if err := conn.QueryRow(ctx, "SELECT count(*), (SELECT count(*) FROM pg_replication_slots WHERE slot_name = 's1') FROM kept").Scan(&n, &slots); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || slots != 1 {
+		t.Fatalf("after restarts: %d rows (want 2), %d slots (want 1)", n, slots)
+	}
+}

@@ -38,6 +38,7 @@ import (
 	"unsafe"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/protocol"
 )
 
@@ -483,17 +484,34 @@ func (l *Log) Append(txns ...*Txn) error {
 		cur = l.segs[n-1]
 		curSize = cur.size
 	}
+	orig, origSize := cur, curSize // undone to on a failed write
 	var created []*segment
+	// failWrite undoes a failed write (a full disk, an I/O error): the
+	// segments it created are removed and the active one is cut back to
+	// its size before this Append, so that nothing torn stays on disk and
+	// a later Append (space back) goes on. Only when that fails too does
+	// the log need reopening.
+	failWrite := func(err error) error {
+		if uerr := l.undoAppend(orig, origSize, created); uerr != nil {
+			l.failed = fmt.Errorf("%w (and undoing it: %v)", err, uerr)
+			l.log.Error("append failed; log needs reopening", "err", l.failed)
+			return fmt.Errorf("changelog: append: %w", l.failed)
+		}
+		l.log.Error("append failed; nothing written, the next append retries", "err", err)
+		return fmt.Errorf("changelog: append: %w", err)
+	}
 	rolled := false
 	for i := 0; i < len(txns); {
 		if cur == nil || curSize >= l.opts.SegmentBytes {
 			if cur != nil {
 				rolled = true
+				if err := failpoint.Hit("changelog/rotate"); err != nil {
+					return fmt.Errorf("changelog: append: %w", err)
+				}
 			}
 			s, f, err := l.createSegment(txns[i].LSN)
 			if err != nil {
-				l.failed = err
-				return fmt.Errorf("changelog: append: %w", err)
+				return failWrite(err)
 			}
 			if l.active != nil {
 				l.active.Close()
@@ -509,18 +527,13 @@ func (l *Log) Append(txns ...*Txn) error {
 			j++
 		}
 		if err := writeSync(l.active, buf[recs[i].start:recs[j-1].end]); err != nil {
-			err = fmt.Errorf("write segment %s: %w", filepath.Base(cur.path), err)
-			l.failed = err
-			l.log.Error("append failed; log needs reopening", "err", err)
-			return fmt.Errorf("changelog: append: %w", err)
+			return failWrite(fmt.Errorf("write segment %s: %w", filepath.Base(cur.path), err))
 		}
 		i = j
 	}
 	if len(created) > 0 {
 		if err := syncDir(l.dir); err != nil {
-			err = fmt.Errorf("sync dir: %w", err)
-			l.failed = err
-			return fmt.Errorf("changelog: append: %w", err)
+			return failWrite(fmt.Errorf("sync dir: %w", err))
 		}
 	}
 
@@ -590,6 +603,45 @@ func (l *Log) createSegment(first uint64) (*segment, *os.File, error) {
 		return nil, nil, fmt.Errorf("create segment: %w", err)
 	}
 	return &segment{first: first, path: path, modTime: l.now()}, f, nil
+}
+
+// undoAppend removes the segments a failed Append created and cuts the
+// segment that was active before it (if any) back to size, leaving it the
+// active file again. Caller holds appendMu.
+func (l *Log) undoAppend(orig *segment, size int64, created []*segment) error {
+	var errs []error
+	if len(created) > 0 {
+		if l.active != nil {
+			l.active.Close()
+			l.active = nil
+		}
+		for _, s := range created {
+			if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, fmt.Errorf("remove segment %s: %w", filepath.Base(s.path), err))
+			}
+		}
+		if orig != nil {
+			f, err := os.OpenFile(orig.path, os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reopen segment %s: %w", filepath.Base(orig.path), err))
+			} else {
+				l.active = f
+			}
+		}
+	}
+	if orig != nil && l.active != nil {
+		if err := l.active.Truncate(size); err != nil {
+			errs = append(errs, fmt.Errorf("truncate segment %s: %w", filepath.Base(orig.path), err))
+		} else if err := l.active.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("sync segment %s: %w", filepath.Base(orig.path), err))
+		}
+	}
+	if len(created) > 0 {
+		if err := syncDir(l.dir); err != nil {
+			errs = append(errs, fmt.Errorf("sync dir: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func writeSync(f *os.File, b []byte) error {

@@ -511,6 +511,14 @@ func decodeTxn(payload []byte, in *interner) (*Txn, error) {
 		if f&hasNew != 0 {
 			c.New = row()
 		}
+		// Only what Append accepts decodes: readers may rely on valid ops
+		// and on rows of one value per column.
+		if d.err == nil {
+			if err := validateChange(c); err != nil {
+				d.fail(fmt.Sprintf("change %d: %v", i, err))
+				break
+			}
+		}
 	}
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("trailing bytes")

@@ -3,6 +3,7 @@ package changelog
 import (
 	"errors"
 	"fmt"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"os"
 	"path/filepath"
 	"time"
@@ -48,7 +49,13 @@ func (l *Log) enforceLocked(now time.Time) error {
 		return nil
 	}
 	tt := max(l.truncThrough, segs[k-1].last)
+	if err := failpoint.Hit("changelog/trim"); err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
 	if err := writeMeta(l.dir, meta{ID: l.id, TruncatedThrough: tt}); err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
+	if err := failpoint.Hit("changelog/trimmed"); err != nil { // meta written, segments not removed yet
 		return fmt.Errorf("retention: %w", err)
 	}
 

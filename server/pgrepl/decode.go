@@ -2,6 +2,7 @@ package pgrepl
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,9 @@ func parse(data []byte) (m pglogrepl.Message, err error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty pgoutput message")
 	}
+	if err := checkLengths(data); err != nil {
+		return nil, fmt.Errorf("malformed pgoutput message %q: %w", data[0], err)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			m, err = nil, fmt.Errorf("malformed pgoutput message %q: %v", data[0], r)
@@ -84,6 +88,64 @@ func parse(data []byte) (m pglogrepl.Message, err error) {
 		return nil, fmt.Errorf("pgoutput message %q: %w", data[0], err)
 	}
 	return m, nil
+}
+
+// checkLengths checks the counts and lengths that pglogrepl allocates
+// before comparing them with the message's size: the length of each value
+// in the tuples of an Insert, Update or Delete (up to 4 GiB each) and the
+// relation count of a Truncate (up to 16 GiB of OIDs). A message that
+// fails it is one pglogrepl would fail on too, after the allocation.
+func checkLengths(data []byte) error {
+	b := data[1:]
+	switch data[0] {
+	case 'T':
+		if len(b) >= 5 && uint64(binary.BigEndian.Uint32(b))*4 > uint64(len(b)-5) {
+			return fmt.Errorf("%d relations do not fit in %d bytes", binary.BigEndian.Uint32(b), len(b)-5)
+		}
+		return nil
+	case 'I', 'U', 'D':
+	default:
+		return nil
+	}
+	if len(b) < 4 {
+		return nil // pglogrepl reports the short message
+	}
+	b = b[4:] // relation OID
+	for len(b) > 0 {
+		kind := b[0]
+		if kind != 'K' && kind != 'O' && kind != 'N' {
+			return nil
+		}
+		b = b[1:]
+		if len(b) < 2 {
+			return nil
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		for range n {
+			if len(b) == 0 {
+				return nil
+			}
+			c := b[0]
+			b = b[1:]
+			if c != pglogrepl.TupleDataTypeText && c != pglogrepl.TupleDataTypeBinary {
+				continue
+			}
+			if len(b) < 4 {
+				return nil
+			}
+			l := binary.BigEndian.Uint32(b)
+			b = b[4:]
+			if uint64(l) > uint64(len(b)) {
+				return fmt.Errorf("%d-byte value in a tuple with %d bytes left", l, len(b))
+			}
+			b = b[l:]
+		}
+		if kind == 'N' {
+			return nil
+		}
+	}
+	return nil
 }
 
 // inTransaction reports whether the decoder is between a Begin and its Commit.

@@ -38,6 +38,10 @@ import (
 	"github.com/latticesync/lattice/server/changelog"
 )
 
+// ErrSlotMissing is wrapped by the error Run returns when the replication
+// slot does not exist (SQLSTATE 42704): dropped, or never created.
+var ErrSlotMissing = errors.New("pgrepl: replication slot does not exist")
+
 // ErrSlotInUse is wrapped by the error Run returns when the replication slot
 // is already being streamed by another process (SQLSTATE 55006).
 var ErrSlotInUse = errors.New("pgrepl: replication slot is in use by another process")
@@ -106,6 +110,9 @@ type Config struct {
 	// then be below the slot's confirmed position; Postgres starts at the
 	// latter, which is safe since nothing was skipped.
 	AdvanceWhenIdle bool
+	// Started, when set, is called once the slot streams (START_REPLICATION
+	// succeeded): the service is replicating again.
+	Started func()
 	// Logger receives warnings (TRUNCATE) and debug messages; nil discards.
 	Logger *slog.Logger
 
@@ -178,10 +185,16 @@ func Run(ctx context.Context, cfg Config, start uint64) error {
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "55006" {
 			return fmt.Errorf("pgrepl: start replication on slot %s: %w: %w", cfg.Slot, ErrSlotInUse, err)
 		}
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "42704" {
+			return fmt.Errorf("pgrepl: start replication on slot %s: %w: %w", cfg.Slot, ErrSlotMissing, err)
+		}
 		return fmt.Errorf("pgrepl: start replication on slot %s: %w", cfg.Slot, err)
 	}
 	log.Info("logical replication started", "slot", cfg.Slot, "publication", cfg.Publication,
 		"start", pglogrepl.LSN(start).String())
+	if cfg.Started != nil {
+		cfg.Started()
+	}
 
 	s := &stream{
 		conn:     conn,

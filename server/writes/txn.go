@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/latticesync/lattice/coltype"
+	"github.com/latticesync/lattice/internal/failpoint"
 	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/server/catalog"
 )
@@ -454,6 +455,9 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 		// Under row-level security, a write the policies hide affects no
 		// row without an error: check before committing.
 		items = items[:len(items)-1]
+	}
+	if err := failpoint.Hit("server/before-pg-commit"); err != nil {
+		return Result{}, fmt.Errorf("apply transaction: %w", err)
 	}
 	res, failed, err = r.batch(ctx, items)
 	if err != nil {

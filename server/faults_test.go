@@ -404,7 +404,11 @@ func TestFaultSlotDropped(t *testing.T) {
 	// nothing.
 	reader, _ := e.clientAt(filepath.Join(t.TempDir(), "reader.db"))
 	e.subscribe(reader, client.Shape{Table: "item"})
-	oldLog, _ := reader.Position()
+	var oldLog string
+	eventually(t, 30*time.Second, "the reader's log id", func() (bool, string) {
+		oldLog, _ = reader.Position()
+		return oldLog != "", "none yet"
+	})
 	slot := "lattice_" + oldLog
 	eventually(t, 30*time.Second, "writes before the drop", func() (bool, string) {
 		return ws[0].done.Load() > 20, fmt.Sprint(ws[0].done.Load())

@@ -91,6 +91,16 @@ type result struct {
 	FDsWarm, FDsEnd               float64
 	ServiceCPUSeconds             float64 // measured period
 	CPUMicrosPerChange            float64 // service CPU per change received by a client
+	LoadgenCPUPercent             float64 // this process, measured period (100 = one core)
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func main() {
@@ -366,7 +376,7 @@ func measure(ctx context.Context, cfg *config, out io.Writer) (*result, error) {
 	res.ServiceRSSMaxMiB = res.ServiceRSSWarmMiB
 	base := lat.snapshot()
 	baseGot, baseWrites := got.Load(), w.done.Load()
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), selfCPU()
 	prev, prevM, prevGot := base, warm, baseGot
 	fmt.Fprintf(out, "%8s %6s %9s %6s %6s %6s %9s %8s %8s %8s\n", "t", "conns", "rss-MiB", "gorout", "fds", "cpu%", "changes/s", "p50-ms", "p99-ms", "max-ms")
 	for elapsed := time.Duration(0); elapsed < cfg.Duration; {
@@ -392,6 +402,7 @@ func measure(ctx context.Context, cfg *config, out io.Writer) (*result, error) {
 		prev, prevM, prevGot = s, m, g
 	}
 	measured := time.Since(t0).Seconds()
+	res.LoadgenCPUPercent = 100 * (selfCPU() - cpu0).Seconds() / measured
 	end := prevM
 	stopWriter()
 	if err := <-werr; err != nil && !errors.Is(err, context.Canceled) {
@@ -449,6 +460,7 @@ func report(out io.Writer, r *result) {
 	fmt.Fprintf(out, "service: RSS %.1f MiB after warm-up, %.1f at the end, %.1f max; goroutines %.0f -> %.0f; fds %.0f -> %.0f\n",
 		r.ServiceRSSWarmMiB, r.ServiceRSSEndMiB, r.ServiceRSSMaxMiB, r.GoroutinesWarm, r.GoroutinesEnd, r.FDsWarm, r.FDsEnd)
 	fmt.Fprintf(out, "service CPU: %.1f s over the measured period, %.1f µs per change received\n", r.ServiceCPUSeconds, r.CPUMicrosPerChange)
+	fmt.Fprintf(out, "load generator CPU: %.0f%% of one core (if near nproc x 100%%, the figures measure it, not the service)\n", r.LoadgenCPUPercent)
 	fmt.Fprintf(out, "clients equal to Postgres: %d of %d\n", r.ClientsEqual, r.Clients)
 }
 

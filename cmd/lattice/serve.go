@@ -46,6 +46,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.SnapshotRowsPerSec, "snapshot-rows-per-sec", limits.DefaultRowsPerSec, "rows per second one connection reads from Postgres for initial data and move-ins, after a burst of a quarter second's worth (0 = no limit)")
 	fs.StringVar(&level, "log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&format, "log-format", envOr("LATTICE_LOG_FORMAT", "text"), "text or json")
+	pprofListen := fs.String("pprof-listen", envOr("LATTICE_PPROF_LISTEN", ""), "serve Go's /debug/pprof profiles on this address, e.g. 127.0.0.1:6060; off when empty (env LATTICE_PPROF_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +79,13 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.Auth.PublicKeyPEM = b
 	}
 	cfg.Auth.Logger = logger
+	if *pprofListen != "" {
+		stop, err := servePprof(ctx, *pprofListen, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	svc, err := server.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -35,7 +35,7 @@ type router struct {
 	tables  map[string]map[*session]int // sessions with nodes on a table (TRUNCATE)
 	colsets map[string][]*colset        // per table
 
-	cacheMu   sync.Mutex
+	cacheMu   sync.RWMutex
 	cache     map[uint64]*route // by LSN
 	order     []uint64
 	cacheCost int // sum of the cached routes' cost
@@ -367,9 +367,9 @@ func (rt *route) changesFor(s *session, in *interests) (idx []int32, full bool) 
 
 // route returns the sessions a transaction concerns, computing it once.
 func (r *router) route(txn *changelog.Txn) *route {
-	r.cacheMu.Lock()
+	r.cacheMu.RLock()
 	rt := r.cache[txn.LSN]
-	r.cacheMu.Unlock()
+	r.cacheMu.RUnlock()
 	if rt != nil {
 		return rt
 	}

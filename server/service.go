@@ -32,6 +32,7 @@ import (
 	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/changelog/jetstream"
 	"github.com/latticesync/lattice/server/limits"
 	"github.com/latticesync/lattice/server/pgrepl"
 	"github.com/latticesync/lattice/server/writes"
@@ -62,6 +63,13 @@ type Config struct {
 	// LogSegmentBytes is the size of one log segment file; default 64 MiB.
 	// Retention removes whole segments.
 	LogSegmentBytes int64
+	// LogURL, when set, keeps the retained change log in a NATS
+	// JetStream stream (server/changelog/jetstream) instead of DataDir:
+	// nats://HOST:PORT[,nats://HOST:PORT...]. LogStream names the stream
+	// (default LATTICE); LogMaxBytes and LogMaxAge are its retention when
+	// the service creates it.
+	LogURL    string
+	LogStream string
 	// WriteTimeout disconnects a client that does not accept a frame within
 	// it; default 30s.
 	WriteTimeout time.Duration
@@ -128,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.LogURL != "" && c.LogStream == "" {
+		c.LogStream = "LATTICE"
 	}
 	if c.HelloTimeout == 0 {
 		c.HelloTimeout = 10 * time.Second
@@ -401,7 +412,14 @@ func (s *Service) openLog(ctx context.Context) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
-		l, err := changelog.Open(dir, opts)
+		var l changelog.Store
+		var err error
+		if s.cfg.LogURL != "" {
+			l, err = jetstream.Open(ctx, jetstream.Options{URL: s.cfg.LogURL, Stream: s.cfg.LogStream,
+				MaxBytes: s.cfg.LogMaxBytes, MaxAge: s.cfg.LogMaxAge, Logger: s.log})
+		} else {
+			l, err = changelog.Open(dir, opts)
+		}
 		if err != nil {
 			return fmt.Errorf("open change log: %w", err)
 		}
@@ -416,6 +434,11 @@ func (s *Service) openLog(ctx context.Context) error {
 				return fmt.Errorf("%w: %v: the role needs the REPLICATION attribute (ALTER ROLE ... WITH REPLICATION)", ErrConfig, err)
 			}
 			return err
+		}
+		if created && l.Head() > 0 && s.cfg.LogURL != "" {
+			l.Close()
+			return fmt.Errorf("%w: replication slot %s was missing (dropped by an operator, or invalidated) while the JetStream log %s holds changes up to %s: the changes since are not in the stream; delete the stream (nats stream rm %s) and start the service replicas again, every client then re-syncs",
+				ErrConfig, slot, s.cfg.LogStream, pglogrepl.LSN(l.EndLSN()), s.cfg.LogStream)
 		}
 		if created && l.Head() > 0 && attempt == 0 {
 			aside := dir + ".orphaned-" + time.Now().UTC().Format("20060102T150405")
@@ -525,7 +548,15 @@ func (s *Service) replicate(ctx context.Context) {
 			err = rerr
 			s.replErr.Store(&err)
 		}
-		if errors.Is(err, pgrepl.ErrSlotInUse) {
+		if errors.Is(err, pgrepl.ErrSlotInUse) && s.cfg.LogURL != "" {
+			// Replicas sharing a JetStream log take turns on the slot:
+			// the one streaming it appends, the others serve from the
+			// stream and take over when it stops (the slot is the lease;
+			// the stream fences a stale appender).
+			s.replErr.Store(nil)
+			s.log.Debug("another replica reads the replication slot; serving from the stream", "slot", cur.slot)
+			backoff = minBackoff
+		} else if errors.Is(err, pgrepl.ErrSlotInUse) {
 			// Right after a restart Postgres may still be closing the previous
 			// walsender; a slot busy for long is held by another process.
 			s.log.Warn("replication slot is busy; retrying (if this persists, another process holds the slot)", "slot", cur.slot, "err", err, "in", backoff)
@@ -541,7 +572,7 @@ func (s *Service) replicate(ctx context.Context) {
 	}
 }
 
-func (s *Service) sink(ctx context.Context, l *changelog.Log, txns []*changelog.Txn) error {
+func (s *Service) sink(ctx context.Context, l changelog.Store, txns []*changelog.Txn) error {
 	for _, t := range txns {
 		s.pairVersions(t)
 	}
@@ -679,12 +710,14 @@ func (s *Service) pollLag(ctx context.Context) {
 		if last := s.lastRecv.Load(); last > 0 && time.Since(time.Unix(0, last)) > 2*time.Second {
 			s.metrics.lagSeconds.Set(0)
 		}
-		l := s.changeLog()
-		if err := l.Enforce(time.Now()); err != nil && !errors.Is(err, changelog.ErrClosed) {
-			s.log.Error("change log retention", "err", err)
+		// Retention of a JetStream log is the stream's own.
+		if l, ok := s.changeLog().(*changelog.Log); ok {
+			if err := l.Enforce(time.Now()); err != nil && !errors.Is(err, changelog.ErrClosed) {
+				s.log.Error("change log retention", "err", err)
+			}
+			st := l.Stats()
+			s.metrics.logBytes.Set(float64(st.Bytes))
 		}
-		st := l.Stats()
-		s.metrics.logBytes.Set(float64(st.Bytes))
 	}
 }
 
@@ -755,7 +788,7 @@ func (s *Service) TruncatedThrough() uint64 { return s.changeLog().TruncatedThro
 func (s *Service) HeadLSN() uint64 { return s.changeLog().Head() }
 
 // changeLog is the current change log.
-func (s *Service) changeLog() *changelog.Log { return s.cur.Load().log }
+func (s *Service) changeLog() changelog.Store { return s.cur.Load().log }
 
 // ListenAndServe serves Handler on cfg.Listen until ctx ends.
 func (s *Service) ListenAndServe(ctx context.Context) error {

@@ -57,11 +57,11 @@ type session struct {
 	// clog is the change log the session reads (the service's when the
 	// session started); stale is closed when the service has started a
 	// new one (the slot was lost): the session ends, the client re-syncs.
-	clog      *changelog.Log
+	clog      changelog.Store
 	stale     chan struct{}
 	staleOnce sync.Once
 
-	reader   *changelog.Reader
+	reader   changelog.Cursor
 	cursor   uint64 // LSN of the last transaction processed
 	sentLSN  uint64 // last LSN the client was sent
 	lastPos  time.Time

@@ -194,7 +194,7 @@ func (s *session) subscribe(m *protocol.Subscribe) error {
 	}
 	if m.Resume && !s.resync {
 		if s.reader == nil {
-			s.reader = s.clog.Reader(s.cursor)
+			s.reader = s.clog.Cursor(s.cursor)
 		}
 		for _, sh := range fresh {
 			s.addShape(sh)
@@ -228,7 +228,7 @@ func (s *session) snapshot(shapes []*shape, reset bool, extraReset []*changelog.
 		if s.reader != nil {
 			s.reader.Close()
 		}
-		s.reader = l.Reader(h)
+		s.reader = l.Cursor(h)
 		s.cursor = h
 	} else if err := s.catchUp(h); err != nil {
 		return err
@@ -319,7 +319,7 @@ func (s *session) subscribeGraph(m *protocol.Subscribe, shapes []*shape) error {
 		// the client wrote itself since its position must still come
 		// back to it (as empty transactions naming their origin), or it
 		// would wait for them forever.
-		s.reader = s.clog.Reader(s.cursor)
+		s.reader = s.clog.Cursor(s.cursor)
 		if s.graph == nil {
 			s.graph = newGraph(s)
 		}

@@ -33,6 +33,8 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Slot, "slot", envOr("LATTICE_SLOT", ""), "replication slot name (default lattice_<log id>) (env LATTICE_SLOT)")
 	fs.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", 1<<30, "retain at most this many bytes of change log")
 	fs.DurationVar(&cfg.LogMaxAge, "log-max-age", 24*time.Hour, "retain change log for this long")
+	fs.StringVar(&cfg.LogURL, "log-url", envOr("LATTICE_LOG_URL", ""), "keep the change log in NATS JetStream instead of --data-dir: nats://HOST:PORT[,nats://HOST:PORT...]; several service replicas can share it (env LATTICE_LOG_URL)")
+	fs.StringVar(&cfg.LogStream, "log-stream", envOr("LATTICE_LOG_STREAM", "LATTICE"), "the JetStream stream of the change log, with --log-url (env LATTICE_LOG_STREAM)")
 	fs.Int64Var(&cfg.LogSegmentBytes, "log-segment-bytes", 64<<20, "size of one change log segment file (retention removes whole segments)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "disconnect a client that accepts no data for this long")
 	fs.DurationVar(&cfg.HelloTimeout, "hello-timeout", 10*time.Second, "close a connection that sends no request, then no Hello, within this")

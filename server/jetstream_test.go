@@ -17,7 +17,8 @@ import (
 // for writes made in Postgres and by clients of either replica. When the
 // replica reading the slot stops, the other takes the slot over and its
 // clients keep receiving; a client of the stopped one resumes on it after
-// its restart with the same log id (no re-sync).
+// its restart with the same log id (no re-sync), and a client given both
+// URLs fails over to whichever is up.
 func TestJetStreamReplicas(t *testing.T) {
 	ns := natstest.Start(t)
 	a := newEnv(t, itemsSQL, "items")
@@ -36,6 +37,10 @@ func TestJetStreamReplicas(t *testing.T) {
 	cb, _ := b.clientAt(filepath.Join(t.TempDir(), "b.db"))
 	a.subscribe(ca, client.Shape{Table: "items"})
 	b.subscribe(cb, client.Shape{Table: "items"})
+	// A client given both replicas' URLs fails over between them.
+	both := &env{t: t, dbURL: a.dbURL, url: a.url + "," + b.url}
+	cab, _ := both.clientAt(filepath.Join(t.TempDir(), "ab.db"))
+	both.subscribe(cab, client.Shape{Table: "items"})
 	q := "SELECT id, title FROM items ORDER BY id"
 	ctx := context.Background()
 	for i := 1; i <= 20; i++ {
@@ -68,10 +73,15 @@ func TestJetStreamReplicas(t *testing.T) {
 			up.exec("INSERT INTO items (id, title) VALUES ($1, $2)", 1000*(round+1)+i, "while a replica is down")
 		}
 		waitEqual(t, up, upClient, q, q)
+		waitEqual(t, up, cab, q, q) // on the replica that is up
 		down.start()
 	}
 	waitEqual(t, a, ca, q, q)
 	waitEqual(t, b, cb, q, q)
+	waitEqual(t, a, cab, q, q)
+	if l, _ := cab.Position(); l != logA {
+		t.Fatalf("client of both replicas: log %q, was %q (it re-synced)", l, logA)
+	}
 	if l, _ := ca.Position(); l != logA {
 		t.Fatalf("client of the restarted replica: log %q, was %q (it re-synced)", l, logA)
 	}

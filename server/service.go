@@ -68,8 +68,9 @@ type Config struct {
 	// nats://HOST:PORT[,nats://HOST:PORT...]. LogStream names the stream
 	// (default LATTICE); LogMaxBytes and LogMaxAge are its retention when
 	// the service creates it.
-	LogURL    string
-	LogStream string
+	LogURL      string
+	LogStream   string
+	LogReplicas int // the stream's replicas when the service creates it; default 1
 	// WriteTimeout disconnects a client that does not accept a frame within
 	// it; default 30s.
 	WriteTimeout time.Duration
@@ -415,7 +416,7 @@ func (s *Service) openLog(ctx context.Context) error {
 		var l changelog.Store
 		var err error
 		if s.cfg.LogURL != "" {
-			l, err = jetstream.Open(ctx, jetstream.Options{URL: s.cfg.LogURL, Stream: s.cfg.LogStream,
+			l, err = jetstream.Open(ctx, jetstream.Options{URL: s.cfg.LogURL, Stream: s.cfg.LogStream, Replicas: s.cfg.LogReplicas,
 				MaxBytes: s.cfg.LogMaxBytes, MaxAge: s.cfg.LogMaxAge, Logger: s.log})
 		} else {
 			l, err = changelog.Open(dir, opts)

@@ -34,6 +34,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", 1<<30, "retain at most this many bytes of change log")
 	fs.DurationVar(&cfg.LogMaxAge, "log-max-age", 24*time.Hour, "retain change log for this long")
 	fs.StringVar(&cfg.LogURL, "log-url", envOr("LATTICE_LOG_URL", ""), "keep the change log in NATS JetStream instead of --data-dir: nats://HOST:PORT[,nats://HOST:PORT...]; several service replicas can share it (env LATTICE_LOG_URL)")
+	fs.IntVar(&cfg.LogReplicas, "log-replicas", 1, "replicas of the JetStream stream when the service creates it (3 on a 3-node NATS cluster), with --log-url")
 	fs.StringVar(&cfg.LogStream, "log-stream", envOr("LATTICE_LOG_STREAM", "LATTICE"), "the JetStream stream of the change log, with --log-url (env LATTICE_LOG_STREAM)")
 	fs.Int64Var(&cfg.LogSegmentBytes, "log-segment-bytes", 64<<20, "size of one change log segment file (retention removes whole segments)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "disconnect a client that accepts no data for this long")

@@ -159,21 +159,18 @@ func (l *Log) open(ctx context.Context) error {
 	l.js = js
 	rctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
 	defer cancel()
-	st, err := js.Stream(rctx, l.opts.Stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		id, ierr := newID()
-		if ierr != nil {
-			return ierr
+	// A cluster that is electing its leaders answers with errors for a
+	// while: retry until the timeout.
+	var st jetstream.Stream
+	for {
+		st, err = l.stream(rctx)
+		if err == nil || rctx.Err() != nil {
+			break
 		}
-		st, err = js.CreateStream(rctx, jetstream.StreamConfig{
-			Name: l.opts.Stream, Subjects: []string{l.subject},
-			Storage: jetstream.FileStorage, Replicas: l.opts.Replicas,
-			MaxBytes: l.opts.MaxBytes, MaxAge: l.opts.MaxAge,
-			Discard: jetstream.DiscardOld, Duplicates: 2 * time.Minute,
-			AllowDirect: true, Metadata: map[string]string{metaID: id},
-		})
-		if err == nil {
-			l.log.Info("created change log stream", "stream", l.opts.Stream, "log_id", id)
+		l.log.Warn("change log stream not available yet; retrying", "stream", l.opts.Stream, "err", err)
+		select {
+		case <-rctx.Done():
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 	if err != nil {
@@ -219,6 +216,33 @@ func (l *Log) open(ctx context.Context) error {
 	}
 	l.cc = cc
 	return nil
+}
+
+// stream returns the log's stream, creating it when it does not exist
+// (another replica creating it at the same time wins: its stream is used).
+func (l *Log) stream(ctx context.Context) (jetstream.Stream, error) {
+	st, err := l.js.Stream(ctx, l.opts.Stream)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, err
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	st, err = l.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: l.opts.Stream, Subjects: []string{l.subject},
+		Storage: jetstream.FileStorage, Replicas: l.opts.Replicas,
+		MaxBytes: l.opts.MaxBytes, MaxAge: l.opts.MaxAge,
+		Discard: jetstream.DiscardOld, Duplicates: 2 * time.Minute,
+		AllowDirect: true, Metadata: map[string]string{metaID: id},
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return l.js.Stream(ctx, l.opts.Stream)
+	}
+	if err == nil {
+		l.log.Info("created change log stream", "stream", l.opts.Stream, "log_id", id, "replicas", l.opts.Replicas)
+	}
+	return st, err
 }
 
 // decode decodes a message's txn and checks its headers against it.

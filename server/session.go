@@ -354,6 +354,28 @@ func decodeErr(err error) error {
 	return &clientError{code, err.Error(), true}
 }
 
+// awaitHead waits, briefly, for a shared log to reach lsn: a client that
+// moves from another replica may have received transactions this
+// replica's copy of the stream has not yet, which is no reason to re-sync.
+func (s *session) awaitHead(l changelog.Store, lsn uint64) uint64 {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		wait := l.Notify()
+		head := l.Head()
+		if head >= lsn {
+			return head
+		}
+		select {
+		case <-wait:
+		case <-t.C:
+			return l.Head()
+		case <-s.ctx.Done():
+			return head
+		}
+	}
+}
+
 func (s *session) hello() error {
 	// A connection silent for HelloTimeout is closed with the reason (a
 	// read deadline would close it without one).
@@ -404,6 +426,9 @@ func (s *session) hello() error {
 	s.clog = s.svc.changeLog()
 	l := s.clog
 	head := l.Head()
+	if h.LogID == l.ID() && h.LSN > head && s.svc.cfg.LogURL != "" {
+		head = s.awaitHead(l, h.LSN)
+	}
 	w := &protocol.Welcome{LogID: l.ID(), HeadLSN: head}
 	if h.LogID != "" {
 		if h.LogID != l.ID() || h.LSN < l.TruncatedThrough() || h.LSN > head {

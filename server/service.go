@@ -283,6 +283,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
+	s.metrics.reg.MustRegister(newQueueCollector(s))
 	s.tables = catalog.NewTables(s.pool)
 	s.applier = writes.NewApplier(s.pool, s.tables)
 	s.policyCh = make(chan struct{})

@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/latticesync/lattice/coltype"
-	"github.com/latticesync/lattice/internal/pgtest"
+	"github.com/latticesync/lattice/internal/pglocal"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server"
 	"github.com/latticesync/lattice/server/auth"
@@ -79,7 +79,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dbURL := os.Getenv("DATABASE_URL")
 	if dbURL == "" {
 		fmt.Fprintf(stderr, "starting Postgres (wal_level=logical) in %s ...\n", filepath.Join(*dataDir, "pg"))
-		pg, err := pgtest.Start(ctx, &pgtest.Options{Dir: filepath.Join(*dataDir, "pg"), Durable: true})
+		pg, err := pglocal.Start(ctx, &pglocal.Options{Dir: filepath.Join(*dataDir, "pg"), Durable: true})
 		if err != nil {
 			return fmt.Errorf("start postgres: %w", err)
 		}

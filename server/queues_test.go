@@ -107,6 +107,15 @@ func TestQueueMetrics(t *testing.T) {
 	stalled := e.dialRaw(t)
 	stalled.hello(e.token("slowpoke"))
 	stalled.send(&protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{{ID: "b", Table: "blobs"}}})
+	for {
+		m, err := stalled.next()
+		if err != nil {
+			t.Fatalf("subscribe blobs: %v", err)
+		}
+		if _, ok := m.(*protocol.Subscribed); ok {
+			break // ... and never read again.
+		}
+	}
 	for i := 0; i < 40; i++ {
 		// 40 transactions of 1 MB each, of random hex (the backlog is
 		// measured in WAL bytes: compressible values would take little).

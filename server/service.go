@@ -186,17 +186,19 @@ type Service struct {
 	replErr atomic.Pointer[error]
 	// logErr is the change log's last append failure (a full disk), nil
 	// once an append succeeds again: new work is refused meanwhile.
-	logErr   atomic.Pointer[error]
-	replUp   atomic.Bool
-	lastRecv atomic.Int64 // unix nanos of the last txn appended
-	// idleLSN: replication found nothing pending at this WAL position;
-	// walLag dates Postgres' WAL for /readyz (ready.go).
-	idleLSN   atomic.Uint64
-	walLag    walLag
-	closed    atomic.Bool
+	logErr    atomic.Pointer[error]
+	replUp    atomic.Bool
+	lastRecv  atomic.Int64 // unix nanos of the last txn appended
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
 	closeOnce sync.Once
+
+	// idleLSN: replication found nothing pending at this WAL position;
+	// walLag dates Postgres' WAL for /readyz; closed: Close was called
+	// (ready.go).
+	idleLSN atomic.Uint64
+	walLag  walLag
+	closed  atomic.Bool
 
 	connMu sync.Mutex
 	conns  map[*session]struct{}

@@ -118,6 +118,9 @@ type Config struct {
 	// PolicyPoll is how often the service looks for policy changes
 	// (CREATE/ALTER/DROP POLICY, RLS switched, privileges); default 1s.
 	PolicyPoll time.Duration
+	// ReadyMaxLag is how far behind Postgres replication may be for
+	// /readyz to answer 200 (see ready.go); default 30s.
+	ReadyMaxLag time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -171,6 +174,9 @@ func (c *Config) setDefaults() {
 	if c.PolicyPoll == 0 {
 		c.PolicyPoll = time.Second
 	}
+	if c.ReadyMaxLag == 0 {
+		c.ReadyMaxLag = DefaultReadyMaxLag
+	}
 }
 
 // Service is a running sync service.
@@ -198,6 +204,13 @@ type Service struct {
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
 	closeOnce sync.Once
+
+	// idleLSN: replication found nothing pending at this WAL position;
+	// walLag dates Postgres' WAL for /readyz; closed: Close was called
+	// (ready.go).
+	idleLSN atomic.Uint64
+	walLag  walLag
+	closed  atomic.Bool
 
 	connMu sync.Mutex
 	conns  map[*session]struct{}
@@ -284,6 +297,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
+	s.metrics.reg.MustRegister(newQueueCollector(s))
 	s.tables = catalog.NewTables(s.pool)
 	s.applier = writes.NewApplier(s.pool, s.tables)
 	s.policyCh = make(chan struct{})
@@ -350,7 +364,7 @@ func durableCommits(ctx context.Context, conn *pgx.Conn, log *slog.Logger, warne
 // pollPolicies reloads the policies when the catalog says they changed.
 // Sessions see the new policies (policyChanged) and re-check every row
 // they hold. Policies that cannot be enforced close the tables they guard
-// to clients (never ignored), with the reason in the log and /healthz.
+// to clients (never ignored), with the reason in the log and /readyz.
 func (s *Service) pollPolicies(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.PolicyPoll)
@@ -522,6 +536,7 @@ func (s *Service) replicate(ctx context.Context) {
 			// Confirm Postgres' position while idle, so WAL of busy unsynced
 			// tables is not retained for us.
 			AdvanceWhenIdle: true,
+			Idle:            func(lsn uint64) { s.idleLSN.Store(lsn) },
 			Started: func() {
 				// Replicating again (after Postgres came back, say):
 				// healthy even before the next transaction arrives.
@@ -691,12 +706,14 @@ func (s *Service) pollLag(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	s.sampleWAL(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		s.sampleWAL(ctx)
 		var cur string
 		if err := s.pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur); err == nil {
 			if lsn, err := pglogrepl.ParseLSN(cur); err == nil {
@@ -722,11 +739,13 @@ func (s *Service) pollLag(ctx context.Context) {
 	}
 }
 
-// Handler serves the protocol endpoint, /healthz and /metrics.
+// Handler serves the protocol endpoint, /healthz (liveness), /readyz
+// (readiness, ready.go) and /metrics.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(protocol.Path, s.serveSync)
 	mux.HandleFunc("/healthz", s.serveHealth)
+	mux.HandleFunc("/readyz", s.serveReady)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -741,38 +760,6 @@ func (s *Service) refuseNewWork() error {
 		return nil
 	}
 	return &clientError{protocol.ErrInternal, "service unavailable: its change log cannot be written (" + (*p).Error() + "); retry later", true}
-}
-
-func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
-	if s.isDraining() {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	if err := s.pool.Ping(ctx); err != nil {
-		http.Error(w, "postgres unreachable: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if p := s.logErr.Load(); p != nil && *p != nil {
-		http.Error(w, "change log cannot be written: "+(*p).Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if p := s.replErr.Load(); p != nil && *p != nil {
-		http.Error(w, "replication: "+(*p).Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if p := s.policies.Load(); p != nil && len(p.Errors()) > 0 {
-		// The service runs; the tables these policies guard are closed.
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		for _, e := range p.Errors() {
-			io.WriteString(w, "row-level security: "+e.Error()+"\n")
-		}
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain")
-	io.WriteString(w, "ok\n")
 }
 
 // LogID is the id of the service's change log.
@@ -839,7 +826,7 @@ func (s *Service) shapeLimits() limits.Limits {
 // Shutdown ends every session gracefully: a session finishes the request
 // it is handling (a client write being applied gets its Ack), then closes
 // its WebSocket with status 1001 (going away), which clients answer by
-// reconnecting at once. New sessions are refused, and /healthz reports
+// reconnecting at once. New sessions are refused, and /readyz reports
 // "shutting down". When ctx ends first, the remaining sessions are
 // disconnected and Shutdown returns ctx's error. Replication runs on
 // until Close.
@@ -875,6 +862,7 @@ func (s *Service) closeSessions() {
 func (s *Service) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		s.closeSessions()
 		s.cancel()
 		s.wg.Wait()

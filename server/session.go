@@ -93,6 +93,13 @@ type session struct {
 	// ctx (the service did not).
 	gone atomic.Bool
 
+	// pos mirrors cursor and streaming says the session streams shapes,
+	// for the backlog metric (queues.go), read by scrapes.
+	pos       atomic.Uint64
+	streaming atomic.Bool
+	// subscribing: a Subscribe is being served (its snapshot sent).
+	subscribing bool
+
 	// acc is the user's view of the row-level security policies (nil
 	// without --auth-role); policyCh is closed when they change.
 	acc      *authz.Access
@@ -262,9 +269,11 @@ func (s *session) run() error {
 		default:
 		}
 		var notify <-chan struct{}
+		s.publishPos()
 		if s.reader != nil && len(s.shapes) > 0 {
 			notify = s.clog.Notify()
 			n, err := s.pump(maxTxnsPerBatch)
+			s.publishPos()
 			if err != nil {
 				return err
 			}
@@ -487,6 +496,8 @@ func (s *session) handle(m protocol.Up) error {
 		if err := s.svc.refuseNewWork(); err != nil {
 			return err
 		}
+		s.subscribing = true
+		defer func() { s.subscribing = false }()
 		return s.subscribe(m)
 	case *protocol.Write:
 		if err := s.svc.refuseNewWork(); err != nil {
@@ -509,6 +520,7 @@ func (s *session) sendErr(reqID uint32, code, msg string, fatal bool) error {
 // context per frame) cuts off a client that does not accept it within
 // WriteTimeout: cancelling the write context closes the connection.
 func (s *session) send(m interface{ Encode([]byte) []byte }) error {
+	s.publishPos()
 	s.buf = m.Encode(s.buf[:0])
 	if s.watchdog == nil {
 		s.writeCtx, s.writeCancel = context.WithCancel(s.ctx)
@@ -533,6 +545,13 @@ func (s *session) send(m interface{ Encode([]byte) []byte }) error {
 		s.buf = nil // don't pin a snapshot-sized buffer on an idle session
 	}
 	return nil
+}
+
+// publishPos publishes the session's position for the backlog metric
+// (before each frame: a send blocked on a slow client shows its backlog).
+func (s *session) publishPos() {
+	s.streaming.Store(s.reader != nil && (len(s.shapes) > 0 || s.subscribing))
+	s.pos.Store(s.cursor)
 }
 
 // sendPosition tells the client it is up to date as of the cursor, with an

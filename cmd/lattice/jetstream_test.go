@@ -183,11 +183,3 @@ func grepLines(s, re string, n int) string {
 	}
 	return strings.Join(out, "\n")
 }
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}

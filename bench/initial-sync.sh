@@ -12,13 +12,15 @@
 #   bench/initial-sync.sh                    # 100,000 rows, 3 rounds
 #   ROWS=1000000 RUNS=1 bench/initial-sync.sh  # also: time per 100k step
 #   KEYS="uuid bigint" bench/initial-sync.sh
+#   KEEP=1 bench/initial-sync.sh             # keep the logs (and Postgres' data)
 #   PROFILE=DIR bench/initial-sync.sh        # CPU profiles of serve and of
 #                                            # each replicate (go tool pprof -top)
 #   RATE=50000 bench/initial-sync.sh         # serve --snapshot-rows-per-sec
 #                                            # (default here 0: no limit)
 #   BASE=351880d bench/initial-sync.sh       # also replicate with the lattice
 #                                            # of that commit, interleaved
-#                                            # ("uuid@base"), against this serve
+#                                            # ("uuid@base"), against a serve
+#                                            # of that commit (its own process)
 #
 # The step times come from the client's "lattice: snapshot progress" log
 # lines (one per 100,000 rows applied). Needs Go, Postgres server binaries
@@ -47,8 +49,9 @@ asuser=()
 if [ "$(id -u)" = 0 ]; then asuser=(runuser -u postgres --); chown postgres "$TMP"; fi
 cleanup() {
 	[ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+	[ -n "${BASE_PID:-}" ] && kill "$BASE_PID" 2>/dev/null && wait "$BASE_PID" 2>/dev/null || true
 	[ -n "$PG_STARTED" ] && "${asuser[@]}" "$PGBIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$TMP"
+	if [ -n "${KEEP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 
@@ -72,7 +75,8 @@ fi
 
 # Throwaway Postgres. fsync is off: Postgres is the source here, and the
 # replica's durability (the client's SQLite) is what is measured.
-PGPORT=$((20000 + RANDOM % 20000))
+freeport() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
+PGPORT=$(freeport)
 "${asuser[@]}" "$PGBIN/initdb" -D "$TMP/pg" -U postgres --auth=trust --no-sync --encoding=UTF8 --locale=C >/dev/null
 cat >>"$TMP/pg/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
@@ -131,17 +135,28 @@ done
 for t in "${tables[@]}"; do psqlq -c "VACUUM (FREEZE, ANALYZE) $t"; done
 echo "loaded $ROWS rows into ${tables[*]} in $(($(date +%s) - loadstart)) s" >&2
 
-SPORT=$((PGPORT + 1))
-serve_env=()
-[ -n "$PROFILE" ] && mkdir -p "$PROFILE" && serve_env=(env "LATTICE_CPUPROFILE=$PROFILE/serve.prof")
-"${serve_env[@]}" "$LATTICE" serve --database-url "$DBURL" --listen "127.0.0.1:$SPORT" --insecure \
-	--data-dir "$TMP/data" --snapshot-rows-per-sec "$RATE" --log-level warn 2>"$TMP/serve.log" &
-SERVE_PID=$!
-for _ in $(seq 200); do
-	curl -fsS "http://127.0.0.1:$SPORT/healthz" >/dev/null 2>&1 && break
-	kill -0 "$SERVE_PID" 2>/dev/null || { cat "$TMP/serve.log" >&2; exit 1; }
-	sleep 0.05
-done
+# startserve BIN NAME PORT: starts lattice serve, sets LAST_PID.
+startserve() {
+	local env=()
+	[ -n "$PROFILE" ] && mkdir -p "$PROFILE" && env=(env "LATTICE_CPUPROFILE=$PROFILE/$2.prof")
+	"${env[@]}" "$1" serve --database-url "$DBURL" --listen "127.0.0.1:$3" --insecure \
+		--data-dir "$TMP/data-$2" --snapshot-rows-per-sec "$RATE" --log-level error 2>"$TMP/$2.log" &
+	LAST_PID=$!
+	for _ in $(seq 200); do
+		curl -fsS "http://127.0.0.1:$3/healthz" >/dev/null 2>&1 && return
+		kill -0 "$LAST_PID" 2>/dev/null || { cat "$TMP/$2.log" >&2; exit 1; }
+		sleep 0.05
+	done
+}
+SPORT=$(freeport)
+startserve "$LATTICE" serve "$SPORT"
+SERVE_PID=$LAST_PID
+BASE_PID=""
+if [ -n "$BASE" ]; then
+	BPORT=$(freeport)
+	startserve "$TMP/lattice-base" serve-base "$BPORT"
+	BASE_PID=$LAST_PID
+fi
 
 # ms since the epoch of a slog time=... field.
 logms() { date -d "$1" +%s%3N; }
@@ -152,16 +167,16 @@ cpusec() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/
 # one VARIANT ROUND: prints "VARIANT ROUND ms rows/s replicate-cpu serve-cpu"
 # and the 100k steps.
 replicate() {
-	local v=$1 round=$2 k=${1%@base} bin=$LATTICE
-	[ "$v" != "$k" ] && bin=$TMP/lattice-base
+	local v=$1 round=$2 k=${1%@base} bin=$LATTICE port=$SPORT spid=$SERVE_PID
+	[ "$v" != "$k" ] && bin=$TMP/lattice-base port=$BPORT spid=$BASE_PID
 	local t=items_$k db=$TMP/replica-$v-$round.db log=$TMP/replicate-$v-$round.log
 	local env=()
 	[ -n "$PROFILE" ] && env=(env "LATTICE_CPUPROFILE=$PROFILE/replicate-$v-$round.prof")
 	sync
 	local scpu0 start
-	scpu0=$(cpusec "$SERVE_PID")
+	scpu0=$(cpusec "$spid")
 	start=$(date +%s%3N)
-	"${env[@]}" "$bin" replicate --url "ws://127.0.0.1:$SPORT" --db "$db" --shape "$t" 2>"$log" &
+	"${env[@]}" "$bin" replicate --url "ws://127.0.0.1:$port" --db "$db" --shape "$t" 2>"$log" &
 	local pid=$!
 	local line="" rcpu=0
 	for _ in $(seq 12000); do
@@ -172,7 +187,7 @@ replicate() {
 		sleep 0.05
 	done
 	local scpu1
-	scpu1=$(cpusec "$SERVE_PID")
+	scpu1=$(cpusec "$spid")
 	kill -TERM "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	if [ -z "$line" ]; then echo "replicate $t: no 'shape synced' line:" >&2; cat "$log" >&2; exit 1; fi
@@ -207,6 +222,7 @@ done
 
 if [ -n "$PROFILE" ]; then
 	kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
+	if [ -n "$BASE_PID" ]; then kill -TERM "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true; BASE_PID=""; cp "$TMP/lattice-base" "$PROFILE/lattice-base"; fi
 	cp "$LATTICE" "$PROFILE/lattice"
 	echo "profiles in $PROFILE: go tool pprof -top $PROFILE/lattice $PROFILE/serve.prof" >&2
 fi

@@ -69,9 +69,6 @@ type txState struct {
 	// noTriggers: trigger execution is disabled on the connection for
 	// this transaction (see disableTriggers).
 	noTriggers bool
-	// cacheSize: the connection's cache_size before growCache enlarged it
-	// for this transaction, 0 when not enlarged.
-	cacheSize int64
 	// rebase: local transactions were not yet returned when it began, so
 	// the rows it changes are recorded for rebasing (rebase.go).
 	rebase bool
@@ -421,9 +418,6 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 			if err := c.disableTriggers(); err != nil {
 				return fmt.Errorf("begin transaction: %w", err)
 			}
-			if err := c.growCache(); err != nil {
-				return fmt.Errorf("begin transaction: %w", err)
-			}
 		}
 		if m.CommitTime > 0 {
 			// The commit time is the service side's clock: observing it
@@ -638,52 +632,6 @@ func (c *Client) disableTriggers() error {
 	return nil
 }
 
-// growCache enlarges the connection's page cache to snapshotCacheKiB for a
-// snapshot transaction: with SQLite's default 2 MiB, a snapshot of
-// 100,000 rows with uuid keys spills dirty pages to the WAL and reads
-// index pages back for most inserts (the B-tree of random keys outgrows
-// the cache), which made it 2.5x slower than with integer keys.
-// restoreCache puts the previous size back when the transaction ends.
-// Caller holds db, at the start of a service transaction.
-func (c *Client) growCache() error {
-	if c.tx.cacheSize != 0 {
-		return nil
-	}
-	st := c.stmts.cacheSize
-	if !st.Step() {
-		err := st.Reset()
-		return fmt.Errorf("read cache_size: %w", err)
-	}
-	old := st.ColumnInt64(0)
-	if err := st.Reset(); err != nil {
-		return fmt.Errorf("read cache_size: %w", err)
-	}
-	if old < 0 && -old >= snapshotCacheKiB {
-		return nil // already as large, in KiB
-	}
-	if err := c.conn.Exec(fmt.Sprintf("PRAGMA cache_size = %d", -snapshotCacheKiB)); err != nil {
-		return fmt.Errorf("grow cache: %w", err)
-	}
-	if old == 0 {
-		old = -2000 // SQLite's default
-	}
-	c.tx.cacheSize = old
-	return nil
-}
-
-// restoreCache undoes growCache, at the end of the service transaction
-// (commit or rollback): a smaller cache_size frees the pages above it.
-func (c *Client) restoreCache() {
-	if c.tx.cacheSize == 0 {
-		return
-	}
-	if err := c.conn.Exec(fmt.Sprintf("PRAGMA cache_size = %d", c.tx.cacheSize)); err != nil {
-		c.log.Error("lattice: restore cache size", "err", err)
-		return
-	}
-	c.tx.cacheSize = 0
-}
-
 // restoreTriggers turns trigger execution back on after disableTriggers,
 // at the end of the service transaction (commit or rollback).
 func (c *Client) restoreTriggers() {
@@ -814,7 +762,6 @@ func (c *Client) commitHeld() error {
 	c.tx.held = false
 	c.afterCommit()
 	c.restoreTriggers()
-	c.restoreCache()
 	for _, st := range c.tx.heldSynced {
 		st.markSynced()
 		c.log.Info("lattice: shape synced", "shape", st.id)
@@ -850,8 +797,7 @@ func (c *Client) abortTxn() {
 			err = c.conn.Exec("ROLLBACK TO lattice_txn; RELEASE lattice_txn")
 			c.loc.pendDelta, c.loc.unretDelta = c.tx.savePend, c.tx.saveUnret
 			c.restoreTriggers()
-			c.restoreCache()
-			c.tx.open, c.tx.savepoint = false, false
+					c.tx.open, c.tx.savepoint = false, false
 			if err == nil {
 				c.log.Info("lattice: rolled back partial transaction", "lsn", c.tx.lsn)
 			}
@@ -869,7 +815,6 @@ func (c *Client) abortTxn() {
 	}
 	c.afterRollback()
 	c.restoreTriggers()
-	c.restoreCache()
 	if c.tx.held {
 		// The group's completed transactions are lost with it: the
 		// position goes back to the last commit, so they are fetched again.

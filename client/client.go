@@ -181,7 +181,6 @@ type internalStmts struct {
 	// Local writes (local.go).
 	setApplying  *sqlite3.Stmt // (0 or 1)
 	appTriggers  *sqlite3.Stmt // -> a row if the database has triggers other than the client's
-	cacheSize    *sqlite3.Stmt // -> PRAGMA cache_size
 	dataVersion  *sqlite3.Stmt
 	unstamped    *sqlite3.Stmt // -> distinct tbl of the unstamped ops
 	hasUnstamped *sqlite3.Stmt
@@ -375,7 +374,6 @@ func (c *Client) prepareInternal() error {
 	c.stmts.setSynced = prep(`UPDATE _lattice_shapes SET synced = 1 WHERE id = ?`)
 	c.stmts.setApplying = prep(`UPDATE _lattice_flags SET applying = ?`)
 	c.stmts.appTriggers = prep(`SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND lower(substr(name, 1, 9)) <> '_lattice_' LIMIT 1`)
-	c.stmts.cacheSize = prep(`PRAGMA cache_size`)
 	c.stmts.dataVersion = prep(`PRAGMA data_version`)
 	c.stmts.unstamped = prep(`SELECT DISTINCT tbl FROM _lattice_oplog WHERE txid IS NULL`)
 	c.stmts.hasUnstamped = prep(`SELECT 1 FROM _lattice_oplog WHERE txid IS NULL LIMIT 1`)

@@ -533,10 +533,13 @@ func (s *session) snapshotShape(tx pgx.Tx, w *txnWriter, sh *shape) error {
 // column is an integer, a uuid (its text form sorts as its bytes) or text
 // (compared bytewise, COLLATE "C", as SQLite's BINARY); "" otherwise. Rows
 // in key order make the client's inserts appends to its key index: with
-// random keys (uuid) in heap order, each insert descends to a random leaf
-// of the index B-tree, which made an initial sync of uuid keys about 40%
-// more costly for the client than one of integer keys. Only a speed-up:
-// the client applies rows in any order.
+// random keys (uuid) in heap order, each insert descended to a random leaf
+// of the index B-tree, past SQLite's page cache (2 MiB): `lattice
+// replicate` of 100,000 uuid rows took 1.25 s of CPU (bigint 0.57), of
+// 1,000,000 31.6 s (bigint 4.7); in key order 0.68 and 8.4 s
+// (bench/initial-sync.sh, BENCHMARKS.md). Postgres pays a sort (or an
+// index scan) instead. Only a speed-up: the client applies rows in any
+// order.
 func snapshotOrder(rel *changelog.Rel) string {
 	var b strings.Builder
 	for _, k := range rel.PK {

@@ -797,7 +797,7 @@ func (c *Client) abortTxn() {
 			err = c.conn.Exec("ROLLBACK TO lattice_txn; RELEASE lattice_txn")
 			c.loc.pendDelta, c.loc.unretDelta = c.tx.savePend, c.tx.saveUnret
 			c.restoreTriggers()
-					c.tx.open, c.tx.savepoint = false, false
+			c.tx.open, c.tx.savepoint = false, false
 			if err == nil {
 				c.log.Info("lattice: rolled back partial transaction", "lsn", c.tx.lsn)
 			}

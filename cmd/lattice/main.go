@@ -38,7 +38,12 @@ Run 'lattice COMMAND -h' for the flags of a command.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	stopProfile, err := startCPUProfile(os.Getenv("LATTICE_CPUPROFILE"))
+	if err == nil {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stopProfile()
+	}
+	if err != nil {
 		code := 1
 		var ee *exitError
 		if errors.As(err, &ee) {

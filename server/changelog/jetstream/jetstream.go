@@ -360,9 +360,16 @@ func (l *Log) Notify() <-chan struct{} {
 }
 
 // Append publishes txns, in order, and returns once JetStream stored
-// them. A txn whose LSN is not above Head is refused (ErrOutOfOrder); a
-// publish that finds another appender's message last fails (the caller
-// is not the only appender: it must stop).
+// them. A txn whose LSN is not above the stream's head is already in the
+// stream and is skipped: a replica taking over the replication slot is
+// sent again what its predecessor stored but had not confirmed to the
+// slot, and its view of the stream's head may lag the stream by what its
+// consumer has not delivered yet. Messages are published with the
+// expected last sequence of the stream: when another appender's message
+// is last (a replica that lost its lease without knowing, or this Log's
+// stale view), Append reads the stream's newest message and goes on from
+// there, skipping what the stream holds; transactions read from one slot
+// have the same LSNs and content whoever publishes them.
 func (l *Log) Append(txns ...*changelog.Txn) error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
@@ -372,31 +379,95 @@ func (l *Log) Append(txns ...*changelog.Txn) error {
 	if closed {
 		return changelog.ErrClosed
 	}
+	prev := uint64(0)
+	for i, t := range txns {
+		if t == nil {
+			return fmt.Errorf("jetstream log: append: txn %d is nil", i)
+		}
+		if t.LSN <= prev {
+			return fmt.Errorf("%w: txn %X after %X in one batch", changelog.ErrOutOfOrder, t.LSN, prev)
+		}
+		prev = t.LSN
+	}
 	for _, t := range txns {
-		if t.LSN <= head {
-			return fmt.Errorf("%w: txn %X after head %X", changelog.ErrOutOfOrder, t.LSN, head)
+		for resync := 0; ; resync++ {
+			if t.LSN <= head {
+				break // in the stream already
+			}
+			seq, dup, err := l.publish(t, head, lastSeq)
+			if err == nil && !dup {
+				l.add(seq, t, head)
+				head, lastSeq = t.LSN, seq
+				break
+			}
+			if err != nil && !wrongLastSeq(err) {
+				return fmt.Errorf("jetstream log: publish txn %X: %w", t.LSN, err)
+			}
+			if resync == maxResyncs {
+				return fmt.Errorf("jetstream log: publish txn %X: the stream's head keeps moving (another appender is writing it)", t.LSN)
+			}
+			// Another appender's message is last, or this LSN is in the
+			// stream already (its message id): go on from the stream's head.
+			if head, lastSeq, err = l.streamHead(head, lastSeq); err != nil {
+				return fmt.Errorf("jetstream log: publish txn %X: %w", t.LSN, err)
+			}
 		}
-		rec, err := l.codec.Encode(l.buf[:0], t)
-		if err != nil {
-			return err
-		}
-		l.buf = rec
-		msg := &nats.Msg{Subject: l.subject, Data: rec, Header: nats.Header{}}
-		msg.Header.Set(hdrLSN, strconv.FormatUint(t.LSN, 16))
-		msg.Header.Set(hdrPrev, strconv.FormatUint(head, 16))
-		ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
-		ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(strconv.FormatUint(t.LSN, 16)), jetstream.WithExpectLastSequence(lastSeq))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("jetstream log: publish txn %X: %w", t.LSN, err)
-		}
-		if ack.Duplicate {
-			return fmt.Errorf("jetstream log: txn %X is already in the stream, published by another appender", t.LSN)
-		}
-		l.add(ack.Sequence, t, head)
-		head, lastSeq = t.LSN, ack.Sequence
 	}
 	return nil
+}
+
+// maxResyncs bounds how often Append rereads the stream's head for one txn.
+const maxResyncs = 5
+
+func (l *Log) publish(t *changelog.Txn, head, lastSeq uint64) (seq uint64, dup bool, err error) {
+	rec, err := l.codec.Encode(l.buf[:0], t)
+	if err != nil {
+		return 0, false, err
+	}
+	l.buf = rec
+	msg := &nats.Msg{Subject: l.subject, Data: rec, Header: nats.Header{}}
+	msg.Header.Set(hdrLSN, strconv.FormatUint(t.LSN, 16))
+	msg.Header.Set(hdrPrev, strconv.FormatUint(head, 16))
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
+	defer cancel()
+	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(strconv.FormatUint(t.LSN, 16)), jetstream.WithExpectLastSequence(lastSeq))
+	if err != nil {
+		return 0, false, err
+	}
+	return ack.Sequence, ack.Duplicate, nil
+}
+
+// streamHead reads the LSN and sequence of the stream's newest message
+// (the consumer delivers it to the tail in its own time).
+func (l *Log) streamHead(head, lastSeq uint64) (uint64, uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
+	defer cancel()
+	info, err := l.st.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the stream's head: %w", err)
+	}
+	if info.State.Msgs == 0 || info.State.LastSeq <= lastSeq {
+		return head, info.State.LastSeq, nil
+	}
+	m, err := l.st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the stream's newest message: %w", err)
+	}
+	lsn, err := strconv.ParseUint(m.Header.Get(hdrLSN), 16, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("message %d: header %s: %w", m.Sequence, hdrLSN, err)
+	}
+	l.log.Info("change log stream moved on under this appender; continuing from its head", "seq", m.Sequence, "lsn", strconv.FormatUint(lsn, 16))
+	return max(head, lsn), m.Sequence, nil
+}
+
+func wrongLastSeq(err error) bool {
+	var je jetstream.JetStreamError
+	if !errors.As(err, &je) || je.APIError() == nil {
+		return false
+	}
+	c := je.APIError().ErrorCode
+	return c == jetstream.JSErrCodeStreamWrongLastSequence || c == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 // Cursor returns a reader of the txns with LSN > after.

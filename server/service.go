@@ -108,7 +108,8 @@ type Config struct {
 	// SnapshotRowsPerSec paces the rows one connection reads from
 	// Postgres: the initial data of its shapes and the rows that move
 	// into its relational shapes (a token bucket holding a quarter
-	// second's worth); default 50,000, negative: no limit.
+	// second's worth) while other clients are connected (a client alone
+	// is not paced); default 50,000, negative: no limit.
 	SnapshotRowsPerSec int
 	// AuthRole is the Postgres role clients act as (env
 	// LATTICE_AUTH_ROLE): its row-level security policies and privileges
@@ -214,6 +215,7 @@ type Service struct {
 
 	connMu sync.Mutex
 	conns  map[*session]struct{}
+	nconns atomic.Int64 // len(conns), read without connMu
 	// drainCtx is cancelled by Shutdown (under connMu): sessions finish
 	// the request at hand and close with going-away; sessWG counts them.
 	drainCtx context.Context
@@ -771,6 +773,11 @@ func (s *Service) Slot() string { return s.cur.Load().slot }
 // TruncatedThrough is the newest commit LSN that retention removed from the
 // change log: clients behind it re-sync.
 func (s *Service) TruncatedThrough() uint64 { return s.changeLog().TruncatedThrough() }
+
+// shared reports whether more than one client is connected: snapshot
+// pacing (SnapshotRowsPerSec) protects the others, and a client alone
+// reads at full speed.
+func (s *Service) shared() bool { return s.nconns.Load() > 1 }
 
 // HeadLSN is the newest commit LSN in the change log.
 func (s *Service) HeadLSN() uint64 { return s.changeLog().Head() }

@@ -162,16 +162,18 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1), stale: make(chan struct{}),
 		shapes: map[string]*shape{}, byTable: map[string][]*shape{},
 		relIDs: map[*changelog.Rel]uint32{},
-		rows:   limits.NewBucket(s.cfg.SnapshotRowsPerSec),
+		rows:   limits.NewBucket(s.cfg.SnapshotRowsPerSec, s.shared),
 	}
 	s.connMu.Lock()
 	s.conns[sess] = struct{}{}
 	s.connMu.Unlock()
+	s.nconns.Add(1)
 	s.metrics.connections.Inc()
 	defer func() {
 		s.connMu.Lock()
 		delete(s.conns, sess)
 		s.connMu.Unlock()
+		s.nconns.Add(-1)
 		s.metrics.connections.Dec()
 		s.metrics.shapes.Sub(float64(len(sess.shapes)))
 		if sess.graph != nil {

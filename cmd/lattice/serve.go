@@ -46,7 +46,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxIncludeDepth, "max-include-depth", limits.DefaultDepth, fmt.Sprintf("refuse shapes whose includes nest deeper than this (at most %d, the protocol's bound; 0 = that bound)", protocol.MaxIncludeDepth))
 	fs.IntVar(&cfg.MaxWhereBytes, "max-where-bytes", limits.DefaultWhereBytes, "refuse shapes with a where clause longer than this many bytes (0 = no limit)")
 	fs.IntVar(&cfg.MaxWhereParams, "max-where-params", limits.DefaultParams, "refuse shapes with more params than this in one where clause (0 = no limit)")
-	fs.IntVar(&cfg.SnapshotRowsPerSec, "snapshot-rows-per-sec", limits.DefaultRowsPerSec, "rows per second one connection reads from Postgres for initial data and move-ins, after a burst of a quarter second's worth (0 = no limit)")
+	fs.IntVar(&cfg.SnapshotRowsPerSec, "snapshot-rows-per-sec", limits.DefaultRowsPerSec, "rows per second one connection reads from Postgres for initial data and move-ins while other clients are connected, after a burst of a quarter second's worth (0 = no limit)")
 	fs.DurationVar(&cfg.ReadyMaxLag, "ready-max-lag", server.DefaultReadyMaxLag, "/readyz answers 503 while replication is further behind Postgres than this")
 	fs.StringVar(&level, "log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&format, "log-format", envOr("LATTICE_LOG_FORMAT", "text"), "text or json")

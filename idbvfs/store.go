@@ -20,6 +20,8 @@ type Stats struct {
 	CachedBlocks  int64 // clean blocks in memory now
 	CachedBytes   int64
 	DirtyBlocks   int64
+	Reads         int64 // xRead calls (SQLite page cache misses)
+	Writes        int64 // xWrite calls
 }
 
 // store is the state of one database file, shared by every connection of
@@ -58,6 +60,7 @@ type store struct {
 	pending  bool
 
 	loads, blocksLoaded, commits, blocksWritten atomic.Int64
+	reads, writes                               atomic.Int64
 }
 
 func divUp(a, b int64) int64 { return (a + b - 1) / b }
@@ -124,6 +127,8 @@ func (s *store) stats() Stats {
 		CachedBlocks:  int64(s.cache.len()),
 		CachedBytes:   s.cache.bytes,
 		DirtyBlocks:   int64(len(s.dirty)),
+		Reads:         s.reads.Load(),
+		Writes:        s.writes.Load(),
 	}
 }
 
@@ -200,6 +205,7 @@ func (s *store) writable(idx int64, whole bool) ([]byte, error) {
 }
 
 func (s *store) readAt(p []byte, off int64) (int, error) {
+	s.reads.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if off >= s.size {
@@ -221,6 +227,7 @@ func (s *store) readAt(p []byte, off int64) (int, error) {
 }
 
 func (s *store) writeAt(p []byte, off int64) (int, error) {
+	s.writes.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for done := 0; done < len(p); {

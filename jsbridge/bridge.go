@@ -494,13 +494,24 @@ func (b *Bridge) live(db *openDB, p *port, req Request) (any, error) {
 	}
 	n := b.newID()
 	portID := p.id
+	// The previous result sent, which the next is a delta against. fn is
+	// called from one goroutine, in order.
+	var memo *liveMemo
 	cancel, err := db.c.LiveQuery(sql, args, func(rows *client.Rows, err error) {
 		ev := Event{"event": "rows", "live": n}
 		if err != nil {
 			ev["error"] = errorValue(err)
+			memo = nil // the page keeps its rows; the next result is sent in full
 		} else {
-			r := EncodeRows(rows)
+			r, delta, skip, next := encodeLive(memo, rows)
+			memo = next
+			if skip {
+				return
+			}
 			ev["columns"], ev["rows"] = r.Columns, r.Rows
+			if delta {
+				ev["delta"] = true
+			}
 			if r.Special {
 				ev["special"] = true
 			}

@@ -32,6 +32,7 @@ interface LiveRecord {
   onError(err: LatticeError): void;
   live: number | undefined; // the worker's id, once it answered
   closed: boolean;
+  last: Row[] | undefined; // the rows last delivered, which deltas refer to
 }
 
 interface ShapeRecord {
@@ -139,7 +140,7 @@ class LatticeClient implements Lattice {
   #rejectListeners = new Set<(r: Rejection) => void>();
   #lives = new Set<LiveRecord>();
   #liveById = new Map<number, LiveRecord>();
-  #early = new Map<number, WorkerMessage>(); // rows events that beat the reply to `live`
+  #early = new Map<number, WorkerMessage[]>(); // rows events that beat the reply to `live`
   #livesAsked = 0;
   #shapes = new Set<ShapeRecord>();
   #shapeRefs = new Map<string, number>(); // the worker has one subscription per shape id
@@ -212,7 +213,11 @@ class LatticeClient implements Lattice {
         const live = m['live'] as number;
         const rec = this.#liveById.get(live);
         if (!rec) {
-          if (this.#livesAsked > 0) this.#early.set(live, m);
+          if (this.#livesAsked > 0) {
+            const q = this.#early.get(live);
+            if (q) q.push(m);
+            else this.#early.set(live, [m]);
+          }
           return;
         }
         this.#deliverRows(rec, m);
@@ -235,8 +240,21 @@ class LatticeClient implements Lattice {
 
   #deliverRows(rec: LiveRecord, m: WorkerMessage): void {
     if (rec.closed) return;
-    if (m.error) rec.onError(LatticeError.from(m.error));
-    else rec.onRows(m['rows'] as Row[]);
+    if (m.error) {
+      rec.onError(LatticeError.from(m.error));
+      return;
+    }
+    let rows = m['rows'] as Row[];
+    if (m['delta'] === true) {
+      const prev = rec.last;
+      if (!prev) {
+        rec.onError(new LatticeError('INTERNAL', 'live query delta without a previous result'));
+        return;
+      }
+      rows = applyDelta(prev, m['rows'] as (Row | number)[]);
+    }
+    rec.last = rows;
+    rec.onRows(rows);
   }
 
   #setStatus(s: Status): void {
@@ -364,6 +382,7 @@ class LatticeClient implements Lattice {
       onError: onError ?? ((err) => console.error('lattice: live query failed:', err)),
       live: undefined,
       closed: false,
+      last: undefined,
     };
     if (this.#closed) {
       queueMicrotask(() => rec.onError(new LatticeError('CLOSED', 'the database is closed')));
@@ -397,7 +416,7 @@ class LatticeClient implements Lattice {
         }
         rec.live = live;
         this.#liveById.set(live, rec);
-        if (early) this.#deliverRows(rec, early);
+        if (early) for (const m of early) this.#deliverRows(rec, m);
       },
       (err: unknown) => {
         const e = toLatticeError(err);
@@ -545,4 +564,26 @@ class LatticeClient implements Lattice {
 function stmt(sql: string, params: readonly Param[] | undefined): Record<string, unknown> {
   if (typeof sql !== 'string') throw new LatticeError('BAD_REQUEST', 'sql must be a string');
   return params === undefined ? { sql } : { sql, params: [...params] };
+}
+
+/**
+ * The rows of a live query's delta event: each element is a new row, or a
+ * number n >= 0 (the previous result's row n, the same object), or -c after
+ * a kept row j (the c rows after j, the same objects). MESSAGES.md.
+ */
+export function applyDelta(prev: readonly Row[], delta: readonly (Row | number)[]): Row[] {
+  const out: Row[] = [];
+  let last = -1;
+  for (const el of delta) {
+    if (typeof el !== 'number') {
+      out.push(el);
+    } else if (el >= 0) {
+      out.push(prev[el]!);
+      last = el;
+    } else {
+      for (let k = 1; k <= -el; k++) out.push(prev[last + k]!);
+      last -= el;
+    }
+  }
+  return out;
 }

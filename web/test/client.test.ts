@@ -192,3 +192,15 @@ describe('createLattice over a link', () => {
     expect((err as LatticeError).code).toBe('CLOSED');
   });
 });
+
+describe('applyDelta (live query deltas, MESSAGES.md)', () => {
+  it('reuses the previous objects for kept rows and runs', async () => {
+    const { applyDelta } = await import('../src/lattice.js');
+    const prev: Row[] = [{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }];
+    const fresh: Row = { id: 9 };
+    const out = applyDelta(prev, [fresh, 0, -2, 3]);
+    expect(out).toEqual([{ id: 9 }, { id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }]);
+    expect(out[0]).toBe(fresh);
+    for (let i = 1; i < 5; i++) expect(out[i]).toBe(prev[i - 1]);
+  });
+});

@@ -77,12 +77,18 @@ function fixValue(v: unknown): unknown {
   return v;
 }
 
-// rowObjects turns Go's [[v, ...], ...] into [{column: v, ...}, ...].
-function rowObjects(columns: string[], rows: unknown[][], special: boolean): Record<string, unknown>[] {
-  const out = new Array<Record<string, unknown>>(rows.length);
+// rowObjects turns Go's [[v, ...], ...] into [{column: v, ...}, ...]. The
+// numbers of a live query's delta (references to the previous result's rows)
+// pass through.
+function rowObjects(columns: string[], rows: unknown[][], special: boolean): unknown[] {
+  const out = new Array<unknown>(rows.length);
   const n = columns.length;
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i];
+    if (typeof r === 'number') {
+      out[i] = r;
+      continue;
+    }
     const o: Record<string, unknown> = {};
     for (let j = 0; j < n; j++) o[columns[j]] = special ? fixValue(r[j]) : r[j];
     out[i] = o;

@@ -1,6 +1,6 @@
 // The page of the browser tests: the package's own sources, bundled by
 // esbuild, driven from the test through window.lt.
-import { StrictMode, useLayoutEffect } from 'react';
+import { memo, StrictMode, useLayoutEffect } from 'react';
 import { createRoot } from 'react-dom/client';
 import type { Root } from 'react-dom/client';
 import { createLattice } from '../../src/index.js';
@@ -28,6 +28,8 @@ const state = {
   statusTimes: [] as number[], // when (epoch ms)
   getTokenCalls: 0,
   getTokenTimes: [] as number[],
+  renders: new Map<string, number>(), // renders of each <Item> by row id
+  watches: new Map<string, Row[][]>(), // every result each watch received
 };
 
 // Set by the test (page.exposeFunction): a token signed by the test service.
@@ -61,6 +63,14 @@ function counted(db: Lattice): Lattice {
   };
 }
 
+// One row of the list: memoized, so it renders again only when its row
+// object changes (the package keeps the objects of unchanged rows).
+const Item = memo(function Item(props: { row: Row }) {
+  const id = String(props.row['id']);
+  state.renders.set(id, (state.renders.get(id) ?? 0) + 1);
+  return <li>{String(props.row['title'])}</li>;
+});
+
 function List(props: { sql: string; params: unknown[]; shape: Shape }) {
   const shape = useShape(props.shape);
   // A new params array each render, on purpose.
@@ -78,8 +88,8 @@ function List(props: { sql: string; params: unknown[]; shape: Shape }) {
       </p>
       {error ? <p id="error">{error.code}</p> : null}
       <ul>
-        {titles.map((t) => (
-          <li key={t}>{t}</li>
+        {rows.map((r: Row) => (
+          <Item key={String(r['id'])} row={r} />
         ))}
       </ul>
     </div>
@@ -171,6 +181,37 @@ const lt = {
     return state.events.slice(from).filter((e) => e.event === 'rows').map((e) => e['live'] as number);
   },
   eventCount: () => state.events.length,
+  /** Renders of each row's <Item> so far, by id. */
+  renders: () => Object.fromEntries(state.renders),
+  /** Syncs a shape; resolves when its data is local. */
+  sync: async (shape: Shape) => {
+    await state.db!.sync(shape).synced;
+  },
+  /** Starts a live query (no React) whose results are kept under name. */
+  watch(name: string, sql: string, params: unknown[]) {
+    const got: Row[][] = [];
+    state.watches.set(name, got);
+    state.db!.liveQuery(sql, params as never, (rows) => got.push(rows), (err) => console.error(`watch ${name}:`, err));
+  },
+  /** Number of results watch name received. */
+  watchCount: (name: string) => state.watches.get(name)?.length ?? 0,
+  /** The last result of watch name (as plain data). */
+  watchLast: (name: string) => state.watches.get(name)?.at(-1),
+  /**
+   * Compares the last two results of watch name by row id: which rows are
+   * the same objects as before, which are new objects, and whether the
+   * array itself is new.
+   */
+  watchIdentity(name: string) {
+    const got = state.watches.get(name) ?? [];
+    const prev = got.at(-2) ?? [];
+    const cur = got.at(-1) ?? [];
+    const before = new Map(prev.map((r) => [String(r['id']), r]));
+    const same: string[] = [];
+    const fresh: string[] = [];
+    for (const r of cur) (before.get(String(r['id'])) === r ? same : fresh).push(String(r['id']));
+    return { same, fresh, newArray: prev !== cur, n: got.length };
+  },
   /** Runs a statement through the database (tests write with it). */
   exec: (sql: string, params: unknown[]) => state.db!.exec(sql, params as never),
   query: (sql: string, params: unknown[]) => state.db!.query(sql, params as never),

@@ -183,6 +183,103 @@ describe('@latticesync/web in Chromium against a real service', () => {
     await context.close();
   });
 
+  it('a live query does not re-run for a transaction on a table it does not read (remote or local)', async () => {
+    const context = await browser.newContext();
+    const page = await openDb(context, 'unrelated');
+    await page.evaluate(async () => {
+      await globalThis.lt.sync({ table: 'project' });
+      await globalThis.lt.sync({ table: 'issue', where: 'project_id = $1', params: ['p1'] });
+    });
+    // random(): every run of this query gives a new result, so every run
+    // reaches the page as an event; the control query reads project.
+    await page.evaluate(() => {
+      globalThis.lt.watch('issues', 'select count(*) as n, random() as r from issue', []);
+      globalThis.lt.watch('projects', 'select id, name from project order by id', []);
+    });
+    await waitFor('first results', () => page.evaluate(() => globalThis.lt.watchCount('issues') >= 1 && globalThis.lt.watchCount('projects') >= 1));
+    await sleep(300);
+    const issues0 = await page.evaluate(() => globalThis.lt.watchCount('issues'));
+    const projects0 = await page.evaluate(() => globalThis.lt.watchCount('projects'));
+
+    // Remote transactions on project, then local ones.
+    for (let i = 0; i < 5; i++) {
+      await svc.sql(`update project set name = 'Remote ${i}' where id = 'p2'`);
+      await waitFor(`remote project change ${i}`, () =>
+        page.evaluate((i) => globalThis.lt.watchLast('projects')?.some((r) => r.name === `Remote ${i}`), i),
+      );
+    }
+    for (let i = 0; i < 5; i++) {
+      await page.evaluate((i) => globalThis.lt.exec('update project set name = ? where id = ?', [`Local ${i}`, 'p2']), i);
+      await waitFor(`local project change ${i}`, () =>
+        page.evaluate((i) => globalThis.lt.watchLast('projects')?.some((r) => r.name === `Local ${i}`), i),
+      );
+    }
+    await waitPg("select 1 from project where name = 'Local 4'");
+    await sleep(500); // the acknowledgements of the local writes, and any stray run
+    const projects1 = await page.evaluate(() => globalThis.lt.watchCount('projects'));
+    assert.ok(projects1 >= projects0 + 10, `the project query saw ${projects1 - projects0} of 10 changes`);
+    assert.equal(await page.evaluate(() => globalThis.lt.watchCount('issues')), issues0, 'the issue query re-ran for transactions on project only');
+
+    // Control: a transaction on issue re-runs it.
+    await setTitle('Issue 8', 'Unrelated 8');
+    await waitFor('issue query re-run', () => page.evaluate((n) => globalThis.lt.watchCount('issues') > n, issues0));
+    await setTitle('Unrelated 8', 'Issue 8');
+    await svc.sql("update project set name = 'Website' where id = 'p2'");
+    await page.evaluate(() => globalThis.lt.close());
+    await context.close();
+  });
+
+  it('keeps the row objects of unchanged rows, so React re-renders only the changed rows', async () => {
+    const context = await browser.newContext();
+    const page = await openDb(context, 'identity');
+    await mount(page, false);
+    await page.evaluate(() => globalThis.lt.waitTitle('Issue 10'));
+    await page.evaluate((sql) => globalThis.lt.watch('list', sql, ['p1']), SQL);
+    await waitFor('first result', () => page.evaluate(() => globalThis.lt.watchCount('list') >= 1));
+    const rows0 = await page.evaluate(() => globalThis.lt.watchLast('list'));
+    const renders0 = await page.evaluate(() => globalThis.lt.renders());
+    const changed = rows0.find((r) => r.title === 'Issue 10');
+
+    // A remote change of one row: one new object, the others kept, and one <Item> render.
+    await setTitle('Issue 10', 'Identity 10');
+    await page.evaluate(() => globalThis.lt.waitTitle('Identity 10'));
+    await waitFor('changed result', () => page.evaluate(() => globalThis.lt.watchCount('list') >= 2));
+    let id = await page.evaluate(() => globalThis.lt.watchIdentity('list'));
+    assert.deepEqual(id.fresh, [changed.id], 'only the changed row is a new object');
+    assert.equal(id.same.length, rows0.length - 1);
+    assert.ok(id.newArray);
+    await sleep(100);
+    const renders1 = await page.evaluate(() => globalThis.lt.renders());
+    for (const r of rows0) {
+      const want = (renders0[r.id] ?? 0) + (r.id === changed.id ? 1 : 0);
+      assert.equal(renders1[r.id], want, `renders of ${r.title}`);
+    }
+
+    // A local insert: the new row is the only new object.
+    await page.evaluate(() => globalThis.lt.exec("insert into issue (project_id, title) values ('p1', 'Identity new')", []));
+    await page.evaluate(() => globalThis.lt.waitTitle('Identity new'));
+    await waitFor('insert result', () => page.evaluate(() => globalThis.lt.watchCount('list') >= 3));
+    id = await page.evaluate(() => globalThis.lt.watchIdentity('list'));
+    assert.equal(id.fresh.length, 1, 'only the inserted row is a new object');
+    assert.equal(id.same.length, rows0.length);
+    const renders2 = await page.evaluate(() => globalThis.lt.renders());
+    for (const r of rows0) assert.equal(renders2[r.id], renders1[r.id], `renders of ${r.title} after the insert`);
+
+    // A transaction that leaves the result as it was sends nothing.
+    const n = await page.evaluate(() => globalThis.lt.watchCount('list'));
+    await svc.sql("update issue set status = 'closed' where title = 'Issue 11'");
+    await waitFor('status synced', async () => (await page.evaluate(() => globalThis.lt.query("select status from issue where title = 'Issue 11'", [])))[0]?.status === 'closed');
+    await sleep(300);
+    assert.equal(await page.evaluate(() => globalThis.lt.watchCount('list')), n, 'an unchanged result was delivered');
+
+    await waitPg("select 1 from issue where title = 'Identity new'");
+    await svc.sql("delete from issue where title = 'Identity new'");
+    await svc.sql("update issue set status = 'open' where title = 'Issue 11'");
+    await setTitle('Identity 10', 'Issue 10');
+    await page.evaluate(() => globalThis.lt.close());
+    await context.close();
+  });
+
   it('npm pack: the tarball installs into a fresh Vite + React app, builds and syncs both ways; the dev server works too', async () => {
     await packTest({ browser, svc });
   });

@@ -85,8 +85,8 @@ type Log struct {
 	codec   changelog.Codec
 	cc      jetstream.ConsumeContext
 
-	appendMu sync.Mutex // serializes Append (it owns codec.Encode and buf)
-	buf      []byte
+	appendMu sync.Mutex // serializes Append (it owns codec.Encode and acked)
+	acked    []published
 
 	mu        sync.RWMutex
 	tail      []entry // oldest first
@@ -389,53 +389,106 @@ func (l *Log) Append(txns ...*changelog.Txn) error {
 		}
 		prev = t.LSN
 	}
-	for _, t := range txns {
-		for resync := 0; ; resync++ {
-			if t.LSN <= head {
-				break // in the stream already
+	// The txns not yet in the stream are published together, each
+	// expecting the one before it last (one round trip for the batch:
+	// on a busy service every wait for an acknowledgement is long), and
+	// their acknowledgements are taken in order. At the first failure
+	// the later ones fail too (their expected sequence is wrong), and
+	// Append rereads the stream's head and publishes what is left.
+	rest := txns
+	for resync := 0; ; resync++ {
+		for len(rest) > 0 && rest[0].LSN <= head {
+			rest = rest[1:] // in the stream already
+		}
+		if len(rest) == 0 {
+			return nil
+		}
+		n, err := l.publishBatch(rest, head, lastSeq)
+		for _, p := range l.acked[:n] {
+			l.add(p.seq, p.txn, p.prev)
+		}
+		if n > 0 {
+			last := l.acked[n-1]
+			head, lastSeq = last.txn.LSN, last.seq
+		}
+		rest = rest[n:]
+		if err == nil {
+			if len(rest) == 0 {
+				return nil
 			}
-			seq, dup, err := l.publish(t, head, lastSeq)
-			if err == nil && !dup {
-				l.add(seq, t, head)
-				head, lastSeq = t.LSN, seq
-				break
-			}
-			if err != nil && !wrongLastSeq(err) {
-				return fmt.Errorf("jetstream log: publish txn %X: %w", t.LSN, err)
-			}
-			if resync == maxResyncs {
-				return fmt.Errorf("jetstream log: publish txn %X: the stream's head keeps moving (another appender is writing it)", t.LSN)
-			}
-			// Another appender's message is last, or this LSN is in the
-			// stream already (its message id): go on from the stream's head.
-			if head, lastSeq, err = l.streamHead(head, lastSeq); err != nil {
-				return fmt.Errorf("jetstream log: publish txn %X: %w", t.LSN, err)
-			}
+			continue
+		}
+		if !errors.Is(err, errMoved) {
+			return fmt.Errorf("jetstream log: publish txn %X: %w", rest[0].LSN, err)
+		}
+		if resync == maxResyncs {
+			return fmt.Errorf("jetstream log: publish txn %X: the stream's head keeps moving (another appender is writing it)", rest[0].LSN)
+		}
+		if head, lastSeq, err = l.streamHead(head, lastSeq); err != nil {
+			return fmt.Errorf("jetstream log: publish txn %X: %w", rest[0].LSN, err)
 		}
 	}
-	return nil
+}
+
+// errMoved: another appender's message is last in the stream, or a txn
+// is in it already (its message id): Append goes on from the stream's head.
+var errMoved = errors.New("the stream moved on")
+
+type published struct {
+	seq, prev uint64
+	txn       *changelog.Txn
+}
+
+// publishBatch publishes txns after head (stream sequence lastSeq)
+// without waiting in between, then takes the acknowledgements in order:
+// it returns how many were stored (in l.acked) before the first failure.
+func (l *Log) publishBatch(txns []*changelog.Txn, head, lastSeq uint64) (int, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(txns))
+	prev := head
+	var perr error
+	for i, t := range txns {
+		rec, err := l.codec.Encode(nil, t)
+		if err != nil {
+			perr = err
+			break
+		}
+		msg := &nats.Msg{Subject: l.subject, Data: rec, Header: nats.Header{}}
+		msg.Header.Set(hdrLSN, strconv.FormatUint(t.LSN, 16))
+		msg.Header.Set(hdrPrev, strconv.FormatUint(prev, 16))
+		f, err := l.js.PublishMsgAsync(msg, jetstream.WithMsgID(strconv.FormatUint(t.LSN, 16)), jetstream.WithExpectLastSequence(lastSeq+uint64(i)))
+		if err != nil {
+			perr = err
+			break
+		}
+		futures = append(futures, f)
+		prev = t.LSN
+	}
+	l.acked = l.acked[:0]
+	timeout := time.NewTimer(l.opts.Timeout)
+	defer timeout.Stop()
+	prev = head
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				return len(l.acked), errMoved
+			}
+			l.acked = append(l.acked, published{seq: ack.Sequence, prev: prev, txn: txns[i]})
+			prev = txns[i].LSN
+		case err := <-f.Err():
+			if wrongLastSeq(err) {
+				err = errMoved
+			}
+			return len(l.acked), err
+		case <-timeout.C:
+			return len(l.acked), fmt.Errorf("no acknowledgement within %s", l.opts.Timeout)
+		}
+	}
+	return len(l.acked), perr
 }
 
 // maxResyncs bounds how often Append rereads the stream's head for one txn.
 const maxResyncs = 5
-
-func (l *Log) publish(t *changelog.Txn, head, lastSeq uint64) (seq uint64, dup bool, err error) {
-	rec, err := l.codec.Encode(l.buf[:0], t)
-	if err != nil {
-		return 0, false, err
-	}
-	l.buf = rec
-	msg := &nats.Msg{Subject: l.subject, Data: rec, Header: nats.Header{}}
-	msg.Header.Set(hdrLSN, strconv.FormatUint(t.LSN, 16))
-	msg.Header.Set(hdrPrev, strconv.FormatUint(head, 16))
-	ctx, cancel := context.WithTimeout(context.Background(), l.opts.Timeout)
-	defer cancel()
-	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(strconv.FormatUint(t.LSN, 16)), jetstream.WithExpectLastSequence(lastSeq))
-	if err != nil {
-		return 0, false, err
-	}
-	return ack.Sequence, ack.Duplicate, nil
-}
 
 // streamHead reads the LSN and sequence of the stream's newest message
 // (the consumer delivers it to the tail in its own time).

@@ -19,6 +19,7 @@ import (
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/schema"
 )
 
 //go:embed schema.sql
@@ -106,6 +107,9 @@ func Bootstrap(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	if _, err := tx.Exec(ctx, schemaSQL); err != nil {
 		return fmt.Errorf("create lattice schema: %w", err)
+	}
+	if _, err := schema.Install(ctx, tx); err != nil {
+		return err
 	}
 	var pubExists bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, Publication).Scan(&pubExists); err != nil {

@@ -203,6 +203,9 @@ type Service struct {
 	policies atomic.Pointer[authz.Policies]
 	policyMu sync.Mutex
 	policyCh chan struct{}
+
+	// schema: tables stopped by unsupported schema changes (schemastate.go).
+	schema schemaState
 }
 
 // ErrConfig wraps problems with the database setup that an operator must fix.
@@ -273,6 +276,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	s.tables = catalog.NewTables(s.pool)
+	if err := s.loadSchemaState(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
 	s.applier = writes.NewApplier(s.pool, s.tables)
 	s.policyCh = make(chan struct{})
 	if cfg.AuthRole == "" {
@@ -587,6 +594,9 @@ func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationM
 	if err != nil {
 		return nil, err
 	}
+	if err := s.observeSchema(ctx, msg.RelationID, relKey(msg.Namespace, msg.RelationName)); err != nil {
+		return nil, err
+	}
 	cat := tb.Rel
 	byName := make(map[string]int, len(cat.Columns))
 	for i, c := range cat.Columns {
@@ -734,6 +744,14 @@ func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		for _, e := range p.Errors() {
 			io.WriteString(w, "row-level security: "+e.Error()+"\n")
+		}
+		return
+	}
+	if refused := s.refusedTables(); len(refused) > 0 {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, e := range refused {
+			io.WriteString(w, e+"\n")
 		}
 		return
 	}

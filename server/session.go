@@ -97,6 +97,9 @@ type session struct {
 	// without --auth-role); policyCh is closed when they change.
 	acc      *authz.Access
 	policyCh <-chan struct{}
+
+	// toldRefused: tables not synced (schemastate.go) the client was told of.
+	toldRefused map[string]bool
 }
 
 type shape struct {

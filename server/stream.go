@@ -50,6 +50,12 @@ func (s *session) process(txn *changelog.Txn) error {
 		if len(shs) == 0 || ch.Op == changelog.OpTruncate {
 			continue
 		}
+		if skip, err := s.skipRefused(key); skip || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if at, ok := truncatedAt[key]; ok && i < at {
 			continue // wiped by a later TRUNCATE in the same transaction
 		}

@@ -5,6 +5,7 @@
 //	lattice replicate --db FILE ...    keep a SQLite file in sync with shapes
 //	lattice token --sub USER           mint a development JWT
 //	lattice generate --out DIR         write the typed TypeScript client
+//	lattice schema                     print the schema history of electrified tables
 package main
 
 import (
@@ -29,6 +30,7 @@ Usage:
   lattice token [flags]               print a JWT for development
   lattice dev [flags]                 the demo: throwaway Postgres + service
   lattice generate --out DIR          write the typed TypeScript client of the electrified tables
+  lattice schema [flags]              print the schema history of the electrified tables
 
 Run 'lattice COMMAND -h' for the flags of a command.
 `
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tokenCmd(args[1:], stdout, stderr)
 	case "generate":
 		return generateCmd(ctx, args[1:], stdout, stderr)
+	case "schema":
+		return schemaCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -159,19 +159,19 @@ type Change struct {
 
 // Version is one row of lattice.schema_history.
 type Version struct {
-	Version int64
-	At      time.Time
-	RelID   uint32
-	Schema  string
-	Table   string
-	Kind    string
-	Changes []Change
-	DDL     string
-	Source  string
-	Columns []Column
-	PK      []int16 // attnums
-	Indexes []Index
-	Refused string
+	Version int64     `json:"version"`
+	At      time.Time `json:"at"`
+	RelID   uint32    `json:"relid"`
+	Schema  string    `json:"schema"`
+	Table   string    `json:"table"`
+	Kind    string    `json:"kind"`
+	Changes []Change  `json:"changes"`
+	DDL     string    `json:"ddl,omitempty"`
+	Source  string    `json:"source"`
+	Columns []Column  `json:"columns"`
+	PK      []int16   `json:"pk"` // attnums
+	Indexes []Index   `json:"indexes"`
+	Refused string    `json:"refused,omitempty"`
 }
 
 // History returns the versions after version since, in order; table, if

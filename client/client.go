@@ -115,6 +115,9 @@ type Client struct {
 	log  *slog.Logger
 	// trace: log records Debug events (see trace.go).
 	trace bool
+	// schemaNotices: *SchemaChangeError of the Relation being applied,
+	// for Status.LastError (migrate.go). Guarded by db.
+	schemaNotices []error
 	path  string
 
 	// db is the lock of the SQLite connection (a one-slot semaphore, so

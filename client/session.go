@@ -255,6 +255,10 @@ type session struct {
 	welcomed bool
 	online   time.Time // when Welcome arrived
 	ready    bool      // Welcome handled: new subscriptions are sent at once
+	// welcomeReq is the last request sent on Welcome: local writes wait
+	// for the answers up to it, which describe the tables as they are now
+	// (their columns may have changed while the client was away).
+	welcomeReq uint32
 	logID    string    // from Welcome
 	rels     map[uint32]*relation
 	nextReq  uint32
@@ -747,6 +751,7 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 		s.subscribe(false, fresh)
 	}
 	s.unsubscribe(c.unsubs)
+	s.welcomeReq = s.nextReq
 	s.ready = true
 	s.wakePusher()
 	s.post = append(s.post, func(st *Status) { st.State = StateOnline })
@@ -761,6 +766,7 @@ func (c *Client) handleSubscribed(s *session, m *protocol.Subscribed) error {
 		ids = req.ids
 	}
 	delete(s.pending, m.ReqID)
+	s.wakePusher()
 	if req.unsub {
 		// The service confirmed an Unsubscribe: its move-outs are applied.
 		for _, id := range req.ids {
@@ -822,6 +828,7 @@ func (c *Client) handleError(s *session, m *protocol.Error) error {
 	}
 	if req, ok := s.pending[m.ReqID]; ok && m.ReqID != 0 {
 		delete(s.pending, m.ReqID)
+		s.wakePusher()
 		switch {
 		case req.unsub:
 			// An older service refuses Unsubscribe: the rows stay.

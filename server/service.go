@@ -606,10 +606,13 @@ func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationM
 	for _, mc := range msg.Columns {
 		col := protocol.Column{Name: mc.Name}
 		i, ok := byName[mc.Name]
+		var attnum int16
 		if ok {
 			col.NotNull = cat.Columns[i].NotNull
 			col.Default = cat.Columns[i].Default
+			attnum = cat.Attnums[i]
 		}
+		rel.Attnums = append(rel.Attnums, attnum)
 		if typ, ok := coltype.BuiltinByOID(mc.DataType); ok {
 			col.Type = typ
 			if i, ok := byName[mc.Name]; ok {

@@ -305,6 +305,7 @@ func describe(ctx context.Context, q Querier, oid uint32) (*Table, error) {
 		col.Type = typ
 		attnums[attnum] = len(rel.Columns)
 		rel.Columns = append(rel.Columns, col)
+		rel.Attnums = append(rel.Attnums, attnum)
 		defaults = append(defaults, defExpr)
 	}
 	rows.Close()
@@ -345,6 +346,13 @@ func SameRel(a, b *changelog.Rel) bool {
 	for i := range a.PK {
 		if a.PK[i] != b.PK[i] {
 			return false
+		}
+	}
+	if a.Attnums != nil && b.Attnums != nil && len(a.Attnums) == len(b.Attnums) {
+		for i := range a.Attnums {
+			if a.Attnums[i] != b.Attnums[i] {
+				return false
+			}
 		}
 	}
 	return true

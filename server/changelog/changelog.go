@@ -61,6 +61,10 @@ type Rel struct {
 	Schema, Table string
 	Columns       []protocol.Column
 	PK            []int // indexes into Columns, in key order
+	// Attnums are the columns' Postgres attribute numbers (stable across
+	// RENAME COLUMN, see server/schema), when known; not stored in the log
+	// (nil for relations read back from it).
+	Attnums []int16
 }
 
 // Change is one row change. Op is protocol.OpInsert, OpUpdate or OpDelete.

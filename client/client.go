@@ -115,10 +115,11 @@ type Client struct {
 	log  *slog.Logger
 	// trace: log records Debug events (see trace.go).
 	trace bool
+	path  string
+
 	// schemaNotices: *SchemaChangeError of the Relation being applied,
 	// for Status.LastError (migrate.go). Guarded by db.
 	schemaNotices []error
-	path  string
 
 	// db is the lock of the SQLite connection (a one-slot semaphore, so
 	// that waiting for it can honour a context). Whoever holds it may use

@@ -255,14 +255,15 @@ type session struct {
 	welcomed bool
 	online   time.Time // when Welcome arrived
 	ready    bool      // Welcome handled: new subscriptions are sent at once
-	// welcomeReq is the last request sent on Welcome: local writes wait
-	// for the answers up to it, which describe the tables as they are now
-	// (their columns may have changed while the client was away).
-	welcomeReq uint32
 	logID    string    // from Welcome
 	rels     map[uint32]*relation
 	nextReq  uint32
 	pending  map[uint32]request // requests awaiting an answer, by ReqID
+
+	// welcomeReq is the last request sent on Welcome: local writes wait
+	// for the answers up to it, which describe the tables as they are now
+	// (their columns may have changed while the client was away).
+	welcomeReq uint32
 
 	// goingAway: the service closed the connection with status 1001.
 	goingAway atomic.Bool

@@ -210,8 +210,68 @@ func (c *Client) migrateTable(local string, def *relationDef, m *protocol.Relati
 			return false, fmt.Errorf("add column %s.%s: %w", local, col.Name, err)
 		}
 		c.log.Info("lattice: added column", "table", local, "column", col.Name)
+		if col.Default != "" {
+			// A default SQLite cannot add (now(), a random uuid): Postgres
+			// gave the existing rows values the stream never shows. The
+			// rows are fetched again.
+			if err := c.refetchTable(local, col.Name); err != nil {
+				return false, err
+			}
+		}
 	}
 	return true, nil
+}
+
+// refetchTable marks the shapes holding rows of local unsynced, in the
+// transaction at hand, so that the next connection subscribes them afresh
+// (a snapshot with the rows as Postgres holds them), and asks for that
+// connection once the transaction is committed (serve).
+func (c *Client) refetchTable(local, column string) error {
+	var n int
+	st, _, err := c.conn.Prepare(`SELECT count(*) FROM (SELECT 1 FROM ` + quoteIdent(local) + ` LIMIT 1)`)
+	if err != nil {
+		return fmt.Errorf("count rows of %s: %w", local, err)
+	}
+	if st.Step() {
+		n = st.ColumnInt(0)
+	}
+	err = st.Err()
+	st.Close()
+	if err != nil || n == 0 {
+		return err
+	}
+	for _, sub := range c.subList {
+		if !sub.synced || !shapeHolds(sub.table, sub.include, local) {
+			continue
+		}
+		if err := c.execArgs(`UPDATE _lattice_shapes SET synced = 0 WHERE id = ?`, sub.id); err != nil {
+			return fmt.Errorf("mark shape %s for a new snapshot: %w", sub.id, err)
+		}
+		sub.synced = false
+		c.refetch = true
+	}
+	if c.refetch {
+		c.log.Info("lattice: a new column's default has no SQLite equivalent for existing rows; their shapes are fetched again", "table", local, "column", column)
+	}
+	return nil
+}
+
+// shapeHolds reports whether a shape of root table with includes holds
+// rows of local table local.
+func shapeHolds(table string, include map[string]includeDef, local string) bool {
+	name := table
+	if s, t, ok := strings.Cut(table, "."); ok {
+		name = localName(s, t)
+	}
+	if strings.EqualFold(name, local) {
+		return true
+	}
+	for t, inc := range include {
+		if shapeHolds(t, inc.Include, local) {
+			return true
+		}
+	}
+	return false
 }
 
 // opsDataIndex is the position of ops column oc among the ops table's

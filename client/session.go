@@ -628,6 +628,10 @@ func (c *Client) serve(s *session) error {
 		if err := c.handle(s, it.m); err != nil {
 			return err
 		}
+		if c.refetch && !c.tx.open && !c.tx.held {
+			c.refetch = false
+			return fmt.Errorf("%w: fetch the rows of a table again after a schema change (migrate.go)", errReconnect)
+		}
 	}
 }
 

@@ -117,6 +117,7 @@ func TestSchemaChangesWhileReplicating(t *testing.T) {
 		{"add nullable column", `ALTER TABLE items ADD COLUMN note text`, `INSERT INTO items VALUES (4, 'four', 4, 'b4', 'n4')`},
 		{"add column with a constant default", `ALTER TABLE items ADD COLUMN kind text DEFAULT 'task'`, `UPDATE items SET n = n + 1 WHERE id = 1`},
 		{"add NOT NULL DEFAULT column", `ALTER TABLE items ADD COLUMN prio integer NOT NULL DEFAULT 5`, `UPDATE items SET prio = 9 WHERE id = 2`},
+		{"add column with a volatile default", `ALTER TABLE items ADD COLUMN ref uuid DEFAULT gen_random_uuid()`, `INSERT INTO items (id, title) VALUES (7, 'seven')`},
 		{"rename column", `ALTER TABLE items RENAME COLUMN title TO name`, `UPDATE items SET name = 'uno' WHERE id = 1`},
 		{"drop column", `ALTER TABLE items DROP COLUMN body`, `UPDATE items SET n = n + 1 WHERE id = 3`},
 		{"integer to bigint", `ALTER TABLE items ALTER COLUMN n TYPE bigint`, `UPDATE items SET n = 5000000000 WHERE id = 4`},
@@ -130,9 +131,11 @@ func TestSchemaChangesWhileReplicating(t *testing.T) {
 		e.converge(st.name)
 	}
 	// Writes with sqlite3 to the renamed and the added columns reach Postgres.
+	// (ref, added with a volatile default SQLite cannot add to a table,
+	// has no local default: a local insert writes NULL to it.)
 	e.sqliteExec(`UPDATE items SET name = 'from sqlite', prio = 42, note = 'sq' WHERE id = 3`)
 	e.sqliteExec(`INSERT INTO items (id, name, n) VALUES (6, 'six', 6)`)
-	e.waitPG(`SELECT id, name, prio, note, kind FROM items WHERE id IN (3, 6) ORDER BY id`, "3|from sqlite|42|sq|task\n6|six|5||task")
+	e.waitPG(`SELECT id, name, prio, note, kind, ref IS NOT NULL FROM items WHERE id IN (3, 6) ORDER BY id`, "3|from sqlite|42|sq|task|t\n6|six|5||task|f")
 	e.converge("after local writes")
 
 	// Refused changes: a clear message, nothing changes, sync goes on.
@@ -156,7 +159,7 @@ func TestSchemaChangesWhileReplicating(t *testing.T) {
 	pgExec(t, e.db, `UPDATE items SET n = 7 WHERE id = 6`)
 	e.converge("after refused changes")
 	out, err := runCLI(t, e.env, "schema", "--table", "items")
-	if err != nil || strings.Count(out, "\talter\t") != 10 || !strings.Contains(out, "rename_column name: title -> name") {
+	if err != nil || strings.Count(out, "\talter\t") != 11 || !strings.Contains(out, "rename_column name: title -> name") {
 		t.Fatalf("lattice schema: %v\n%s", err, out)
 	}
 }

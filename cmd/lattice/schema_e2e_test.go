@@ -147,8 +147,8 @@ func TestSchemaChangesWhileReplicating(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	for _, c := range []struct{ ddl, want string }{
-		{`ALTER TABLE items ALTER COLUMN n TYPE integer`, "Lattice cannot apply this change to electrified table items: column n changes type from bigint to integer, which is not a widening change"},
-		{`ALTER TABLE items DROP CONSTRAINT items_pkey`, "Lattice cannot apply this change to electrified table items: the primary key is dropped"},
+		{`ALTER TABLE items ALTER COLUMN n TYPE integer`, "Lattice cannot apply this change to electrified table public.items: column n changes type from bigint to integer, which is not a widening change"},
+		{`ALTER TABLE items DROP CONSTRAINT items_pkey`, "Lattice cannot apply this change to electrified table public.items: the primary key is dropped"},
 	} {
 		_, err := conn.Exec(ctx, c.ddl)
 		var pgErr *pgconn.PgError

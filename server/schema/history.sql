@@ -98,6 +98,8 @@ BEGIN
     IF old_schema <> new_schema OR old_name <> new_name THEN
         changes := changes || jsonb_build_object('kind', 'rename_table',
             'detail', format('%I.%I -> %I.%I', old_schema, old_name, new_schema, new_name));
+        why := why || format('renaming it (to %I.%I) is not supported yet: clients and their shapes name tables, so they would stop receiving its changes',
+                             new_schema, new_name);
     END IF;
     FOR r IN
         SELECT o.c AS o, n.c AS n, coalesce((o.c->>'attnum')::int, (n.c->>'attnum')::int) AS attnum
@@ -203,6 +205,13 @@ BEGIN
 END
 $$;
 
+-- The name of table rel as last recorded (before a rename being refused).
+CREATE OR REPLACE FUNCTION lattice.schema_name(rel oid) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT format('%I.%I', h.table_schema, h.table_name) FROM lattice.schema_history h
+                      WHERE h.relid = rel ORDER BY h.version DESC LIMIT 1), rel::regclass::text)
+$$;
+
 -- The event trigger (ddl_command_end): records every change to an
 -- electrified table with its statement, and refuses (raises, which rolls
 -- the migration back) the changes Lattice cannot carry to clients.
@@ -221,8 +230,8 @@ BEGIN
     LOOP
         why := lattice.record_schema(r.relid, current_query(), 'event_trigger', false);
         IF why IS NOT NULL THEN
-            RAISE EXCEPTION 'Lattice cannot apply this change to electrified table %: %', r.relid::regclass, why
-                USING HINT = 'Supported: new tables, ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TABLE, widening type changes, CREATE/DROP INDEX, DROP TABLE. For other changes create a new table and copy the data.',
+            RAISE EXCEPTION 'Lattice cannot apply this change to electrified table %: %', lattice.schema_name(r.relid), why
+                USING HINT = 'Supported: new tables, ADD COLUMN, DROP COLUMN, RENAME COLUMN, widening type changes, CREATE/DROP INDEX, DROP TABLE. For other changes create a new table and copy the data.',
                       ERRCODE = 'feature_not_supported';
         END IF;
     END LOOP;
@@ -253,8 +262,8 @@ BEGIN
         FOR r IN SELECT e.relid::oid AS relid FROM lattice.electrified e WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = e.relid) LOOP
             why := lattice.record_schema(r.relid, current_query(), 'event_trigger', false);
             IF why IS NOT NULL THEN
-                RAISE EXCEPTION 'Lattice cannot apply this change to electrified table %: %', r.relid::regclass, why
-                    USING HINT = 'Supported: new tables, ADD COLUMN, DROP COLUMN, RENAME COLUMN, RENAME TABLE, widening type changes, CREATE/DROP INDEX, DROP TABLE. For other changes create a new table and copy the data.',
+                RAISE EXCEPTION 'Lattice cannot apply this change to electrified table %: %', lattice.schema_name(r.relid), why
+                    USING HINT = 'Supported: new tables, ADD COLUMN, DROP COLUMN, RENAME COLUMN, widening type changes, CREATE/DROP INDEX, DROP TABLE. For other changes create a new table and copy the data.',
                           ERRCODE = 'feature_not_supported';
             END IF;
         END LOOP;

@@ -89,3 +89,21 @@ func TestUnsupportedChangeWithoutEventTrigger(t *testing.T) {
 		t.Fatalf("docs locally: %+v %v", rows, err)
 	}
 }
+
+// TestElectrifyWhileClientsRun: a table created and electrified while a
+// client is connected syncs to it like any other, and has its history.
+func TestElectrifyWhileClientsRun(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE docs (id int PRIMARY KEY, n int); INSERT INTO docs VALUES (1, 1)`, "docs")
+	c, _ := e.clientAt(":memory:")
+	e.subscribe(c, client.Shape{Table: "docs"})
+	waitEqual(t, e, c, "SELECT id, n FROM docs ORDER BY id", "SELECT id, n FROM docs ORDER BY id")
+	e.exec(`CREATE TABLE tags (id int PRIMARY KEY, docs_id int REFERENCES docs, label text NOT NULL DEFAULT 'x');
+		INSERT INTO tags VALUES (1, 1, 'a')`)
+	e.exec(`CALL lattice.electrify('tags')`)
+	e.subscribe(c, client.Shape{Table: "tags"})
+	e.exec(`INSERT INTO tags (id, docs_id) VALUES (2, 1)`)
+	waitEqual(t, e, c, "SELECT id, docs_id, label FROM tags ORDER BY id", "SELECT id, docs_id, label FROM tags ORDER BY id")
+	if rows := e.pgRows(`SELECT kind, source FROM lattice.schema_history WHERE table_name = 'tags' ORDER BY version`); len(rows) != 1 || rows[0] != "electrify|electrify" {
+		t.Fatalf("history of tags: %v", rows)
+	}
+}

@@ -214,9 +214,11 @@ $$;
 
 -- The event trigger (ddl_command_end): records every change to an
 -- electrified table with its statement, and refuses (raises, which rolls
--- the migration back) the changes Lattice cannot carry to clients.
+-- the migration back) the changes Lattice cannot carry to clients. It runs
+-- for the DDL of every role: SECURITY DEFINER, so that a migration role
+-- needs no privilege on schema lattice.
 CREATE OR REPLACE FUNCTION lattice.on_ddl_end() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r   record;
     why text;
@@ -242,7 +244,7 @@ $$;
 -- version (kind drop_table); a dropped index is a new version of its
 -- table (found by comparing every electrified table with its history).
 CREATE OR REPLACE FUNCTION lattice.on_sql_drop() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r    record;
     last lattice.schema_history;

@@ -199,3 +199,37 @@ func TestObserveWithoutEventTrigger(t *testing.T) {
 		t.Fatalf("refused tables: %v %v", refused, err)
 	}
 }
+
+// A role with no privilege on schema lattice changes its electrified table
+// (and others) through the event triggers.
+func TestMigrationRoleWithoutLatticePrivileges(t *testing.T) {
+	ctx, pool := setup(t)
+	if _, err := pool.Exec(ctx, `CREATE ROLE migrator LOGIN; ALTER TABLE items OWNER TO migrator; GRANT CREATE ON SCHEMA public TO migrator`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Exec(context.Background(), `DROP TABLE IF EXISTS items, other; REVOKE ALL ON SCHEMA public FROM migrator; DROP ROLE migrator`)
+	})
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET ROLE migrator`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.Background(), `RESET ROLE`)
+	if _, err := conn.Exec(ctx, `ALTER TABLE items RENAME COLUMN title TO name; CREATE TABLE other (id int PRIMARY KEY); DROP TABLE other`); err != nil {
+		t.Fatalf("migration as a role without lattice privileges: %v", err)
+	}
+	_, err = conn.Exec(ctx, `ALTER TABLE items ALTER COLUMN n TYPE smallint`)
+	if err == nil || !strings.Contains(err.Error(), "Lattice cannot apply this change to electrified table public.items") {
+		t.Fatalf("narrowing as migrator: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `RESET ROLE`); err != nil {
+		t.Fatal(err)
+	}
+	if v := last(t, ctx, pool); v.Kind != schema.KindAlter || len(v.Changes) != 1 || v.Changes[0].Kind != "rename_column" {
+		t.Fatalf("history: %+v", v)
+	}
+}

@@ -34,6 +34,30 @@ var ErrNotElectrified = errors.New("table is not electrified")
 // ErrUnknownTable is returned for names that resolve to no table.
 var ErrUnknownTable = errors.New("unknown table")
 
+// BadName reports whether err, from resolving a client's table name with
+// to_regclass, says the name itself is malformed (invalid name syntax, too
+// many dotted names, a cross-database reference, bad text), so that the
+// name resolves to no table. Any other error, among them those of a
+// Postgres that is restarting or unreachable ("the database system is
+// starting up", a failed connect: also *pgconn.PgError), says nothing of
+// the table: the caller must treat it as transient, not as an unknown
+// table, which a client takes as final (it drops the shape or the write).
+func BadName(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch {
+	case pgErr.Code == "42501": // insufficient_privilege: the service's role
+		return false
+	case strings.HasPrefix(pgErr.Code, "42"), // syntax error or access rule violation (42601, 42602)
+		strings.HasPrefix(pgErr.Code, "22"), // data exception (a name that is not valid text)
+		pgErr.Code == "0A000": // feature_not_supported (a cross-database reference)
+		return true
+	}
+	return false
+}
+
 // ConfigError says what is wrong with the database configuration and how
 // to fix it.
 type ConfigError struct {
@@ -226,7 +250,7 @@ func (t *Tables) Lookup(ctx context.Context, name string) (*Table, error) {
 	}
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
+		if BadName(err) && errors.As(err, &pgErr) {
 			return nil, fmt.Errorf("%w %q: %s", ErrUnknownTable, name, pgErr.Message)
 		}
 		return nil, fmt.Errorf("look up table %q: %w", name, err)

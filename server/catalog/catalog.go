@@ -52,7 +52,7 @@ func BadName(err error) bool {
 		return false
 	case strings.HasPrefix(pgErr.Code, "42"), // syntax error or access rule violation (42601, 42602)
 		strings.HasPrefix(pgErr.Code, "22"), // data exception (a name that is not valid text)
-		pgErr.Code == "0A000": // feature_not_supported (a cross-database reference)
+		pgErr.Code == "0A000":               // feature_not_supported (a cross-database reference)
 		return true
 	}
 	return false

@@ -55,6 +55,8 @@ type txState struct {
 	lsn   uint64
 	reset bool
 	snap  bool // a snapshot: it answers the oldest pending non-resume Subscribe
+	// snapRows counts the rows of the snapshot applied so far.
+	snapRows int
 	// origin and clientTxn name the client write the service applied in
 	// this transaction (our own when origin is our ClientID).
 	origin    string
@@ -424,6 +426,7 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		c.tx.lsn = m.LSN
 		c.tx.reset = m.Flags&protocol.FlagReset != 0
 		c.tx.snap = m.Flags&protocol.FlagSnapshot != 0
+		c.tx.snapRows = 0
 		c.tx.origin, c.tx.clientTxn = m.Origin, m.ClientTxnID
 		c.tx.seq++
 		c.tx.tables = c.tx.tables[:0]
@@ -529,11 +532,23 @@ func (c *Client) handleTxn(s *session, m *protocol.Txn) error {
 		}
 	}
 
+	if c.tx.snap {
+		// A line per snapshotProgress rows, for long initial syncs (and
+		// bench/initial-sync.sh's per-step times).
+		before := c.tx.snapRows
+		c.tx.snapRows += len(m.Changes)
+		if c.tx.snapRows/snapshotProgress > before/snapshotProgress {
+			c.log.Info("lattice: snapshot progress", "lsn", c.tx.lsn, "rows", c.tx.snapRows)
+		}
+	}
 	if m.Flags&protocol.FlagLast != 0 {
 		return c.commitTxn(s)
 	}
 	return nil
 }
+
+// snapshotProgress is how many rows of a snapshot make one progress line.
+const snapshotProgress = 100_000
 
 // setVersion records the version of the row a change of the service
 // wrote (see capture.go): Insert or Update at version 1 deletes the row's

@@ -52,6 +52,9 @@ type Options struct {
 	// URL of the service, e.g. "ws://localhost:5133" or
 	// "https://sync.example.com". http and https are mapped to ws and wss.
 	// protocol.Path ("/v1/sync") is appended unless the URL has a path.
+	// Several URLs separated by commas name replicas of one service (one
+	// change log, `lattice serve --log-url`): each connection tries the
+	// next, so a replica that is down or shutting down is failed over.
 	URL string
 	// Token is the JWT sent in Hello. Empty for a service run --insecure.
 	Token string

@@ -36,6 +36,15 @@ func TestSyncURL(t *testing.T) {
 	if _, err := syncURL("ftp://x"); err == nil {
 		t.Error("ftp URL accepted")
 	}
+	got, err := syncURLs(" ws://a:1 , https://b ,")
+	if err != nil || len(got) != 2 || got[0] != "ws://a:1/v1/sync" || got[1] != "wss://b/v1/sync" {
+		t.Errorf("syncURLs: %q, %v", got, err)
+	}
+	for _, bad := range []string{"", " , ", "ws://a,ftp://b"} {
+		if _, err := syncURLs(bad); err == nil {
+			t.Errorf("syncURLs(%q) accepted", bad)
+		}
+	}
 }
 
 func TestBackoff(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +73,7 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.URL == "" {
 		return errors.New("run client: no service URL in Options")
 	}
-	wsURL, err := syncURL(c.opts.URL)
+	urls, err := syncURLs(c.opts.URL)
 	if err != nil {
 		return err
 	}
@@ -100,6 +101,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer stop()
 
 	attempt := 0
+	next := 0          // index in urls of the next connection's service
 	authFails := 0     // unauthorized in a row without a Welcome
 	switching := false // the last session ended to switch to a refreshed token
 	for {
@@ -116,7 +118,13 @@ func (c *Client) Run(ctx context.Context) error {
 			if !switching {
 				c.updateStatus(func(s *Status) { s.State = StateConnecting })
 			}
-			online, err = c.runSession(ctx, wsURL, token)
+			online, err = c.runSession(ctx, urls[next%len(urls)], token)
+		}
+		if !errors.Is(err, errTokenRefresh) {
+			// Several services (replicas of one, sharing a log): the
+			// next connection tries the next one, so that a replica
+			// that is down or going away is failed over at once.
+			next++
 		}
 		switching = false
 		if ctx.Err() != nil {
@@ -217,6 +225,27 @@ func backoff(n int) time.Duration {
 }
 
 // syncURL maps a service URL to the WebSocket URL of the sync endpoint.
+// syncURLs parses Options.URL: one service URL, or several separated by
+// commas (replicas sharing one change log, tried in turn).
+func syncURLs(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		u, err := syncURL(part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("parse service URL %q: no URL", s)
+	}
+	return out, nil
+}
+
 func syncURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil {

@@ -59,7 +59,11 @@ func (s *session) write(m *protocol.Write) error {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
+	s.svc.metrics.writesApplying.Inc()
+	started := time.Now()
 	res, err := s.svc.applier.Apply(ctx, txn)
+	s.svc.metrics.writeSeconds.Observe(time.Since(started).Seconds())
+	s.svc.metrics.writesApplying.Dec()
 	var rej *writes.Rejected
 	switch {
 	case err == nil && !res.Applied:

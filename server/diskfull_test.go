@@ -47,7 +47,7 @@ func TestLogDiskFull(t *testing.T) {
 	}
 	body := strings.Repeat("x", 4000)
 	health := func() (int, string) {
-		resp, err := http.Get(e.baseURL() + "/healthz")
+		resp, err := http.Get(e.baseURL() + "/readyz")
 		if err != nil {
 			return 0, err.Error()
 		}

@@ -231,11 +231,11 @@ func clipList(l []string) []string {
 	return l
 }
 
-// health returns the service's /healthz status and body (0 when it does
+// health returns the service's /readyz status and body (0 when it does
 // not answer).
 func health(e *env) (int, string) {
 	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(e.baseURL() + "/healthz")
+	resp, err := c.Get(e.baseURL() + "/readyz")
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -266,7 +266,7 @@ func waitHealth(t *testing.T, e *env, timeout time.Duration, what string, ok fun
 	t.Helper()
 	eventually(t, timeout, what, func() (bool, string) {
 		code, body := health(e)
-		return ok(code, body), fmt.Sprintf("/healthz %d %q", code, body)
+		return ok(code, body), fmt.Sprintf("/readyz %d %q", code, body)
 	})
 }
 
@@ -300,7 +300,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	})
 	for time.Since(down) < faultOutage() {
 		if code, body := health(e); code != http.StatusServiceUnavailable {
-			t.Fatalf("/healthz %d %q while Postgres is down", code, body)
+			t.Fatalf("/readyz %d %q while Postgres is down", code, body)
 		}
 		time.Sleep(time.Second)
 	}

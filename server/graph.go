@@ -1281,7 +1281,7 @@ func (s *session) snapshotGraph(shapes []*shape, reset bool, extraReset []*catal
 	l := s.clog
 	h := l.Head()
 	if s.reader == nil {
-		s.reader = l.Reader(h)
+		s.reader = l.Cursor(h)
 		s.cursor = h
 	} else if err := s.catchUp(h); err != nil {
 		return err

@@ -514,6 +514,10 @@ INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series(1, %[2]d) g;`, linea
 		}
 		return m["lattice_connections"]
 	}
+	// Pacing applies while the service is shared: another client stays
+	// connected throughout.
+	other := e.dialRaw(t)
+	other.hello(e.token("other"))
 	for _, sh := range []protocol.Shape{
 		{ID: "a", Table: "bulk"},
 		{ID: "a", Table: "project", Where: "id = 'big'", Include: []protocol.Include{{Table: "issue"}, {Table: "issue", Where: "status = 'open'"}}},
@@ -522,20 +526,54 @@ INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series(1, %[2]d) g;`, linea
 		r.hello(e.token("gone"))
 		r.send(&protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{sh}})
 		time.Sleep(500 * time.Millisecond)
-		if c := conns(); c != 1 {
-			t.Fatalf("%d connections during the snapshot", int(c))
+		if c := conns(); c != 2 {
+			t.Fatalf("%d connections during the snapshot, want 2", int(c))
 		}
 		r.conn.CloseNow()
 		t0 := time.Now()
 		eventually(t, 10*time.Second, "the session to end", func() (bool, string) {
 			c := conns()
-			return c == 0, fmt.Sprintf("%v connections", c)
+			return c == 1, fmt.Sprintf("%v connections", c)
 		})
 		d := time.Since(t0)
 		t.Logf("%s: the session ended %v after the client left", sh.Table, d.Round(time.Millisecond))
 		if d > time.Second {
 			t.Errorf("%s: the session went on for %v after its client left, in a snapshot of %.0f s", sh.Table, d, float64(n)/rate)
 		}
+	}
+}
+
+// TestSnapshotAloneUnpaced: a client alone on the service reads its
+// initial data at full speed (pacing protects other clients; there are
+// none), and is paced once another connects.
+func TestSnapshotAloneUnpaced(t *testing.T) {
+	const n, rate = 4000, 1000 // 4 s of snapshot when paced
+	e := newEnv(t, fmt.Sprintf(`CREATE TABLE bulk (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series(1, %d) g;`, n), "bulk")
+	e.stop()
+	e.cfg.SnapshotRowsPerSec = rate
+	e.start()
+	timed := func(who string) time.Duration {
+		r := e.dialRaw(t)
+		defer r.conn.CloseNow()
+		r.hello(e.token(who))
+		start := time.Now()
+		r.send(&protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{{ID: "a", Table: "bulk"}}})
+		if er, rows := r.answer(1); er != nil || rows != n {
+			t.Fatalf("%s: %v, %d rows, want %d", who, er, rows, n)
+		}
+		return time.Since(start)
+	}
+	alone := timed("alone")
+	other := e.dialRaw(t)
+	other.hello(e.token("other"))
+	shared := timed("shared")
+	t.Logf("%d rows at --snapshot-rows-per-sec %d: alone %v, with another client connected %v", n, rate, alone.Round(time.Millisecond), shared.Round(time.Millisecond))
+	if alone > 2*time.Second {
+		t.Errorf("alone on the service: %d rows took %v (paced)", n, alone)
+	}
+	if shared < 2*time.Second {
+		t.Errorf("with another client connected: %d rows in %v, faster than %d rows/s allows", n, shared, rate)
 	}
 }
 

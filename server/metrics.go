@@ -34,6 +34,8 @@ type metrics struct {
 	// slotLost: times the replication slot was found missing and a new
 	// change log started (every client re-synced).
 	slotLost prometheus.Counter
+	// queueMetrics: the applier and snapshot queues (queues.go).
+	queueMetrics
 }
 
 // observeSkew records how far a client write's HLC was ahead of the
@@ -89,5 +91,6 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.connections, m.shapes, m.lagBytes, m.lagSeconds, m.changes, m.txns,
 		m.bytesSent, m.framesSent, m.logBytes, m.rejected, m.writes, m.snapshotRetries, m.skewClamped, m.skewMax, m.slotLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.queueMetrics = newQueueMetrics(m.reg)
 	return m
 }

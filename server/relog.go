@@ -31,7 +31,7 @@ import (
 
 // logState is the change log and the slot it is fed from.
 type logState struct {
-	log  *changelog.Log
+	log  changelog.Store
 	slot string
 }
 
@@ -46,6 +46,13 @@ func errStale() error {
 func (s *Service) restartLog(ctx context.Context, cur *logState, cause error) error {
 	old := cur.log
 	s.metrics.slotLost.Inc()
+	if s.cfg.LogURL != "" {
+		// A shared log is not this replica's to replace: an operator
+		// removes the stream (every replica then starts a new one).
+		s.log.Error("replication slot lost while the service ran: the changes since the change log's end are not in the stream, and a JetStream log is not replaced automatically; delete the stream (nats stream rm) and restart the service replicas, every client then re-syncs",
+			"slot", cur.slot, "stream", s.cfg.LogStream, "log_id", old.ID(), "log_end_lsn", pglogrepl.LSN(old.EndLSN()).String(), "err", cause)
+		return fmt.Errorf("%w: replication slot %s is gone and the JetStream log %s cannot continue: delete the stream and restart", ErrConfig, cur.slot, s.cfg.LogStream)
+	}
 	s.log.Error("replication slot lost while the service ran (dropped by an operator, or invalidated): the changes since the change log's end are not in the stream; starting a new change log on a new slot, every client re-syncs its shapes",
 		"slot", cur.slot, "log_id", old.ID(), "log_end_lsn", pglogrepl.LSN(old.EndLSN()).String(), "err", cause)
 	dir := filepath.Join(s.cfg.DataDir, "log")

@@ -334,13 +334,13 @@ func TestRLSOfflineResync(t *testing.T) {
 
 // TestRLSUnsupportedPolicy: a policy the service cannot enforce on the
 // stream stops it at start, naming the policy; created while it runs, it
-// closes the table to clients and /healthz says why.
+// closes the table to clients and /readyz says why.
 func TestRLSUnsupportedPolicy(t *testing.T) {
 	e := newRLSEnv(t, rlsSQL, "project", "member", "issue")
 	alice := e.clientAs("alice")
 	e.subscribe(alice, client.Shape{Table: "issue"})
 	e.exec("CREATE POLICY issue_clock ON issue AS RESTRICTIVE FOR SELECT USING (now() > '2000-01-01')")
-	eventually(t, 20*time.Second, "healthz names the policy", func() (bool, string) {
+	eventually(t, 20*time.Second, "readyz names the policy", func() (bool, string) {
 		code, body := e.health()
 		return code == 503 && strings.Contains(body, `"issue_clock"`), fmt.Sprint(code, body)
 	})
@@ -363,7 +363,7 @@ func TestRLSUnsupportedPolicy(t *testing.T) {
 }
 
 func (e *env) health() (int, string) {
-	resp, err := http.Get(e.http.URL + "/healthz")
+	resp, err := http.Get(e.http.URL + "/readyz")
 	if err != nil {
 		return 0, err.Error()
 	}

@@ -35,9 +35,10 @@ type router struct {
 	tables  map[string]map[*session]int // sessions with nodes on a table (TRUNCATE)
 	colsets map[string][]*colset        // per table
 
-	cacheMu sync.Mutex
-	cache   map[uint64]*route // by LSN
-	order   []uint64
+	cacheMu   sync.RWMutex
+	cache     map[uint64]*route // by LSN
+	order     []uint64
+	cacheCost int // sum of the cached routes' cost
 }
 
 type colset struct {
@@ -57,6 +58,8 @@ type route struct {
 	// byHash maps every interest hash of the transaction's changes to the
 	// changes, for sessions whose interests grew since seq.
 	byHash map[uint64][]int32
+	// charged is what the route cache counted for it.
+	charged int
 }
 
 func (rt *route) add(s *session, i int) {
@@ -67,7 +70,17 @@ func (rt *route) add(s *session, i int) {
 	rt.sessions[s] = append(list, int32(i))
 }
 
-const routeCache = 4096
+// The route cache keeps the routes of the newest transactions, at most
+// routeCache of them and at most routeCacheCost entries (sessions and
+// hashes) in all: with 1,000 sessions on one shape, 4,096 routes of 1,000
+// sessions each held 400 MB. A route evicted is computed again by a
+// session that still needs it.
+const (
+	routeCache     = 4096
+	routeCacheCost = 1 << 19
+)
+
+func (rt *route) cost() int { return 1 + len(rt.sessions) + len(rt.byHash) }
 
 func newRouter() *router {
 	return &router{seed: maphash.MakeSeed(), keys: map[uint64][]*session{},
@@ -354,9 +367,9 @@ func (rt *route) changesFor(s *session, in *interests) (idx []int32, full bool) 
 
 // route returns the sessions a transaction concerns, computing it once.
 func (r *router) route(txn *changelog.Txn) *route {
-	r.cacheMu.Lock()
+	r.cacheMu.RLock()
 	rt := r.cache[txn.LSN]
-	r.cacheMu.Unlock()
+	r.cacheMu.RUnlock()
 	if rt != nil {
 		return rt
 	}
@@ -411,8 +424,13 @@ func (r *router) route(txn *changelog.Txn) *route {
 	} else {
 		r.cache[txn.LSN] = rt
 		r.order = append(r.order, txn.LSN)
-		if len(r.order) > routeCache {
-			delete(r.cache, r.order[0])
+		rt.charged = rt.cost()
+		r.cacheCost += rt.charged
+		for len(r.order) > 1 && (len(r.order) > routeCache || r.cacheCost > routeCacheCost) {
+			if old := r.cache[r.order[0]]; old != nil {
+				r.cacheCost -= old.charged
+				delete(r.cache, r.order[0])
+			}
 			r.order = r.order[1:]
 		}
 	}

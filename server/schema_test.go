@@ -52,7 +52,8 @@ func TestRelationColumnIDs(t *testing.T) {
 
 // TestUnsupportedChangeWithoutEventTrigger: where no event trigger refuses
 // it, an unsupported change stops the table's sync, with the reason in
-// /healthz and the client's status; other tables sync on.
+// /readyz (readiness; /healthz, liveness, stays 200) and the client's
+// status; other tables sync on.
 func TestUnsupportedChangeWithoutEventTrigger(t *testing.T) {
 	e := newEnv(t, `CREATE TABLE docs (id int PRIMARY KEY, n int); CREATE TABLE notes (id int PRIMARY KEY, body text);
 		INSERT INTO docs VALUES (1, 1); INSERT INTO notes VALUES (1, 'a')`, "docs", "notes")
@@ -79,7 +80,10 @@ func TestUnsupportedChangeWithoutEventTrigger(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if code, body := health(e); code != 503 || !strings.Contains(body, "table public.docs is not synced: unsupported schema change: column n changes type from integer to smallint") {
-		t.Fatalf("/healthz: %d %s", code, body)
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	if code, body := get(t, e.baseURL()+"/healthz"); code != 200 {
+		t.Fatalf("/healthz (liveness) with a table stopped: %d %s", code, body)
 	}
 	// The update of the stopped table was not applied.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

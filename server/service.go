@@ -32,6 +32,7 @@ import (
 	"github.com/latticesync/lattice/server/authz"
 	"github.com/latticesync/lattice/server/catalog"
 	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/changelog/jetstream"
 	"github.com/latticesync/lattice/server/limits"
 	"github.com/latticesync/lattice/server/pgrepl"
 	"github.com/latticesync/lattice/server/writes"
@@ -62,6 +63,14 @@ type Config struct {
 	// LogSegmentBytes is the size of one log segment file; default 64 MiB.
 	// Retention removes whole segments.
 	LogSegmentBytes int64
+	// LogURL, when set, keeps the retained change log in a NATS
+	// JetStream stream (server/changelog/jetstream) instead of DataDir:
+	// nats://HOST:PORT[,nats://HOST:PORT...]. LogStream names the stream
+	// (default LATTICE); LogMaxBytes and LogMaxAge are its retention when
+	// the service creates it.
+	LogURL      string
+	LogStream   string
+	LogReplicas int // the stream's replicas when the service creates it; default 1
 	// WriteTimeout disconnects a client that does not accept a frame within
 	// it; default 30s.
 	WriteTimeout time.Duration
@@ -99,7 +108,8 @@ type Config struct {
 	// SnapshotRowsPerSec paces the rows one connection reads from
 	// Postgres: the initial data of its shapes and the rows that move
 	// into its relational shapes (a token bucket holding a quarter
-	// second's worth); default 50,000, negative: no limit.
+	// second's worth) while other clients are connected (a client alone
+	// is not paced); default 50,000, negative: no limit.
 	SnapshotRowsPerSec int
 	// AuthRole is the Postgres role clients act as (env
 	// LATTICE_AUTH_ROLE): its row-level security policies and privileges
@@ -109,6 +119,9 @@ type Config struct {
 	// PolicyPoll is how often the service looks for policy changes
 	// (CREATE/ALTER/DROP POLICY, RLS switched, privileges); default 1s.
 	PolicyPoll time.Duration
+	// ReadyMaxLag is how far behind Postgres replication may be for
+	// /readyz to answer 200 (see ready.go); default 30s.
+	ReadyMaxLag time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -128,6 +141,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.LogURL != "" && c.LogStream == "" {
+		c.LogStream = "LATTICE"
 	}
 	if c.HelloTimeout == 0 {
 		c.HelloTimeout = 10 * time.Second
@@ -159,6 +175,9 @@ func (c *Config) setDefaults() {
 	if c.PolicyPoll == 0 {
 		c.PolicyPoll = time.Second
 	}
+	if c.ReadyMaxLag == 0 {
+		c.ReadyMaxLag = DefaultReadyMaxLag
+	}
 }
 
 // Service is a running sync service.
@@ -187,8 +206,16 @@ type Service struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 
+	// idleLSN: replication found nothing pending at this WAL position;
+	// walLag dates Postgres' WAL for /readyz; closed: Close was called
+	// (ready.go).
+	idleLSN atomic.Uint64
+	walLag  walLag
+	closed  atomic.Bool
+
 	connMu sync.Mutex
 	conns  map[*session]struct{}
+	nconns atomic.Int64 // len(conns), read without connMu
 	// drainCtx is cancelled by Shutdown (under connMu): sessions finish
 	// the request at hand and close with going-away; sessWG counts them.
 	drainCtx context.Context
@@ -275,6 +302,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
+	s.metrics.reg.MustRegister(newQueueCollector(s))
 	s.tables = catalog.NewTables(s.pool)
 	if err := s.loadSchemaState(ctx); err != nil {
 		s.pool.Close()
@@ -345,7 +373,7 @@ func durableCommits(ctx context.Context, conn *pgx.Conn, log *slog.Logger, warne
 // pollPolicies reloads the policies when the catalog says they changed.
 // Sessions see the new policies (policyChanged) and re-check every row
 // they hold. Policies that cannot be enforced close the tables they guard
-// to clients (never ignored), with the reason in the log and /healthz.
+// to clients (never ignored), with the reason in the log and /readyz.
 func (s *Service) pollPolicies(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.PolicyPoll)
@@ -408,7 +436,14 @@ func (s *Service) openLog(ctx context.Context) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
-		l, err := changelog.Open(dir, opts)
+		var l changelog.Store
+		var err error
+		if s.cfg.LogURL != "" {
+			l, err = jetstream.Open(ctx, jetstream.Options{URL: s.cfg.LogURL, Stream: s.cfg.LogStream, Replicas: s.cfg.LogReplicas,
+				MaxBytes: s.cfg.LogMaxBytes, MaxAge: s.cfg.LogMaxAge, Logger: s.log})
+		} else {
+			l, err = changelog.Open(dir, opts)
+		}
 		if err != nil {
 			return fmt.Errorf("open change log: %w", err)
 		}
@@ -423,6 +458,11 @@ func (s *Service) openLog(ctx context.Context) error {
 				return fmt.Errorf("%w: %v: the role needs the REPLICATION attribute (ALTER ROLE ... WITH REPLICATION)", ErrConfig, err)
 			}
 			return err
+		}
+		if created && l.Head() > 0 && s.cfg.LogURL != "" {
+			l.Close()
+			return fmt.Errorf("%w: replication slot %s was missing (dropped by an operator, or invalidated) while the JetStream log %s holds changes up to %s: the changes since are not in the stream; delete the stream (nats stream rm %s) and start the service replicas again, every client then re-syncs",
+				ErrConfig, slot, s.cfg.LogStream, pglogrepl.LSN(l.EndLSN()), s.cfg.LogStream)
 		}
 		if created && l.Head() > 0 && attempt == 0 {
 			aside := dir + ".orphaned-" + time.Now().UTC().Format("20060102T150405")
@@ -505,6 +545,7 @@ func (s *Service) replicate(ctx context.Context) {
 			// Confirm Postgres' position while idle, so WAL of busy unsynced
 			// tables is not retained for us.
 			AdvanceWhenIdle: true,
+			Idle:            func(lsn uint64) { s.idleLSN.Store(lsn) },
 			Started: func() {
 				// Replicating again (after Postgres came back, say):
 				// healthy even before the next transaction arrives.
@@ -532,7 +573,15 @@ func (s *Service) replicate(ctx context.Context) {
 			err = rerr
 			s.replErr.Store(&err)
 		}
-		if errors.Is(err, pgrepl.ErrSlotInUse) {
+		if errors.Is(err, pgrepl.ErrSlotInUse) && s.cfg.LogURL != "" {
+			// Replicas sharing a JetStream log take turns on the slot:
+			// the one streaming it appends, the others serve from the
+			// stream and take over when it stops (the slot is the lease;
+			// the stream fences a stale appender).
+			s.replErr.Store(nil)
+			s.log.Debug("another replica reads the replication slot; serving from the stream", "slot", cur.slot)
+			backoff = minBackoff
+		} else if errors.Is(err, pgrepl.ErrSlotInUse) {
 			// Right after a restart Postgres may still be closing the previous
 			// walsender; a slot busy for long is held by another process.
 			s.log.Warn("replication slot is busy; retrying (if this persists, another process holds the slot)", "slot", cur.slot, "err", err, "in", backoff)
@@ -548,7 +597,7 @@ func (s *Service) replicate(ctx context.Context) {
 	}
 }
 
-func (s *Service) sink(ctx context.Context, l *changelog.Log, txns []*changelog.Txn) error {
+func (s *Service) sink(ctx context.Context, l changelog.Store, txns []*changelog.Txn) error {
 	for _, t := range txns {
 		s.pairVersions(t)
 	}
@@ -672,12 +721,14 @@ func (s *Service) pollLag(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	s.sampleWAL(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		s.sampleWAL(ctx)
 		var cur string
 		if err := s.pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur); err == nil {
 			if lsn, err := pglogrepl.ParseLSN(cur); err == nil {
@@ -692,20 +743,24 @@ func (s *Service) pollLag(ctx context.Context) {
 		if last := s.lastRecv.Load(); last > 0 && time.Since(time.Unix(0, last)) > 2*time.Second {
 			s.metrics.lagSeconds.Set(0)
 		}
-		l := s.changeLog()
-		if err := l.Enforce(time.Now()); err != nil && !errors.Is(err, changelog.ErrClosed) {
-			s.log.Error("change log retention", "err", err)
+		// Retention of a JetStream log is the stream's own.
+		if l, ok := s.changeLog().(*changelog.Log); ok {
+			if err := l.Enforce(time.Now()); err != nil && !errors.Is(err, changelog.ErrClosed) {
+				s.log.Error("change log retention", "err", err)
+			}
+			st := l.Stats()
+			s.metrics.logBytes.Set(float64(st.Bytes))
 		}
-		st := l.Stats()
-		s.metrics.logBytes.Set(float64(st.Bytes))
 	}
 }
 
-// Handler serves the protocol endpoint, /healthz and /metrics.
+// Handler serves the protocol endpoint, /healthz (liveness), /readyz
+// (readiness, ready.go) and /metrics.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(protocol.Path, s.serveSync)
 	mux.HandleFunc("/healthz", s.serveHealth)
+	mux.HandleFunc("/readyz", s.serveReady)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -722,46 +777,6 @@ func (s *Service) refuseNewWork() error {
 	return &clientError{protocol.ErrInternal, "service unavailable: its change log cannot be written (" + (*p).Error() + "); retry later", true}
 }
 
-func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
-	if s.isDraining() {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	if err := s.pool.Ping(ctx); err != nil {
-		http.Error(w, "postgres unreachable: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if p := s.logErr.Load(); p != nil && *p != nil {
-		http.Error(w, "change log cannot be written: "+(*p).Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if p := s.replErr.Load(); p != nil && *p != nil {
-		http.Error(w, "replication: "+(*p).Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if p := s.policies.Load(); p != nil && len(p.Errors()) > 0 {
-		// The service runs; the tables these policies guard are closed.
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		for _, e := range p.Errors() {
-			io.WriteString(w, "row-level security: "+e.Error()+"\n")
-		}
-		return
-	}
-	if refused := s.refusedTables(); len(refused) > 0 {
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		for _, e := range refused {
-			io.WriteString(w, e+"\n")
-		}
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain")
-	io.WriteString(w, "ok\n")
-}
-
 // LogID is the id of the service's change log.
 func (s *Service) LogID() string { return s.changeLog().ID() }
 
@@ -772,11 +787,16 @@ func (s *Service) Slot() string { return s.cur.Load().slot }
 // change log: clients behind it re-sync.
 func (s *Service) TruncatedThrough() uint64 { return s.changeLog().TruncatedThrough() }
 
+// shared reports whether more than one client is connected: snapshot
+// pacing (SnapshotRowsPerSec) protects the others, and a client alone
+// reads at full speed.
+func (s *Service) shared() bool { return s.nconns.Load() > 1 }
+
 // HeadLSN is the newest commit LSN in the change log.
 func (s *Service) HeadLSN() uint64 { return s.changeLog().Head() }
 
 // changeLog is the current change log.
-func (s *Service) changeLog() *changelog.Log { return s.cur.Load().log }
+func (s *Service) changeLog() changelog.Store { return s.cur.Load().log }
 
 // ListenAndServe serves Handler on cfg.Listen until ctx ends.
 func (s *Service) ListenAndServe(ctx context.Context) error {
@@ -826,7 +846,7 @@ func (s *Service) shapeLimits() limits.Limits {
 // Shutdown ends every session gracefully: a session finishes the request
 // it is handling (a client write being applied gets its Ack), then closes
 // its WebSocket with status 1001 (going away), which clients answer by
-// reconnecting at once. New sessions are refused, and /healthz reports
+// reconnecting at once. New sessions are refused, and /readyz reports
 // "shutting down". When ctx ends first, the remaining sessions are
 // disconnected and Shutdown returns ctx's error. Replication runs on
 // until Close.
@@ -862,6 +882,7 @@ func (s *Service) closeSessions() {
 func (s *Service) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		s.closeSessions()
 		s.cancel()
 		s.wg.Wait()

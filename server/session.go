@@ -57,11 +57,11 @@ type session struct {
 	// clog is the change log the session reads (the service's when the
 	// session started); stale is closed when the service has started a
 	// new one (the slot was lost): the session ends, the client re-syncs.
-	clog      *changelog.Log
+	clog      changelog.Store
 	stale     chan struct{}
 	staleOnce sync.Once
 
-	reader   *changelog.Reader
+	reader   changelog.Cursor
 	cursor   uint64 // LSN of the last transaction processed
 	sentLSN  uint64 // last LSN the client was sent
 	lastPos  time.Time
@@ -92,6 +92,13 @@ type session struct {
 	// gone: the connection failed under the read loop, which cancelled
 	// ctx (the service did not).
 	gone atomic.Bool
+
+	// pos mirrors cursor and streaming says the session streams shapes,
+	// for the backlog metric (queues.go), read by scrapes.
+	pos       atomic.Uint64
+	streaming atomic.Bool
+	// subscribing: a Subscribe is being served (its snapshot sent).
+	subscribing bool
 
 	// acc is the user's view of the row-level security policies (nil
 	// without --auth-role); policyCh is closed when they change.
@@ -163,16 +170,18 @@ func (s *Service) serveSync(w http.ResponseWriter, r *http.Request) {
 		reqs: make(chan protocol.Up, 8), readErr: make(chan error, 1), stale: make(chan struct{}),
 		shapes: map[string]*shape{}, byTable: map[string][]*shape{},
 		relIDs: map[*changelog.Rel]uint32{},
-		rows:   limits.NewBucket(s.cfg.SnapshotRowsPerSec),
+		rows:   limits.NewBucket(s.cfg.SnapshotRowsPerSec, s.shared),
 	}
 	s.connMu.Lock()
 	s.conns[sess] = struct{}{}
 	s.connMu.Unlock()
+	s.nconns.Add(1)
 	s.metrics.connections.Inc()
 	defer func() {
 		s.connMu.Lock()
 		delete(s.conns, sess)
 		s.connMu.Unlock()
+		s.nconns.Add(-1)
 		s.metrics.connections.Dec()
 		s.metrics.shapes.Sub(float64(len(sess.shapes)))
 		if sess.graph != nil {
@@ -270,9 +279,11 @@ func (s *session) run() error {
 		default:
 		}
 		var notify <-chan struct{}
+		s.publishPos()
 		if s.reader != nil && len(s.shapes) > 0 {
 			notify = s.clog.Notify()
 			n, err := s.pump(maxTxnsPerBatch)
+			s.publishPos()
 			if err != nil {
 				return err
 			}
@@ -362,6 +373,28 @@ func decodeErr(err error) error {
 	return &clientError{code, err.Error(), true}
 }
 
+// awaitHead waits, briefly, for a shared log to reach lsn: a client that
+// moves from another replica may have received transactions this
+// replica's copy of the stream has not yet, which is no reason to re-sync.
+func (s *session) awaitHead(l changelog.Store, lsn uint64) uint64 {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		wait := l.Notify()
+		head := l.Head()
+		if head >= lsn {
+			return head
+		}
+		select {
+		case <-wait:
+		case <-t.C:
+			return l.Head()
+		case <-s.ctx.Done():
+			return head
+		}
+	}
+}
+
 func (s *session) hello() error {
 	// A connection silent for HelloTimeout is closed with the reason (a
 	// read deadline would close it without one).
@@ -413,6 +446,9 @@ func (s *session) hello() error {
 	s.clog = s.svc.changeLog()
 	l := s.clog
 	head := l.Head()
+	if h.LogID == l.ID() && h.LSN > head && s.svc.cfg.LogURL != "" {
+		head = s.awaitHead(l, h.LSN)
+	}
 	w := &protocol.Welcome{LogID: l.ID(), HeadLSN: head}
 	if h.LogID != "" {
 		if h.LogID != l.ID() || h.LSN < l.TruncatedThrough() || h.LSN > head {
@@ -471,6 +507,8 @@ func (s *session) handle(m protocol.Up) error {
 		if err := s.svc.refuseNewWork(); err != nil {
 			return err
 		}
+		s.subscribing = true
+		defer func() { s.subscribing = false }()
 		return s.subscribe(m)
 	case *protocol.Write:
 		if err := s.svc.refuseNewWork(); err != nil {
@@ -493,6 +531,7 @@ func (s *session) sendErr(reqID uint32, code, msg string, fatal bool) error {
 // context per frame) cuts off a client that does not accept it within
 // WriteTimeout: cancelling the write context closes the connection.
 func (s *session) send(m interface{ Encode([]byte) []byte }) error {
+	s.publishPos()
 	s.buf = m.Encode(s.buf[:0])
 	if s.watchdog == nil {
 		s.writeCtx, s.writeCancel = context.WithCancel(s.ctx)
@@ -517,6 +556,13 @@ func (s *session) send(m interface{ Encode([]byte) []byte }) error {
 		s.buf = nil // don't pin a snapshot-sized buffer on an idle session
 	}
 	return nil
+}
+
+// publishPos publishes the session's position for the backlog metric
+// (before each frame: a send blocked on a slow client shows its backlog).
+func (s *session) publishPos() {
+	s.streaming.Store(s.reader != nil && (len(s.shapes) > 0 || s.subscribing))
+	s.pos.Store(s.cursor)
 }
 
 // sendPosition tells the client it is up to date as of the cursor, with an

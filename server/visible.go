@@ -93,7 +93,10 @@ const settleTimeout = 10 * time.Second
 // sees every transaction logged at or before upto, and returns it with the
 // snapshot (its until set to the WAL insert position when it was taken).
 func (s *Service) snapshotAt(ctx context.Context, upto uint64) (pgx.Tx, *xidSnapshot, error) {
-	deadline := time.Now().Add(settleTimeout)
+	started := time.Now()
+	s.metrics.snapshotsWaiting.Inc()
+	defer s.metrics.snapshotsWaiting.Dec()
+	deadline := started.Add(settleTimeout)
 	wait := 500 * time.Microsecond
 	for {
 		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -118,7 +121,9 @@ func (s *Service) snapshotAt(ctx context.Context, upto uint64) (pgx.Tx, *xidSnap
 				tx.Rollback(context.Background())
 				return nil, nil, fmt.Errorf("snapshot: %w", err)
 			}
-			return tx, snap, nil
+			s.metrics.snapshotWait.Observe(time.Since(started).Seconds())
+			s.metrics.snapshotsRunning.Inc()
+			return &runningTx{Tx: tx, running: s.metrics.snapshotsRunning}, snap, nil
 		}
 		tx.Rollback(context.Background())
 		s.metrics.snapshotRetries.Inc()

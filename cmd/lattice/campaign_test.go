@@ -620,9 +620,9 @@ func campaignFaults(rng *rand.Rand) faultPlan {
 	return faultPlan{service: strings.Join(svc, ","), replicas: strings.Join(arm(replicaFaultPoints), ",")}
 }
 
-// healthy reports whether the service at addr answers /healthz with 200.
+// healthy reports whether the service at addr answers /readyz with 200.
 func healthy(addr string) bool {
-	resp, err := http.Get("http://" + addr + "/healthz")
+	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil {
 		return false
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/latticesync/lattice/coltype"
-	"github.com/latticesync/lattice/internal/pgtest"
+	"github.com/latticesync/lattice/internal/pglocal"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server"
 	"github.com/latticesync/lattice/server/auth"
@@ -37,7 +37,7 @@ import (
 func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", envOr("LATTICE_LISTEN", ":5133"), "sync service address (WebSocket /v1/sync, /healthz, /metrics)")
+	listen := fs.String("listen", envOr("LATTICE_LISTEN", ":5133"), "sync service address (WebSocket /v1/sync, /healthz, /readyz, /metrics)")
 	appListen := fs.String("app-listen", ":5173", "address serving the example app (and /v1/sync on the same origin)")
 	dataDir := fs.String("data-dir", ".lattice-dev", "kept between runs: the Postgres cluster (unless DATABASE_URL is set) and the service's change log")
 	appDir := fs.String("app-dir", "examples/react", "the example app (a Vite project)")
@@ -79,7 +79,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dbURL := os.Getenv("DATABASE_URL")
 	if dbURL == "" {
 		fmt.Fprintf(stderr, "starting Postgres (wal_level=logical) in %s ...\n", filepath.Join(*dataDir, "pg"))
-		pg, err := pgtest.Start(ctx, &pgtest.Options{Dir: filepath.Join(*dataDir, "pg"), Durable: true})
+		pg, err := pglocal.Start(ctx, &pglocal.Options{Dir: filepath.Join(*dataDir, "pg"), Durable: true})
 		if err != nil {
 			return fmt.Errorf("start postgres: %w", err)
 		}
@@ -269,7 +269,7 @@ func printDevBanner(w io.Writer, dbURL, dataDir, svcAddr string, appLn net.Liste
 	fmt.Fprintf(w, "                each user reads and writes the projects they are a member of\n")
 	fmt.Fprintf(w, "  Service:      ws://%s   tokens: http://%s/dev-token?user=NAME (development only:\n", svcAddr, svcAddr)
 	fmt.Fprintf(w, "                anyone can be anyone), or LATTICE_AUTH_SECRET=$(cat %s) lattice token --sub NAME\n", filepath.Join(dataDir, "auth-secret"))
-	fmt.Fprintf(w, "  Health:       http://%s/healthz   Metrics: http://%s/metrics\n", svcAddr, svcAddr)
+	fmt.Fprintf(w, "  Health:       http://%s/healthz   Ready: http://%s/readyz   Metrics: http://%s/metrics\n", svcAddr, svcAddr, svcAddr)
 	fmt.Fprintf(w, "  Postgres:     %s\n\n", dbURL)
 	fmt.Fprintf(w, "Write with plain SQL and watch the app follow:\n")
 	fmt.Fprintf(w, "  psql '%s' -c \"UPDATE issue SET status = 'done' WHERE id = (SELECT id FROM issue ORDER BY modified DESC LIMIT 1)\"\n", dbURL)

@@ -144,7 +144,7 @@ func staleBuild(dir string) (bool, error) {
 }
 
 // appHandler serves the built app from dist, and sync (the service's
-// handler: /v1/sync, /healthz, /metrics) and /dev-token on the same origin. Files under
+// handler: /v1/sync, /healthz, /readyz, /metrics) and /dev-token on the same origin. Files under
 // assets/ have content hashes in their names and are cached for good; the
 // rest (index.html, the service worker) is revalidated. Unknown paths
 // without an extension get index.html (client-side routes).
@@ -152,6 +152,7 @@ func appHandler(dist string, sync, tokens http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", sync)
 	mux.Handle("/healthz", sync)
+	mux.Handle("/readyz", sync)
 	mux.Handle("/metrics", sync)
 	mux.Handle("/dev-token", tokens)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

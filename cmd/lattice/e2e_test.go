@@ -115,7 +115,7 @@ func waitHealthy(t *testing.T, addr string, p *proc) {
 			t.Fatalf("lattice serve exited:\n%s", p.out.String())
 		default:
 		}
-		resp, err := http.Get("http://" + addr + "/healthz")
+		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

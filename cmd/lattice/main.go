@@ -6,6 +6,7 @@
 //	lattice token --sub USER           mint a development JWT
 //	lattice generate --out DIR         write the typed TypeScript client
 //	lattice schema                     print the schema history of electrified tables
+//	lattice doctor                     check Postgres for what serve needs
 package main
 
 import (
@@ -31,6 +32,7 @@ Usage:
   lattice dev [flags]                 the demo: throwaway Postgres + service
   lattice generate --out DIR          write the typed TypeScript client of the electrified tables
   lattice schema [flags]              print the schema history of the electrified tables
+  lattice doctor [flags]              check a Postgres for what serve needs; print the fixes
 
 Run 'lattice COMMAND -h' for the flags of a command.
 `
@@ -38,13 +40,39 @@ Run 'lattice COMMAND -h' for the flags of a command.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+	stopProfile, err := startCPUProfile(os.Getenv("LATTICE_CPUPROFILE"))
+	if err == nil {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stopProfile()
+	}
+	if err != nil {
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code, err = ee.code, ee.err
+		}
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "lattice:", err)
 		}
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
+
+// exitError ends the command with an exit status other than 1; err (nil
+// when the command printed its own report) is printed first.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -66,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return generateCmd(ctx, args[1:], stdout, stderr)
 	case "schema":
 		return schemaCmd(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return doctorCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -14,7 +14,7 @@ import (
 func replicateCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("replicate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", envOr("LATTICE_URL", "ws://localhost:5133"), "service URL (env LATTICE_URL)")
+	url := fs.String("url", envOr("LATTICE_URL", "ws://localhost:5133"), "service URL, or several separated by commas (replicas of one service sharing a --log-url: tried in turn) (env LATTICE_URL)")
 	db := fs.String("db", "", "SQLite file to keep in sync (created if missing)")
 	token := fs.String("token", envOr("LATTICE_TOKEN", ""), "JWT (env LATTICE_TOKEN)")
 	var shapes shapeFlags

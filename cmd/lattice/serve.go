@@ -33,6 +33,9 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Slot, "slot", envOr("LATTICE_SLOT", ""), "replication slot name (default lattice_<log id>) (env LATTICE_SLOT)")
 	fs.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", 1<<30, "retain at most this many bytes of change log")
 	fs.DurationVar(&cfg.LogMaxAge, "log-max-age", 24*time.Hour, "retain change log for this long")
+	fs.StringVar(&cfg.LogURL, "log-url", envOr("LATTICE_LOG_URL", ""), "keep the change log in NATS JetStream instead of --data-dir: nats://HOST:PORT[,nats://HOST:PORT...]; several service replicas can share it (env LATTICE_LOG_URL)")
+	fs.IntVar(&cfg.LogReplicas, "log-replicas", 1, "replicas of the JetStream stream when the service creates it (3 on a 3-node NATS cluster), with --log-url")
+	fs.StringVar(&cfg.LogStream, "log-stream", envOr("LATTICE_LOG_STREAM", "LATTICE"), "the JetStream stream of the change log, with --log-url (env LATTICE_LOG_STREAM)")
 	fs.Int64Var(&cfg.LogSegmentBytes, "log-segment-bytes", 64<<20, "size of one change log segment file (retention removes whole segments)")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 30*time.Second, "disconnect a client that accepts no data for this long")
 	fs.DurationVar(&cfg.HelloTimeout, "hello-timeout", 10*time.Second, "close a connection that sends no request, then no Hello, within this")
@@ -43,9 +46,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxIncludeDepth, "max-include-depth", limits.DefaultDepth, fmt.Sprintf("refuse shapes whose includes nest deeper than this (at most %d, the protocol's bound; 0 = that bound)", protocol.MaxIncludeDepth))
 	fs.IntVar(&cfg.MaxWhereBytes, "max-where-bytes", limits.DefaultWhereBytes, "refuse shapes with a where clause longer than this many bytes (0 = no limit)")
 	fs.IntVar(&cfg.MaxWhereParams, "max-where-params", limits.DefaultParams, "refuse shapes with more params than this in one where clause (0 = no limit)")
-	fs.IntVar(&cfg.SnapshotRowsPerSec, "snapshot-rows-per-sec", limits.DefaultRowsPerSec, "rows per second one connection reads from Postgres for initial data and move-ins, after a burst of a quarter second's worth (0 = no limit)")
+	fs.IntVar(&cfg.SnapshotRowsPerSec, "snapshot-rows-per-sec", limits.DefaultRowsPerSec, "rows per second one connection reads from Postgres for initial data and move-ins while other clients are connected, after a burst of a quarter second's worth (0 = no limit)")
+	fs.DurationVar(&cfg.ReadyMaxLag, "ready-max-lag", server.DefaultReadyMaxLag, "/readyz answers 503 while replication is further behind Postgres than this")
 	fs.StringVar(&level, "log-level", envOr("LATTICE_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&format, "log-format", envOr("LATTICE_LOG_FORMAT", "text"), "text or json")
+	pprofListen := fs.String("pprof-listen", envOr("LATTICE_PPROF_LISTEN", ""), "serve Go's /debug/pprof profiles on this address, e.g. 127.0.0.1:6060; off when empty (env LATTICE_PPROF_LISTEN)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +83,13 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.Auth.PublicKeyPEM = b
 	}
 	cfg.Auth.Logger = logger
+	if *pprofListen != "" {
+		stop, err := servePprof(ctx, *pprofListen, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	svc, err := server.Start(ctx, cfg)
 	if err != nil {
 		return err

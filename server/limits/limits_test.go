@@ -119,7 +119,7 @@ func (c *fakeClock) sleep(_ context.Context, d time.Duration) error {
 
 func TestBucket(t *testing.T) {
 	ctx := context.Background()
-	if b := NewBucket(0); b != nil {
+	if b := NewBucket(0, nil); b != nil {
 		t.Fatal("rate 0 has a bucket")
 	}
 	var none *Bucket
@@ -129,7 +129,7 @@ func TestBucket(t *testing.T) {
 
 	// 1,000 rows/s: the burst (250 rows) goes at once, the rest at the rate.
 	c := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBucket(1000, c.now, c.sleep)
+	b := newBucket(1000, nil, c.now, c.sleep)
 	for range 250 {
 		b.Take(ctx, 1)
 	}
@@ -159,10 +159,25 @@ func TestBucket(t *testing.T) {
 		t.Errorf("1,000 rows over an empty bucket slept %v, want 1s", c.slept)
 	}
 
+	// Alone on the service, a connection is not paced; once another
+	// connects, it is, from an empty bucket.
+	alone := true
+	c.slept = 0
+	solo := newBucket(1000, func() bool { return !alone }, c.now, c.sleep)
+	solo.Take(ctx, 100_000)
+	if c.slept != 0 {
+		t.Errorf("a connection alone on the service slept %v", c.slept)
+	}
+	alone = false
+	solo.Take(ctx, 1000)
+	if c.slept != time.Second {
+		t.Errorf("1,000 rows once shared slept %v, want 1s", c.slept)
+	}
+
 	// A cancelled context ends the wait.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	real := NewBucket(10)
+	real := NewBucket(10, nil)
 	if err := real.Take(cctx, 100); !errors.Is(err, context.Canceled) {
 		t.Errorf("Take on a cancelled context: %v", err)
 	}

@@ -20,8 +20,12 @@ const minSleep = 10 * time.Millisecond
 // Bucket is a token bucket of rows for one connection: Take(n) returns
 // once n more rows may be read, so that the connection reads at most
 // rate rows per second on average, after a burst of Burst seconds'
-// worth. A nil Bucket has no limit. It is not safe for concurrent use.
+// worth. Pacing protects the service's other clients, so it applies only
+// while the service is shared (the shared func reports whether other
+// connections are open): a client alone on the service reads at full
+// speed. A nil Bucket has no limit. It is not safe for concurrent use.
 type Bucket struct {
+	shared func() bool
 	rate   float64 // rows per second
 	burst  float64
 	tokens float64
@@ -31,18 +35,22 @@ type Bucket struct {
 }
 
 // NewBucket returns a full bucket of rowsPerSec, or nil (no limit) when
-// rowsPerSec is zero or less.
-func NewBucket(rowsPerSec int) *Bucket {
+// rowsPerSec is zero or less. shared reports whether other clients share
+// the service; nil: always.
+func NewBucket(rowsPerSec int, shared func() bool) *Bucket {
 	if rowsPerSec <= 0 {
 		return nil
 	}
-	return newBucket(rowsPerSec, time.Now, sleepCtx)
+	return newBucket(rowsPerSec, shared, time.Now, sleepCtx)
 }
 
-func newBucket(rowsPerSec int, now func() time.Time, sleep func(context.Context, time.Duration) error) *Bucket {
+func newBucket(rowsPerSec int, shared func() bool, now func() time.Time, sleep func(context.Context, time.Duration) error) *Bucket {
 	r := float64(rowsPerSec)
 	b := max(r*Burst, 1)
-	return &Bucket{rate: r, burst: b, tokens: b, last: now(), now: now, sleep: sleep}
+	if shared == nil {
+		shared = func() bool { return true }
+	}
+	return &Bucket{shared: shared, rate: r, burst: b, tokens: b, last: now(), now: now, sleep: sleep}
 }
 
 // Take takes n rows from the bucket, waiting (until ctx ends) while it
@@ -58,6 +66,13 @@ func (b *Bucket) Take(ctx context.Context, n int) error {
 	b.last = now
 	b.tokens -= float64(n)
 	if b.tokens >= 0 {
+		return nil
+	}
+	if !b.shared() {
+		// Alone on the service: nobody to protect. The debt is forgiven
+		// (down to an empty bucket), so that a client joining later
+		// pauses this one for no more than it would have anyway.
+		b.tokens = 0
 		return nil
 	}
 	wait := time.Duration(-b.tokens / b.rate * float64(time.Second))

@@ -110,6 +110,10 @@ type Config struct {
 	// then be below the slot's confirmed position; Postgres starts at the
 	// latter, which is safe since nothing was skipped.
 	AdvanceWhenIdle bool
+	// Idle, when set with AdvanceWhenIdle, is called with that position
+	// each time it advances: everything committed before it is durable
+	// (the service's readiness measures replication lag with it).
+	Idle func(lsn uint64)
 	// Started, when set, is called once the slot streams (START_REPLICATION
 	// succeeded): the service is replicating again.
 	Started func()
@@ -342,7 +346,12 @@ func (s *stream) handle(ctx context.Context, msg pgproto3.BackendMessage) error 
 				return fmt.Errorf("pgrepl: %w", err)
 			}
 			if s.cfg.AdvanceWhenIdle && !s.dec.inTransaction() && len(s.pending) == 0 && !s.sinkBusy {
-				s.idleLSN = max(s.idleLSN, uint64(pkm.ServerWALEnd))
+				if end := uint64(pkm.ServerWALEnd); end > s.idleLSN {
+					s.idleLSN = end
+					if s.cfg.Idle != nil {
+						s.cfg.Idle(end)
+					}
+				}
 			}
 			if pkm.ReplyRequested {
 				return s.sendStatus()

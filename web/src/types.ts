@@ -106,7 +106,11 @@ export interface Lattice {
 
 /** Options of createLattice. */
 export interface LatticeConfig {
-  /** The service's WebSocket URL, e.g. "wss://sync.example.com". */
+  /**
+   * The service's WebSocket URL, e.g. "wss://sync.example.com"; or several
+   * separated by commas, replicas of one service sharing a change log
+   * (`lattice serve --log-url`): each connection tries the next one.
+   */
   url: string;
   /** A JWT for the service (its `sub` is the user id). */
   token?: string;

@@ -131,8 +131,9 @@ func (s *session) described(rel *changelog.Rel) {
 }
 
 // columnIDs returns the attnums of rel's columns for a version 2
-// Relation: from rel, or (a relation read back from the change log) from
-// the catalog by column name, 0 where unknown.
+// Relation: from rel (the change log stores them), or (a relation of a
+// record written before it did) from the catalog by column name, 0 where
+// unknown.
 func (s *session) columnIDs(rel *changelog.Rel) []uint32 {
 	ids := make([]uint32, len(rel.Columns))
 	attnums := rel.Attnums

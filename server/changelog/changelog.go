@@ -62,8 +62,9 @@ type Rel struct {
 	Columns       []protocol.Column
 	PK            []int // indexes into Columns, in key order
 	// Attnums are the columns' Postgres attribute numbers (stable across
-	// RENAME COLUMN, see server/schema), when known; not stored in the log
-	// (nil for relations read back from it).
+	// RENAME COLUMN, see server/schema), one per column, or nil when not
+	// known. Stored in the log (record version 3; nil for relations of
+	// older records, and when its length is not that of Columns).
 	Attnums []int16
 }
 

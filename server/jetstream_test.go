@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/latticesync/lattice/client"
 	"github.com/latticesync/lattice/internal/natstest"
@@ -31,6 +32,11 @@ func TestJetStreamReplicas(t *testing.T) {
 	defer b.stop()
 	if a.svc.LogID() != b.svc.LogID() {
 		t.Fatalf("log ids %s and %s: want the stream's one", a.svc.LogID(), b.svc.LogID())
+	}
+	// Both are ready on an idle database: the one streaming the slot, and
+	// the one serving from the stream it appends to.
+	for name, e := range map[string]*env{"a": a, "b": b} {
+		waitHealth(t, e, 20*time.Second, "replica "+name+" ready", func(code int, _ string) bool { return code == 200 })
 	}
 
 	ca, _ := a.clientAt(filepath.Join(t.TempDir(), "a.db"))

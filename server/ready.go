@@ -77,10 +77,18 @@ func (w *walLag) lag(now time.Time, pos uint64) (lag time.Duration, caughtUp boo
 // in the change log: its end, or past it the position replication last
 // found idle (nothing pending).
 func (s *Service) replicatedLSN() uint64 {
-	return max(s.changeLog().EndLSN(), s.idleLSN.Load())
+	pos := max(s.changeLog().EndLSN(), s.idleLSN.Load())
+	if s.following.Load() {
+		// Serving from a stream another replica appends to: that replica
+		// confirms the slot only once the stream holds the transactions
+		// (and when idle), so the slot's position is the stream's.
+		pos = max(pos, s.slotFlushed.Load())
+	}
+	return pos
 }
 
-// sampleWAL records Postgres' flushed WAL position for the lag of /readyz.
+// sampleWAL records Postgres' flushed WAL position for the lag of /readyz,
+// and, while following another replica's stream, the slot's position.
 func (s *Service) sampleWAL(ctx context.Context) {
 	var flushed string
 	if err := s.pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&flushed); err != nil {
@@ -88,6 +96,16 @@ func (s *Service) sampleWAL(ctx context.Context) {
 	}
 	if lsn, err := pglogrepl.ParseLSN(flushed); err == nil {
 		s.walLag.sample(time.Now(), uint64(lsn))
+	}
+	if !s.following.Load() {
+		return
+	}
+	var confirmed *string
+	if err := s.pool.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", s.cur.Load().slot).Scan(&confirmed); err != nil || confirmed == nil {
+		return
+	}
+	if lsn, err := pglogrepl.ParseLSN(*confirmed); err == nil {
+		s.slotFlushed.Store(uint64(lsn))
 	}
 }
 

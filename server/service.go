@@ -210,8 +210,13 @@ type Service struct {
 	// walLag dates Postgres' WAL for /readyz; closed: Close was called
 	// (ready.go).
 	idleLSN atomic.Uint64
-	walLag  walLag
-	closed  atomic.Bool
+	// following: another replica streams the slot and appends to the
+	// shared JetStream log; slotFlushed is the slot's confirmed position,
+	// up to which that replica has stored everything in the stream.
+	following   atomic.Bool
+	slotFlushed atomic.Uint64
+	walLag      walLag
+	closed      atomic.Bool
 
 	connMu sync.Mutex
 	conns  map[*session]struct{}
@@ -550,6 +555,7 @@ func (s *Service) replicate(ctx context.Context) {
 				// Replicating again (after Postgres came back, say):
 				// healthy even before the next transaction arrives.
 				streamed = true
+				s.following.Store(false)
 				s.replErr.Store(nil)
 			},
 			Logger: s.log,
@@ -579,7 +585,8 @@ func (s *Service) replicate(ctx context.Context) {
 			// stream and take over when it stops (the slot is the lease;
 			// the stream fences a stale appender).
 			s.replErr.Store(nil)
-			s.log.Debug("another replica reads the replication slot; serving from the stream", "slot", cur.slot)
+			s.following.Store(true)
+			s.log.Debug("another replica reads the replication slot; serving from the stream", "slot", cur.slot, "err", err)
 			backoff = minBackoff
 		} else if errors.Is(err, pgrepl.ErrSlotInUse) {
 			// Right after a restart Postgres may still be closing the previous

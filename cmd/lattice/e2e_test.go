@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"net/http"
@@ -109,6 +110,7 @@ func (p *proc) kill(sig syscall.Signal) {
 func waitHealthy(t *testing.T, addr string, p *proc) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	last := "no answer"
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.exited:
@@ -117,14 +119,16 @@ func waitHealthy(t *testing.T, addr string, p *proc) {
 		}
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
 			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("service not healthy:\n%s", p.out.String())
+	t.Fatalf("service not ready in 30 s (/readyz: %s):\n%s", last, p.out.String())
 }
 
 func runCLI(t *testing.T, env []string, args ...string) (string, error) {

@@ -123,6 +123,7 @@ type columnDef struct {
 	NotNull bool   `json:"not_null,omitempty"`
 	Decl    string `json:"decl"`              // SQLite declared type
 	Default string `json:"default,omitempty"` // SQLite default expression
+	ID      uint32 `json:"id,omitempty"`      // Relation.ColumnIDs (attnum), 0 if unknown
 }
 
 // handleRelation creates or extends the local table of m and prepares its
@@ -160,6 +161,10 @@ func (c *Client) handleRelation(s *session, m *protocol.Relation) (err error) {
 		old.close()
 	}
 	s.rels[m.RelID] = r
+	for _, e := range c.schemaNotices {
+		s.post = append(s.post, func(st *Status) { st.LastError = e })
+	}
+	c.schemaNotices = nil
 	if changed {
 		if c.tx.open {
 			c.tx.tables = append(c.tx.tables, r.key)
@@ -196,12 +201,16 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 	}
 
 	def := relationDef{}
-	for _, col := range m.Columns {
-		def.Columns = append(def.Columns, columnDef{
+	for i, col := range m.Columns {
+		cd := columnDef{
 			Name: col.Name, Type: col.Type.Name, Base: uint8(col.Type.Base),
 			Array: col.Type.Array, NotNull: col.NotNull, Decl: col.Type.SQLiteDecl(),
 			Default: col.Default,
-		})
+		}
+		if i < len(m.ColumnIDs) {
+			cd.ID = m.ColumnIDs[i]
+		}
+		def.Columns = append(def.Columns, cd)
 	}
 	for _, k := range m.PK {
 		def.PK = append(def.PK, m.Columns[k].Name)
@@ -246,23 +255,11 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 		}
 		changed = true
 	} else {
-		// Best effort: add the new columns (without NOT NULL, which ADD
-		// COLUMN cannot add without a default). Columns dropped upstream
-		// stay, and a changed primary key is only logged: the table keeps
-		// its key.
-		for _, col := range def.Columns {
-			if existing[strings.ToLower(col.Name)] {
-				continue
-			}
-			sql := "ALTER TABLE " + quoteIdent(local) + " ADD COLUMN " + quoteIdent(col.Name)
-			if col.Decl != "" {
-				sql += " " + col.Decl
-			}
-			if err := c.conn.Exec(sql); err != nil {
-				return false, fmt.Errorf("add column %s.%s: %w", local, col.Name, err)
-			}
-			changed = true
-			c.log.Info("lattice: added column", "table", local, "column", col.Name)
+		// A schema change upstream (migrate.go). A changed primary key
+		// (which the service refuses) is only logged: the table keeps its key.
+		changed, err = c.migrateTable(local, &def, m, existing)
+		if err != nil {
+			return false, err
 		}
 		if !equalFoldSlices(localPK, def.PK) {
 			c.log.Warn("lattice: primary key of local table differs from the service's", "table", local, "local", localPK, "service", def.PK)

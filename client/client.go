@@ -120,6 +120,14 @@ type Client struct {
 	trace bool
 	path  string
 
+	// schemaNotices: *SchemaChangeError of the Relation being applied,
+	// for Status.LastError (migrate.go). Guarded by db.
+	schemaNotices []error
+	// refetch: shapes were marked unsynced by a schema change
+	// (refetchTable); the session ends once that is committed, so that
+	// the next one fetches them again. Guarded by db.
+	refetch bool
+
 	// db is the lock of the SQLite connection (a one-slot semaphore, so
 	// that waiting for it can honour a context). Whoever holds it may use
 	// conn and the fields marked "guarded by db". The apply of a service

@@ -40,7 +40,7 @@ func (s *session) pusher() {
 // pushLocked sends the pending transactions after the last one sent on
 // this session. Caller holds db.
 func (c *Client) pushLocked(s *session) error {
-	if !s.ready || len(s.inFlight) >= maxInFlight {
+	if !s.ready || len(s.inFlight) >= maxInFlight || s.awaitingWelcomeAnswers() {
 		return nil
 	}
 	txns, err := c.unsentTxns(s.sentTxn, maxInFlight-len(s.inFlight))
@@ -72,6 +72,18 @@ func (c *Client) pushLocked(s *session) error {
 		s.inFlight[t.ID] = struct{}{}
 	}
 	return nil
+}
+
+// awaitingWelcomeAnswers reports whether a Subscribe sent on Welcome is
+// unanswered: the service describes the tables first (a Relation with
+// their columns now), and writes index columns by that description.
+func (s *session) awaitingWelcomeAnswers() bool {
+	for id, req := range s.pending {
+		if id <= s.welcomeReq && !req.unsub {
+			return true
+		}
+	}
+	return false
 }
 
 // rowKey identifies a row within one transaction.

@@ -289,6 +289,11 @@ type session struct {
 	nextReq  uint32
 	pending  map[uint32]request // requests awaiting an answer, by ReqID
 
+	// welcomeReq is the last request sent on Welcome: local writes wait
+	// for the answers up to it, which describe the tables as they are now
+	// (their columns may have changed while the client was away).
+	welcomeReq uint32
+
 	// goingAway: the service closed the connection with status 1001.
 	goingAway atomic.Bool
 
@@ -652,6 +657,10 @@ func (c *Client) serve(s *session) error {
 		if err := c.handle(s, it.m); err != nil {
 			return err
 		}
+		if c.refetch && !c.tx.open && !c.tx.held {
+			c.refetch = false
+			return fmt.Errorf("%w: fetch the rows of a table again after a schema change (migrate.go)", errReconnect)
+		}
 	}
 }
 
@@ -776,6 +785,7 @@ func (c *Client) handleWelcome(s *session, m *protocol.Welcome) error {
 		s.subscribe(false, fresh)
 	}
 	s.unsubscribe(c.unsubs)
+	s.welcomeReq = s.nextReq
 	s.ready = true
 	s.wakePusher()
 	s.post = append(s.post, func(st *Status) { st.State = StateOnline })
@@ -790,6 +800,7 @@ func (c *Client) handleSubscribed(s *session, m *protocol.Subscribed) error {
 		ids = req.ids
 	}
 	delete(s.pending, m.ReqID)
+	s.wakePusher()
 	if req.unsub {
 		// The service confirmed an Unsubscribe: its move-outs are applied.
 		for _, id := range req.ids {
@@ -851,6 +862,7 @@ func (c *Client) handleError(s *session, m *protocol.Error) error {
 	}
 	if req, ok := s.pending[m.ReqID]; ok && m.ReqID != 0 {
 		delete(s.pending, m.ReqID)
+		s.wakePusher()
 		switch {
 		case req.unsub:
 			// An older service refuses Unsubscribe: the rows stay.

@@ -232,8 +232,10 @@ func (st *subState) shape() Shape {
 
 // markSynced records that the shape's initial data is local.
 func (st *subState) markSynced() {
-	if !st.synced {
-		st.synced = true
+	st.synced = true
+	select {
+	case <-st.done: // synced before (a shape fetched again, see refetchTable)
+	default:
 		close(st.done)
 	}
 }

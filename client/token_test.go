@@ -96,9 +96,12 @@ func TestTokenFuncAfterUnauthorized(t *testing.T) {
 		t.Fatalf("token %q on the new connection", fc.hello.Token)
 	}
 	fc.welcome("log1")
-	if s := fc.expectSubscribe(); !s.Resume {
+	s := fc.expectSubscribe()
+	if !s.Resume {
 		t.Fatalf("subscribe %+v", s)
 	}
+	// Writes follow the answer (which describes the tables as they are now).
+	fc.send(&protocol.Subscribed{ReqID: s.ReqID, ShapeIDs: shapeIDs(s)})
 	if w := fc.expectWrite(); w.TxnID != 1 || len(w.Changes) != 1 {
 		t.Fatalf("write %+v", w)
 	}
@@ -168,7 +171,8 @@ func TestRefusedTokenNotResent(t *testing.T) {
 		t.Fatalf("token %q", fc.hello.Token)
 	}
 	fc.welcome("log1")
-	fc.expectSubscribe()
+	sub := fc.expectSubscribe()
+	fc.send(&protocol.Subscribed{ReqID: sub.ReqID, ShapeIDs: shapeIDs(sub)})
 	for i := 1; i <= 3; i++ {
 		w := fc.expectWrite()
 		if w.TxnID != uint64(i) {

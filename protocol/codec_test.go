@@ -180,7 +180,16 @@ func TestTruncated(t *testing.T) {
 	}
 	for _, m := range allDown() {
 		frame := m.Encode(nil)
+		trailer := len(frame)
+		if r, ok := m.(*Relation); ok && len(r.ColumnIDs) > 0 {
+			c := *r
+			c.ColumnIDs = nil
+			trailer = len(c.Encode(nil)) // without the v2 trailer: a v1 Relation
+		}
 		for n := range len(frame) {
+			if n == trailer {
+				continue
+			}
 			if got, err := DecodeDown(frame[:n]); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("DecodeDown(% x) (%d of %d bytes of %T) = %v, %v; want ErrMalformed", frame[:n], n, len(frame), m, show(got), err)
 			}

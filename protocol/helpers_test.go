@@ -92,12 +92,13 @@ var golden = []struct {
 	msg  interface{ Encode([]byte) []byte }
 }{
 	{"hello", &Hello{
-		Version:  Version,
+		Version:  1, // the first release's Hello; hello_v2 below
 		Token:    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln",
 		ClientID: "c-7f3a",
 		LogID:    "log-01",
 		LSN:      0x16B3748,
 	}},
+	{"hello_v2", &Hello{Version: 2, ClientID: "c-7f3a", LogID: "log-01", LSN: 0x16B3748}},
 	{"subscribe", &Subscribe{
 		ReqID: 7,
 		Shapes: []Shape{
@@ -132,6 +133,19 @@ var golden = []struct {
 			{Name: "mood", Type: typ(coltype.Enum, "public.mood")},
 		},
 		PK: []int{0, 1},
+	}},
+	// Version 2: the same Relation with its column ids (attnums).
+	{"relation_v2", &Relation{
+		RelID:  1,
+		Schema: "public",
+		Table:  "items",
+		Columns: []Column{
+			{Name: "id", Type: typ(coltype.UUID, "uuid"), NotNull: true},
+			{Name: "n", Type: typ(coltype.Int8, "bigint"), NotNull: true},
+			{Name: "title", Type: typ(coltype.TextType, "character varying(80)"), Default: "'untitled'"},
+		},
+		PK:        []int{0, 1},
+		ColumnIDs: []uint32{1, 2, 4},
 	}},
 	{"txn", &Txn{
 		LSN:        0x16B3800,

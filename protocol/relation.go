@@ -25,6 +25,11 @@ type Relation struct {
 	Table   string
 	Columns []Column
 	PK      []int // indexes into Columns, in key order
+	// ColumnIDs (protocol version 2) are the columns' stable ids, one per
+	// column: the Postgres attnum, which a RENAME COLUMN or ALTER TYPE
+	// keeps and a new column never reuses; 0 when unknown. nil: not sent
+	// (version 1, or no columns).
+	ColumnIDs []uint32
 }
 
 // Encode appends the Relation frame to dst. A PK index outside Columns
@@ -45,6 +50,12 @@ func (m *Relation) Encode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(m.PK)))
 	for _, k := range m.PK {
 		dst = binary.AppendUvarint(dst, uint64(k))
+	}
+	if len(m.ColumnIDs) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(m.ColumnIDs)))
+		for _, id := range m.ColumnIDs {
+			dst = binary.AppendUvarint(dst, uint64(id))
+		}
 	}
 	return dst
 }
@@ -87,6 +98,18 @@ func (d *decoder) relation() *Relation {
 			d.failAt(pos, "primary key index out of range")
 		}
 		m.PK[i] = int(k)
+	}
+	if d.err == nil && d.remaining() > 0 {
+		// The version 2 trailer: one id per column.
+		pos := d.off
+		n := d.count(1)
+		if (n == 0 || n != len(m.Columns)) && d.err == nil {
+			d.failAt(pos, "column id count differs from the column count")
+		}
+		m.ColumnIDs = make([]uint32, n)
+		for i := range m.ColumnIDs {
+			m.ColumnIDs[i] = d.u32()
+		}
 	}
 	return m
 }

@@ -243,6 +243,10 @@ func TestBadInput(t *testing.T) {
 			{protocol.Shape{ID: "7", Table: "items", Where: "id = $2", Params: []*string{p("1")}}, protocol.ErrBadShape, "$2"},
 			{protocol.Shape{ID: "8", Table: "items", Where: "id = $1", Params: []*string{p("one")}}, protocol.ErrBadShape, "integer"},
 			{protocol.Shape{ID: "9", Table: "items", Where: "id IN (SELECT id FROM secret)"}, protocol.ErrBadShape, ""},
+			// Malformed names (to_regclass raises): unknown tables too.
+			{protocol.Shape{ID: "10", Table: "a.b.c.d"}, protocol.ErrUnknownTable, "a.b.c.d"},
+			{protocol.Shape{ID: "11", Table: "otherdb.public.items"}, protocol.ErrUnknownTable, "otherdb"},
+			{protocol.Shape{ID: "12", Table: `"items`}, protocol.ErrUnknownTable, "items"},
 		}
 		for i, c := range cases {
 			r.send(&protocol.Subscribe{ReqID: uint32(i + 1), Shapes: []protocol.Shape{c.sh}})

@@ -27,6 +27,9 @@ func (s *session) write(m *protocol.Write) error {
 	if s.clientID == "" {
 		return s.send(&protocol.Reject{TxnID: m.TxnID, Code: writes.CodeBadChange, Message: "writes need a client id in Hello"})
 	}
+	if err := s.remapChanges(m); err != nil {
+		return err
+	}
 	txn := &writes.Txn{Origin: s.clientID, ID: m.TxnID, HLC: s.admitHLC(m), Changes: make([]writes.Change, len(m.Changes))}
 	for i, c := range m.Changes {
 		wc := writes.Change{Table: c.Table, Key: c.Key, Values: c.Values}

@@ -125,8 +125,9 @@ func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
 // serveReady is readiness (/readyz): 200 when the service takes new
 // clients and serves them current data: not shutting down, Postgres
 // reachable, the change log writable, replication running and caught up
-// within ReadyMaxLag, every row-level security policy enforceable. 503
-// with the reason otherwise.
+// within ReadyMaxLag, every row-level security policy enforceable, no
+// table stopped by an unsupported schema change. 503 with the reason
+// otherwise.
 func (s *Service) serveReady(w http.ResponseWriter, r *http.Request) {
 	if s.isDraining() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
@@ -163,6 +164,15 @@ func (s *Service) serveReady(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		for _, e := range p.Errors() {
 			io.WriteString(w, "row-level security: "+e.Error()+"\n")
+		}
+		return
+	}
+	if refused := s.refusedTables(); len(refused) > 0 {
+		// The service runs; these tables do not sync (schemastate.go).
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, e := range refused {
+			io.WriteString(w, e+"\n")
 		}
 		return
 	}

@@ -235,6 +235,9 @@ type Service struct {
 	policies atomic.Pointer[authz.Policies]
 	policyMu sync.Mutex
 	policyCh chan struct{}
+
+	// schema: tables stopped by unsupported schema changes (schemastate.go).
+	schema schemaState
 }
 
 // ErrConfig wraps problems with the database setup that an operator must fix.
@@ -306,6 +309,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.metrics.reg.MustRegister(newQueueCollector(s))
 	s.tables = catalog.NewTables(s.pool)
+	if err := s.loadSchemaState(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
 	s.applier = writes.NewApplier(s.pool, s.tables)
 	s.policyCh = make(chan struct{})
 	if cfg.AuthRole == "" {
@@ -643,6 +650,9 @@ func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationM
 	if err != nil {
 		return nil, err
 	}
+	if err := s.observeSchema(ctx, msg.RelationID, relKey(msg.Namespace, msg.RelationName)); err != nil {
+		return nil, err
+	}
 	cat := tb.Rel
 	byName := make(map[string]int, len(cat.Columns))
 	for i, c := range cat.Columns {
@@ -652,10 +662,13 @@ func (s *Service) describeRelation(ctx context.Context, msg *pglogrepl.RelationM
 	for _, mc := range msg.Columns {
 		col := protocol.Column{Name: mc.Name}
 		i, ok := byName[mc.Name]
+		var attnum int16
 		if ok {
 			col.NotNull = cat.Columns[i].NotNull
 			col.Default = cat.Columns[i].Default
+			attnum = cat.Attnums[i]
 		}
+		rel.Attnums = append(rel.Attnums, attnum)
 		if typ, ok := coltype.BuiltinByOID(mc.DataType); ok {
 			col.Type = typ
 			if i, ok := byName[mc.Name]; ok {

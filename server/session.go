@@ -104,6 +104,14 @@ type session struct {
 	// without --auth-role); policyCh is closed when they change.
 	acc      *authz.Access
 	policyCh <-chan struct{}
+
+	// toldRefused: tables not synced (schemastate.go) the client was told of.
+	toldRefused map[string]bool
+	// version is the client's protocol version (Hello).
+	version uint16
+	// sentRel is the layout of each table ("schema.table") last described
+	// to the client: its writes index columns by it (schemastate.go).
+	sentRel map[string]*changelog.Rel
 }
 
 type shape struct {
@@ -418,9 +426,10 @@ func (s *session) hello() error {
 	if !ok {
 		return &clientError{protocol.ErrBadFrame, "the first message must be Hello", true}
 	}
-	if h.Version != protocol.Version {
-		return &clientError{protocol.ErrVersion, fmt.Sprintf("protocol version %d is not supported; this service speaks %d", h.Version, protocol.Version), true}
+	if h.Version < protocol.MinVersion || h.Version > protocol.Version {
+		return &clientError{protocol.ErrVersion, fmt.Sprintf("protocol version %d is not supported; this service speaks %d to %d", h.Version, protocol.MinVersion, protocol.Version), true}
 	}
+	s.version = h.Version
 	if s.svc.cfg.Insecure {
 		s.user = auth.Identity{UserID: "anonymous", Claims: json.RawMessage(`{"sub":"anonymous"}`)}
 	} else {

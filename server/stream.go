@@ -50,6 +50,12 @@ func (s *session) process(txn *changelog.Txn) error {
 		if len(shs) == 0 || ch.Op == changelog.OpTruncate {
 			continue
 		}
+		if skip, err := s.skipRefused(key); skip || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if at, ok := truncatedAt[key]; ok && i < at {
 			continue // wiped by a later TRUNCATE in the same transaction
 		}
@@ -278,21 +284,36 @@ func samePK(rel *changelog.Rel, a, b []coltype.Value) bool {
 }
 
 // relID returns the connection's id for rel, sending a Relation first when
-// the client has not seen it.
+// the client has not seen it, or when the last layout of the table it was
+// sent is another one (after a schema change, the stream may still hold
+// changes made before it): the client's table always has the layout of
+// the changes it applies.
 func (s *session) relID(rel *changelog.Rel) (uint32, error) {
-	if id, ok := s.relIDs[rel]; ok {
-		return id, nil
-	}
-	for known, id := range s.relIDs {
-		if catalog.SameRel(known, rel) {
-			s.relIDs[rel] = id // the same layout under another pointer
-			return id, nil
+	id, ok := s.relIDs[rel]
+	if !ok {
+		for known, kid := range s.relIDs {
+			if catalog.SameRel(known, rel) {
+				id, ok = kid, true
+				s.relIDs[rel] = id // the same layout under another pointer
+				break
+			}
 		}
 	}
-	s.nextRel++
-	id := s.nextRel
-	s.relIDs[rel] = id
-	err := s.send(&protocol.Relation{RelID: id, Schema: rel.Schema, Table: rel.Table, Columns: rel.Columns, PK: rel.PK})
+	if ok {
+		if last := s.sentRel[relKey(rel.Schema, rel.Table)]; last == nil || last == rel || catalog.SameRel(last, rel) {
+			return id, nil
+		}
+	} else {
+		s.nextRel++
+		id = s.nextRel
+		s.relIDs[rel] = id
+	}
+	m := &protocol.Relation{RelID: id, Schema: rel.Schema, Table: rel.Table, Columns: rel.Columns, PK: rel.PK}
+	if s.version >= 2 {
+		m.ColumnIDs = s.columnIDs(rel)
+	}
+	s.described(rel)
+	err := s.send(m)
 	return id, err
 }
 

@@ -198,6 +198,12 @@ func (s *session) subscribe(m *protocol.Subscribe) error {
 		}
 		for _, sh := range fresh {
 			s.addShape(sh)
+			// The table as it is now, before any write of the client's is
+			// read (they index its columns): a schema change made while
+			// the client was away reaches it first.
+			if _, err := s.relID(sh.table.Rel); err != nil {
+				return err
+			}
 		}
 		return s.send(&protocol.Subscribed{ReqID: m.ReqID, ShapeIDs: ids})
 	}

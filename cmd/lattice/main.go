@@ -5,6 +5,7 @@
 //	lattice replicate --db FILE ...    keep a SQLite file in sync with shapes
 //	lattice token --sub USER           mint a development JWT
 //	lattice generate --out DIR         write the typed TypeScript client
+//	lattice schema                     print the schema history of electrified tables
 //	lattice doctor                     check Postgres for what serve needs
 package main
 
@@ -30,6 +31,7 @@ Usage:
   lattice token [flags]               print a JWT for development
   lattice dev [flags]                 the demo: throwaway Postgres + service
   lattice generate --out DIR          write the typed TypeScript client of the electrified tables
+  lattice schema [flags]              print the schema history of the electrified tables
   lattice doctor [flags]              check a Postgres for what serve needs; print the fixes
 
 Run 'lattice COMMAND -h' for the flags of a command.
@@ -90,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tokenCmd(args[1:], stdout, stderr)
 	case "generate":
 		return generateCmd(ctx, args[1:], stdout, stderr)
+	case "schema":
+		return schemaCmd(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return doctorCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

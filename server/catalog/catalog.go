@@ -19,6 +19,7 @@ import (
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/changelog"
+	"github.com/latticesync/lattice/server/schema"
 )
 
 //go:embed schema.sql
@@ -32,6 +33,30 @@ var ErrNotElectrified = errors.New("table is not electrified")
 
 // ErrUnknownTable is returned for names that resolve to no table.
 var ErrUnknownTable = errors.New("unknown table")
+
+// BadName reports whether err, from resolving a client's table name with
+// to_regclass, says the name itself is malformed (invalid name syntax, too
+// many dotted names, a cross-database reference, bad text), so that the
+// name resolves to no table. Any other error, among them those of a
+// Postgres that is restarting or unreachable ("the database system is
+// starting up", a failed connect: also *pgconn.PgError), says nothing of
+// the table: the caller must treat it as transient, not as an unknown
+// table, which a client takes as final (it drops the shape or the write).
+func BadName(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch {
+	case pgErr.Code == "42501": // insufficient_privilege: the service's role
+		return false
+	case strings.HasPrefix(pgErr.Code, "42"), // syntax error or access rule violation (42601, 42602)
+		strings.HasPrefix(pgErr.Code, "22"), // data exception (a name that is not valid text)
+		pgErr.Code == "0A000":               // feature_not_supported (a cross-database reference)
+		return true
+	}
+	return false
+}
 
 // ConfigError says what is wrong with the database configuration and how
 // to fix it.
@@ -106,6 +131,9 @@ func Bootstrap(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	if _, err := tx.Exec(ctx, schemaSQL); err != nil {
 		return fmt.Errorf("create lattice schema: %w", err)
+	}
+	if _, err := schema.Install(ctx, tx); err != nil {
+		return err
 	}
 	var pubExists bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, Publication).Scan(&pubExists); err != nil {
@@ -222,7 +250,7 @@ func (t *Tables) Lookup(ctx context.Context, name string) (*Table, error) {
 	}
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
+		if BadName(err) && errors.As(err, &pgErr) {
 			return nil, fmt.Errorf("%w %q: %s", ErrUnknownTable, name, pgErr.Message)
 		}
 		return nil, fmt.Errorf("look up table %q: %w", name, err)
@@ -301,6 +329,7 @@ func describe(ctx context.Context, q Querier, oid uint32) (*Table, error) {
 		col.Type = typ
 		attnums[attnum] = len(rel.Columns)
 		rel.Columns = append(rel.Columns, col)
+		rel.Attnums = append(rel.Attnums, attnum)
 		defaults = append(defaults, defExpr)
 	}
 	rows.Close()
@@ -341,6 +370,13 @@ func SameRel(a, b *changelog.Rel) bool {
 	for i := range a.PK {
 		if a.PK[i] != b.PK[i] {
 			return false
+		}
+	}
+	if a.Attnums != nil && b.Attnums != nil && len(a.Attnums) == len(b.Attnums) {
+		for i := range a.Attnums {
+			if a.Attnums[i] != b.Attnums[i] {
+				return false
+			}
 		}
 	}
 	return true

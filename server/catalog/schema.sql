@@ -69,6 +69,7 @@ BEGIN
     END IF;
     INSERT INTO lattice.electrified (relid) VALUES (tbl) ON CONFLICT DO NOTHING;
     CALL lattice.ensure_shadow(tbl); -- write-path metadata (below)
+    PERFORM lattice.record_schema(tbl, NULL, 'electrify', true); -- schema history (server/schema)
     PERFORM pg_notify('lattice_electrified', tbl::text);
 END
 $$;

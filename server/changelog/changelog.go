@@ -61,6 +61,11 @@ type Rel struct {
 	Schema, Table string
 	Columns       []protocol.Column
 	PK            []int // indexes into Columns, in key order
+	// Attnums are the columns' Postgres attribute numbers (stable across
+	// RENAME COLUMN, see server/schema), one per column, or nil when not
+	// known. Stored in the log (record version 3; nil for relations of
+	// older records, and when its length is not that of Columns).
+	Attnums []int16
 }
 
 // Change is one row change. Op is protocol.OpInsert, OpUpdate or OpDelete.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/latticesync/lattice/coltype"
@@ -52,6 +53,7 @@ func fuzzTxns() []*Txn {
 		{LSN: math.MaxUint64, EndLSN: math.MaxUint64, Xid: math.MaxUint32, CommitTime: math.MinInt64, Origin: "c-1", ClientTxnID: math.MaxUint64},
 		{LSN: 7, Changes: []Change{{Op: OpTruncate, Rel: relUsers}, {Op: protocol.OpDelete, Rel: relUsers, Old: userRow(3), Version: 9}}},
 		{LSN: 8, Changes: []Change{{Op: protocol.OpInsert, Rel: &Rel{Schema: "s", Table: "empty"}, New: []coltype.Value{}}}},
+		{LSN: 10, Changes: []Change{{Op: protocol.OpDelete, Rel: relUsersAttnums, Old: userRow(4), Version: 2}}},
 		{LSN: 9, Changes: []Change{{Op: protocol.OpUpdate, Rel: relItems, New: []coltype.Value{
 			{Kind: coltype.Integer, I: math.MinInt64}, {Kind: coltype.Text}, {Kind: coltype.Real, F: math.Float64frombits(0x7ff8_0000_dead_beef)},
 			{}, {Kind: coltype.Blob}, {Kind: coltype.Real, F: math.Copysign(0, -1)},
@@ -90,7 +92,7 @@ func appendV1(dst []byte, t *Txn) []byte {
 	dst = binary.AppendUvarint(dst, uint64(nBytes))
 	dst = binary.AppendUvarint(dst, uint64(len(rels)))
 	for _, r := range rels {
-		k := appendRel(nil, r)
+		k := appendRelV2(nil, r)
 		dst = binary.AppendUvarint(dst, uint64(len(k)))
 		dst = append(dst, k...)
 	}
@@ -197,6 +199,7 @@ func cloneTxn(t *Txn) *Txn {
 		r := *ch.Rel
 		r.Columns = append([]protocol.Column(nil), r.Columns...)
 		r.PK = append([]int(nil), r.PK...)
+		r.Attnums = append([]int16(nil), r.Attnums...)
 		ch.Rel = &r
 		ch.Old, ch.New = cloneRow(ch.Old), cloneRow(ch.New)
 		c.Changes[i] = ch
@@ -246,7 +249,7 @@ func equalRel(a, b *Rel) bool {
 			return false
 		}
 	}
-	return true
+	return slices.Equal(relAttnums(a), relAttnums(b))
 }
 
 func equalRow(a, b []coltype.Value) bool {

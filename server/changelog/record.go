@@ -22,6 +22,7 @@ import (
 //	          nChanges:uvarint { op:byte rel:uvarint flags:byte [old:row] [new:row] }
 //	rel     = schema:str table:str nCols:uvarint { name:str base:byte colFlags:byte typeName:str }
 //	          nPK:uvarint { pk:uvarint }
+//	          nAttnums:uvarint { attnum:varint }     (version 3: 0 or nCols Postgres attnums)
 //	row     = n:uvarint { value }
 //	value   = kind:byte, then Integer: zigzag varint; Real: 8 bytes IEEE 754;
 //	          Text/Blob: uvarint length + bytes; Null: nothing
@@ -34,8 +35,9 @@ import (
 const (
 	recHeaderLen = 8
 	// payloadVersion 2 added Txn.Origin, Txn.ClientTxnID and
-	// Change.Version; version 1 records are still read.
-	payloadVersion = 2
+	// Change.Version; 3 added Rel.Attnums. Versions 1 and 2 are still
+	// read.
+	payloadVersion = 3
 	// minPayload is version + LSN + 7 one-byte varints.
 	minPayload = 1 + 8 + 7
 	// maxRecord bounds one encoded transaction.
@@ -235,6 +237,27 @@ func appendString(dst []byte, s string) []byte {
 }
 
 func appendRel(dst []byte, r *Rel) []byte {
+	dst = appendRelV2(dst, r)
+	attnums := relAttnums(r)
+	dst = binary.AppendUvarint(dst, uint64(len(attnums)))
+	for _, a := range attnums {
+		dst = binary.AppendVarint(dst, int64(a))
+	}
+	return dst
+}
+
+// relAttnums returns r.Attnums if there is one per column, else nil
+// (unknown).
+func relAttnums(r *Rel) []int16 {
+	if len(r.Attnums) != len(r.Columns) || len(r.Columns) == 0 {
+		return nil
+	}
+	return r.Attnums
+}
+
+// appendRelV2 appends a rel as records of version 1 and 2 hold it (no
+// attnums).
+func appendRelV2(dst []byte, r *Rel) []byte {
 	dst = appendString(dst, r.Schema)
 	dst = appendString(dst, r.Table)
 	dst = binary.AppendUvarint(dst, uint64(len(r.Columns)))
@@ -386,7 +409,7 @@ type txnHeader struct {
 func (d *decoder) header() txnHeader {
 	var h txnHeader
 	h.Version = d.byte1()
-	if h.Version != 1 && h.Version != payloadVersion && d.err == nil {
+	if (h.Version < 1 || h.Version > payloadVersion) && d.err == nil {
 		d.fail(fmt.Sprintf("unknown record version %d", h.Version))
 	}
 	h.LSN = d.u64()
@@ -429,7 +452,7 @@ func decodeTxn(payload []byte, in *interner) (*Txn, error) {
 		r := in.get(key)
 		if r == nil {
 			var err error
-			if r, err = decodeRel(key); err != nil {
+			if r, err = decodeRel(key, h.Version); err != nil {
 				return nil, err
 			}
 			r = in.intern(key, r)
@@ -529,7 +552,8 @@ func decodeTxn(payload []byte, in *interner) (*Txn, error) {
 	return t, nil
 }
 
-func decodeRel(key []byte) (*Rel, error) {
+// decodeRel decodes a rel of a record of version ver.
+func decodeRel(key []byte, ver byte) (*Rel, error) {
 	d := decoder{b: key}
 	r := &Rel{Schema: d.str(), Table: d.str()}
 	if n := d.count(4); n > 0 {
@@ -554,6 +578,23 @@ func decodeRel(key []byte) (*Rel, error) {
 			break
 		}
 		r.PK[i] = int(k)
+	}
+	if ver >= 3 && d.err == nil {
+		switch n := d.count(1); {
+		case n == 0:
+		case n != len(r.Columns):
+			d.fail(fmt.Sprintf("%d attnums for %d columns", n, len(r.Columns)))
+		default:
+			r.Attnums = make([]int16, n)
+			for i := range r.Attnums {
+				a := d.varint()
+				if a < math.MinInt16 || a > math.MaxInt16 {
+					d.fail("attnum out of range")
+					break
+				}
+				r.Attnums[i] = int16(a)
+			}
+		}
 	}
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("trailing bytes in relation")
@@ -603,6 +644,9 @@ func (in *interner) intern(key []byte, r *Rel) *Rel {
 	}
 	if r.PK != nil {
 		c.PK = append([]int(nil), r.PK...)
+	}
+	if a := relAttnums(r); a != nil {
+		c.Attnums = append([]int16(nil), a...)
 	}
 	in.m[string(key)] = c
 	return c

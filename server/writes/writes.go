@@ -266,7 +266,7 @@ func (a *Applier) tableByName(ctx context.Context, name string) (*table, error) 
 			FROM pg_class c WHERE c.oid = to_regclass($1)`, name).Scan(&oid, &found, &electrified)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) {
+			if catalog.BadName(err) && errors.As(err, &pgErr) {
 				return nil, fmt.Errorf("%w %q: %s", catalog.ErrUnknownTable, name, pgErr.Message)
 			}
 			return nil, fmt.Errorf("look up table %q: %w", name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -231,4 +232,48 @@ func TestRetention(t *testing.T) {
 	if got := readAll(t, c, len(want)); !equal(got, want) {
 		t.Fatalf("from the truncation point: %v", got)
 	}
+}
+
+// TestAttnums: the columns' Postgres attnums of a Rel (the schema history's
+// column ids, sent to clients in version 2 Relations and used to remap
+// writes made against an older layout) reach the other replicas, from the
+// in-memory tail and fetched from the stream.
+func TestAttnums(t *testing.T) {
+	ns := natstest.Start(t)
+	a := open(t, ns.URL(), jetstream.Options{TailTxns: 1})
+	b := open(t, ns.URL(), jetstream.Options{TailTxns: 1})
+	live := b.Cursor(0)
+	renamed := *rel
+	renamed.Columns = []protocol.Column{rel.Columns[0], {Name: "name", Type: rel.Columns[1].Type}}
+	renamed.Attnums = []int16{1, 3}
+	withIDs := *rel
+	withIDs.Attnums = []int16{1, 3}
+	want := map[uint64][]int16{10: nil, 20: {1, 3}, 30: {1, 3}}
+	for _, tx := range []*changelog.Txn{txn(10), txn(20), txn(30)} {
+		switch tx.LSN {
+		case 20:
+			tx.Changes[0].Rel = &withIDs
+		case 30:
+			tx.Changes[0].Rel = &renamed
+		}
+		if err := a.Append(tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string, c changelog.Cursor) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for range 3 {
+			tx, err := c.Next(ctx)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if got := tx.Changes[0].Rel.Attnums; !slices.Equal(got, want[tx.LSN]) {
+				t.Errorf("%s: txn %d: attnums %v, want %v", what, tx.LSN, got, want[tx.LSN])
+			}
+		}
+	}
+	check("follower, live", live)
+	check("follower, fetched", b.Cursor(0))
 }

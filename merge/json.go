@@ -767,3 +767,68 @@ func DecodeDoc(b []byte) (Doc, error) {
 	}
 	return d, nil
 }
+
+// ---- per-path changes on the wire ----
+
+// AppendJSONChanges encodes changes as JSON text, the form a client sends
+// as the value of a column merged per key (see README.md):
+//
+//	[["set", ["k1","k2"], <value>], ["del", ["k1"]], ...]
+//
+// The root is the empty path.
+func AppendJSONChanges(dst []byte, changes []JSONChange) []byte {
+	dst = append(dst, '[')
+	for i, c := range changes {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		path := c.Path
+		if path == nil {
+			path = []string{}
+		}
+		if c.Delete {
+			dst = append(dst, `["del",`...)
+			dst = append(dst, marshalJSON(path)...)
+		} else {
+			dst = append(dst, `["set",`...)
+			dst = append(dst, marshalJSON(path)...)
+			dst = append(dst, ',')
+			dst = append(dst, c.Value...)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, ']')
+}
+
+// DecodeJSONChanges decodes what AppendJSONChanges encoded; each set's
+// value is returned canonical. Paths deeper than MaxJSONDepth are refused.
+func DecodeJSONChanges(b []byte) ([]JSONChange, error) {
+	var raw [][]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("merge: JSON changes: %w", err)
+	}
+	out := make([]JSONChange, 0, len(raw))
+	for i, r := range raw {
+		var op string
+		var path []string
+		if len(r) < 2 || json.Unmarshal(r[0], &op) != nil || json.Unmarshal(r[1], &path) != nil || path == nil {
+			return nil, fmt.Errorf("merge: JSON change %d: want [op, path, value?]", i)
+		}
+		if len(path) > MaxJSONDepth {
+			return nil, fmt.Errorf("merge: JSON change %d: path deeper than %d", i, MaxJSONDepth)
+		}
+		switch {
+		case op == "del" && len(r) == 2:
+			out = append(out, JSONChange{Path: path, Delete: true})
+		case op == "set" && len(r) == 3:
+			v, err := CanonicalJSON(r[2])
+			if err != nil {
+				return nil, fmt.Errorf("merge: JSON change %d: %w", i, err)
+			}
+			out = append(out, JSONChange{Path: path, Value: v})
+		default:
+			return nil, fmt.Errorf("merge: JSON change %d: unknown op %q or wrong length", i, op)
+		}
+	}
+	return out, nil
+}

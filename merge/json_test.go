@@ -520,3 +520,64 @@ func modelDoc(ops []jop) Doc {
 	}
 	return d
 }
+
+func TestJSONChangesWire(t *testing.T) {
+	forCases(t, 2000, func(t *testing.T, g *gen) bool {
+		ch := g.changes()
+		for i := range ch {
+			if !ch[i].Delete {
+				ch[i].Value, _ = CanonicalJSON(ch[i].Value)
+			}
+		}
+		got, err := DecodeJSONChanges(AppendJSONChanges(nil, ch))
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(ch) {
+			t.Errorf("%v: got %v, %v", ch, got, err)
+			return false
+		}
+		return true
+	})
+	for _, bad := range []string{`{}`, `[["set",["a"]]]`, `[["del",null]]`, `[["put",["a"],1]]`, `[["set",["a"],{]]`} {
+		if _, err := DecodeJSONChanges([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+// Compact at a point every replica has passed keeps the document and is
+// invisible to later writes: writing on the compacted and on the full
+// state gives the same document. Tombstones (deleted keys) are dropped.
+func TestPropertyDocCompact(t *testing.T) {
+	forCases(t, 3000, func(t *testing.T, g *gen) bool {
+		d := g.simDoc(6)
+		full := d
+		var c Doc
+		c.Entries = slices.Clone(d.Entries)
+		c.Compact(st(1000, ""))
+		if render(c) != render(full) {
+			t.Errorf("compact changed %s to %s", render(full), render(c))
+			return false
+		}
+		for _, e := range c.Entries {
+			if !e.exists() && len(e.Removes) == 0 && e.Stamp.HLC <= st(1000, "").HLC {
+				t.Errorf("tombstone kept: %s", docString(c))
+				return false
+			}
+			if len(e.Removes) > 0 {
+				t.Errorf("removed tags kept: %s", docString(c))
+				return false
+			}
+		}
+		for i := range 3 {
+			ch := g.changes()
+			s := st(int64(2000+i), "later")
+			df, _ := DocDelta(full, s, ch, nil)
+			dc, _ := DocDelta(c, s, ch, nil)
+			full, c = MergeDocs(full, df), MergeDocs(c, dc)
+			if render(c) != render(full) {
+				t.Errorf("after %v: compacted %s, full %s", ch, render(c), render(full))
+				return false
+			}
+		}
+		return true
+	})
+}

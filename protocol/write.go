@@ -35,6 +35,15 @@ type WriteChange struct {
 	Values  []coltype.Value // one per entry of Columns
 }
 
+// ColumnJSONChanges, set in an entry of WriteChange.Columns, says that the
+// column (the index without this bit) is merged per key path and that the
+// matching value is not the column's new value but the write's per-path
+// changes: Text, the JSON form of merge.AppendJSONChanges
+// (`[["set",["k"],1],["del",["j"]]]`). Only for columns the Relation marks
+// as merged per key (PROTOCOL.md, 3.4); a service that predates it refuses
+// the write (no such column).
+const ColumnJSONChanges uint32 = 1 << 31
+
 // VersionCurrent is the WriteChange.Version of a write made on a row held
 // at an unknown version.
 const VersionCurrent = ^uint64(0)

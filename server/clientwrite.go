@@ -49,7 +49,26 @@ func (s *session) write(m *protocol.Write) error {
 		if len(c.Columns) > 0 {
 			wc.Set = make([]int, len(c.Columns))
 			for j, col := range c.Columns {
-				wc.Set[j] = int(col)
+				wc.Set[j] = int(col &^ protocol.ColumnJSONChanges)
+				if col&protocol.ColumnJSONChanges == 0 {
+					continue
+				}
+				// Per-path changes of a column merged per key.
+				var chs []merge.JSONChange
+				var err error
+				if v := c.Values[j]; v.Kind != coltype.Text {
+					err = errors.New("not text")
+				} else {
+					chs, err = merge.DecodeJSONChanges(v.B)
+				}
+				if err != nil {
+					return s.send(&protocol.Reject{TxnID: m.TxnID, Code: writes.CodeBadChange,
+						Message: fmt.Sprintf("change %d: column %d: bad JSON changes: %v", i, wc.Set[j], err)})
+				}
+				if wc.JSON == nil {
+					wc.JSON = map[int][]merge.JSONChange{}
+				}
+				wc.JSON[wc.Set[j]] = chs
 			}
 		}
 		txn.Changes[i] = wc

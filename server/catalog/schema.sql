@@ -79,6 +79,37 @@ $$;
 -- Format and rules: server/writes/README.md. Everything below is idempotent.
 
 ALTER TABLE lattice.electrified ADD COLUMN IF NOT EXISTS shadow text;
+-- The json/jsonb columns merged per key path (merge/README.md, "JSON
+-- columns merged per key"), set by lattice.electrify(tbl, json_merge).
+ALTER TABLE lattice.electrified ADD COLUMN IF NOT EXISTS json_merge text[] NOT NULL DEFAULT '{}';
+
+-- lattice.electrify(tbl, json_merge => ARRAY['doc', ...]) electrifies tbl
+-- (as lattice.electrify(tbl)) and makes the json/jsonb columns listed merge
+-- per key path instead of as one last-writer-wins value; '{}' turns that
+-- off again. lattice.electrify(tbl) alone leaves the setting as it is.
+CREATE OR REPLACE PROCEDURE lattice.electrify(tbl regclass, json_merge text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    c   text;
+    typ oid;
+BEGIN
+    FOREACH c IN ARRAY coalesce(json_merge, '{}') LOOP
+        SELECT a.atttypid INTO typ FROM pg_attribute a
+         WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'cannot merge %.% per key: no such column', tbl, c;
+        END IF;
+        IF typ NOT IN (114, 3802) THEN
+            RAISE EXCEPTION 'cannot merge %.% per key: it is %, not json or jsonb', tbl, c, format_type(typ, NULL)
+                USING HINT = format('ALTER TABLE %s ALTER COLUMN %I TYPE jsonb USING %I::jsonb', tbl, c, c);
+        END IF;
+    END LOOP;
+    CALL lattice.electrify(tbl);
+    UPDATE lattice.electrified e SET json_merge = (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(coalesce(electrify.json_merge, '{}')) x)
+     WHERE e.relid = tbl;
+    PERFORM pg_notify('lattice_electrified', tbl::text);
+END
+$$;
 
 -- Client transactions already applied, for idempotent re-delivery.
 CREATE TABLE IF NOT EXISTS lattice.applied (
@@ -425,6 +456,12 @@ BEGIN
         EXECUTE format('UPDATE %s SET version = 1, add_ver = array_fill(1::bigint, ARRAY[cardinality(adds)]) '
                        'WHERE version = 0 AND cardinality(adds) > 0', qshadow);
     END IF;
+    -- Per-key JSON merge state (writes/README.md, "JSON columns"): written
+    -- by the service only; plain SQL writes are reconciled when the service
+    -- next writes the row.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(qshadow) AND attname = 'docs' AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS docs text', qshadow);
+    END IF;
     -- The versions reach the replication stream with the rows they belong
     -- to: the shadow is published, its key and version only.
     IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'lattice')
@@ -476,6 +513,7 @@ BEGIN
                AND (e.shadow IS NULL OR to_regclass(e.shadow) IS NULL
                     OR NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = e.relid AND t.tgname = 'lattice_stamp_insert')
                     OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(e.shadow) AND a.attname = 'add_ver')
+                    OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(e.shadow) AND a.attname = 'docs')
                     OR (EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'lattice')
                         AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
                                         WHERE p.pubname = 'lattice' AND pr.prrelid = to_regclass(e.shadow))))

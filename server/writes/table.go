@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 	"github.com/latticesync/lattice/server/catalog"
@@ -65,6 +66,9 @@ type table struct {
 	maxAtt  int
 	pk      []int  // column indexes in key order
 	isPK    []bool // by column index
+	// jsonMerge marks the json/jsonb columns merged per key path (nil if
+	// none): lattice.electrified.json_merge.
+	jsonMerge []bool
 	// applying is what lattice.applying is set to while the service writes
 	// this table: its OID, so the stamping trigger leaves the table alone,
 	// or "" when a foreign key of the table to itself has an ON DELETE or
@@ -117,6 +121,7 @@ func loadTable(ctx context.Context, q catalog.Querier, cat *catalog.Tables, oid 
 	var names []string
 	var selfCascade bool
 	var pkName *string
+	var jsonMerge []string
 	err = q.QueryRow(ctx, `SELECT e.shadow,
 			(SELECT array_agg(a.attnum ORDER BY a.attnum) FROM pg_attribute a
 			 WHERE a.attrelid = e.relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
@@ -124,8 +129,9 @@ func loadTable(ctx context.Context, q catalog.Querier, cat *catalog.Tables, oid 
 			 WHERE a.attrelid = e.relid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
 			EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = e.relid AND c.confrelid = e.relid AND c.contype = 'f'
 			        AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd'))),
-			(SELECT c.conname::text FROM pg_constraint c WHERE c.conrelid = e.relid AND c.contype = 'p')
-		FROM lattice.electrified e WHERE e.relid = $1::oid`, oid).Scan(&shadow, &attnums, &names, &selfCascade, &pkName)
+			(SELECT c.conname::text FROM pg_constraint c WHERE c.conrelid = e.relid AND c.contype = 'p'),
+			e.json_merge
+		FROM lattice.electrified e WHERE e.relid = $1::oid`, oid).Scan(&shadow, &attnums, &names, &selfCascade, &pkName, &jsonMerge)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s.%s", catalog.ErrNotElectrified, desc.Rel.Schema, desc.Rel.Table)
 	}
@@ -155,6 +161,14 @@ func loadTable(ctx context.Context, q catalog.Querier, cat *catalog.Tables, oid 
 		pk:      desc.Rel.PK,
 		isPK:    make([]bool, len(desc.Rel.Columns)),
 		updates: map[string]*stmt{},
+	}
+	for i, c := range desc.Rel.Columns {
+		if slices.Contains(jsonMerge, c.Name) && (c.Type.Base == coltype.JSON || c.Type.Base == coltype.JSONB) && !c.Type.Array {
+			if t.jsonMerge == nil {
+				t.jsonMerge = make([]bool, len(desc.Rel.Columns))
+			}
+			t.jsonMerge[i] = true
+		}
 	}
 	for _, a := range attnums {
 		t.maxAtt = max(t.maxAtt, int(a))
@@ -211,10 +225,10 @@ func (t *table) buildSQL() {
 	t.selBase[lockUpdate] = newStmt(fmt.Sprintf("SELECT %s FROM %s WHERE %s FOR UPDATE", cols, t.qual, bw))
 	t.insShadow = newStmt(fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING",
 		t.shadow, strings.Join(shKeys, ", "), strings.Join(params, ", ")))
-	t.selShadow = newStmt(fmt.Sprintf("SELECT %s, col_hlc, col_origin, adds, removes, tomb, version, add_ver FROM %s WHERE %s FOR UPDATE",
+	t.selShadow = newStmt(fmt.Sprintf("SELECT %s, col_hlc, col_origin, adds, removes, tomb, version, add_ver, docs FROM %s WHERE %s FOR UPDATE",
 		strings.Join(shKeys, ", "), t.shadow, sw))
-	t.updShadow = newStmt(fmt.Sprintf("UPDATE %s SET col_hlc = $%d, col_origin = $%d, adds = $%d, removes = $%d, tomb = $%d, version = $%d, add_ver = $%d WHERE %s",
-		t.shadow, n+1, n+2, n+3, n+4, n+5, n+6, n+7, sw))
+	t.updShadow = newStmt(fmt.Sprintf("UPDATE %s SET col_hlc = $%d, col_origin = $%d, adds = $%d, removes = $%d, tomb = $%d, version = $%d, add_ver = $%d, docs = $%d WHERE %s",
+		t.shadow, n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, sw))
 	vals := make([]string, len(t.cols))
 	var sets []string
 	for i := range t.cols {

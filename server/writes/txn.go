@@ -70,6 +70,12 @@ type rowState struct {
 	// version at which each loaded tag was added.
 	version int64
 	addVer  map[merge.Stamp]int64
+	// docs are the merge states of the JSON columns merged per key (by
+	// column index), docVer the version at which their tags were added,
+	// rawDocs the shadow's docs column as stored (docs.go).
+	docs    map[int]merge.Doc
+	docVer  map[merge.Stamp]int64
+	rawDocs []byte
 }
 
 // tagVersion is the version at which tag was added; tags added by the
@@ -215,6 +221,11 @@ func (r *run) prepare(ctx context.Context) error {
 					if err != nil || !ok || txt != string(key[p]) {
 						return badChange(i, "the change writes key column %s with a value other than the key: a key change is a delete and an insert", t.cols[c].Name)
 					}
+				}
+			}
+			for c := range ch.JSON {
+				if c < 0 || c >= len(t.cols) || !written[c] || t.jsonMerge == nil || !t.jsonMerge[c] {
+					return badChange(i, "%s: per-path JSON changes for column %d, which the change does not write or which is not merged per key (lattice.electrify option json_merge)", t.name, c)
 				}
 			}
 			op.Set, op.Values = set, ch.Values
@@ -570,6 +581,11 @@ func (t *table) loadRow(base, sh [][]byte) (*rowState, error) {
 		}
 		st.addVer[tag] = v
 	}
+	if len(sh) > n+7 {
+		if err := t.loadDocs(st, sh[n+7]); err != nil {
+			return nil, bad("docs", err)
+		}
+	}
 	st.texts = make([][]byte, len(t.cols))
 	switch {
 	case base != nil:
@@ -640,6 +656,12 @@ type simRow struct {
 	dirty   []bool   // columns changed since the last write emitted
 	row     merge.Row
 	existed bool // the row existed at some point (a deleted row gets a tomb)
+	// docs and docVer: as in rowState, private copies once ownDocs;
+	// docsDirty once the transaction wrote a document.
+	docs      map[int]merge.Doc
+	docVer    map[merge.Stamp]int64
+	ownDocs   bool
+	docsDirty bool
 }
 
 // simulation computes, in memory, the merged state of every row the
@@ -659,7 +681,7 @@ func (s *simulation) get(st *rowState) *simRow {
 		return sr
 	}
 	sr := &simRow{st: st, present: st.present, texts: st.texts, row: st.row, dirty: make([]bool, len(st.t.cols)),
-		existed: st.present || st.tomb}
+		existed: st.present || st.tomb, docs: st.docs, docVer: st.docVer}
 	s.rows[st] = sr
 	s.order = append(s.order, sr)
 	return sr
@@ -767,7 +789,13 @@ func (s *simulation) apply(sr *simRow, op merge.Op, change int) *Rejected {
 	t := sr.st.t
 	nr := merge.Apply(sr.row, op)
 	if op.Kind == merge.Upsert {
-		for _, c := range op.Set {
+		for k, c := range op.Set {
+			if t.jsonMerge != nil && t.jsonMerge[c] && !t.isPK[c] {
+				if rej := s.applyDoc(sr, &nr, op, k, c, change); rej != nil {
+					return rej
+				}
+				continue
+			}
 			if t.isPK[c] || nr.Cols[c] != op.Stamp {
 				continue // key columns never change; lost to a newer write
 			}
@@ -974,8 +1002,8 @@ func (sr *simRow) shadowParams() [][]byte {
 		av = strconv.AppendInt(av, st.tagVersion(tag, next), 10)
 	}
 	av = append(av, '}')
-	params := make([][]byte, 0, len(t.pk)+7)
+	params := make([][]byte, 0, len(t.pk)+8)
 	params = append(params, st.key...)
 	return append(params, hl, or, tagArray(sr.row.Adds), tagArray(sr.row.Removes), tomb,
-		strconv.AppendInt(nil, next, 10), av)
+		strconv.AppendInt(nil, next, 10), av, sr.docsParam())
 }

@@ -72,6 +72,12 @@ type Change struct {
 	// state: every tag live when the change is applied (a client that held
 	// the row at an unknown version).
 	SeenLive bool
+	// JSON gives, for columns in Set merged per key path (lattice.electrify
+	// option json_merge), the per-path changes written, by column index;
+	// the column's entry in Values is then ignored. A column merged per key
+	// without an entry here is written whole: a set of the whole document
+	// (keys the change did not see survive).
+	JSON map[int][]merge.JSONChange
 }
 
 // Txn is a client transaction.

@@ -26,16 +26,9 @@ func encodeLive(prev *liveMemo, rows *client.Rows) (r *Rows, delta, skip bool, n
 	ends := make([]int, len(rows.Values))
 	special := false
 	for i, row := range rows.Values {
-		buf = append(buf, '[')
-		for j, v := range row {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			var sp bool
-			buf, sp = appendValue(buf, v)
-			special = special || sp
-		}
-		buf = append(buf, ']')
+		var sp bool
+		buf, sp = appendRow(buf, row)
+		special = special || sp
 		ends[i] = len(buf)
 	}
 	all := string(buf)

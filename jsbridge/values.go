@@ -235,6 +235,21 @@ type Rows struct {
 	Special bool            `json:"special,omitempty"`
 }
 
+// appendRow appends one row as a JSON array; special reports a value the
+// page must decode (see appendValue).
+func appendRow(buf []byte, row []any) (_ []byte, special bool) {
+	buf = append(buf, '[')
+	for j, v := range row {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		var sp bool
+		buf, sp = appendValue(buf, v)
+		special = special || sp
+	}
+	return append(buf, ']'), special
+}
+
 // EncodeRows encodes a query result.
 func EncodeRows(rows *client.Rows) *Rows {
 	buf := make([]byte, 0, 64+len(rows.Values)*len(rows.Columns)*8)
@@ -244,16 +259,9 @@ func EncodeRows(rows *client.Rows) *Rows {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = append(buf, '[')
-		for j, v := range row {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			var sp bool
-			buf, sp = appendValue(buf, v)
-			special = special || sp
-		}
-		buf = append(buf, ']')
+		var sp bool
+		buf, sp = appendRow(buf, row)
+		special = special || sp
 	}
 	buf = append(buf, ']')
 	cols := rows.Columns

@@ -292,6 +292,13 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 	// Writes begin once every replica has its tables (and capture).
 	for _, r := range replicas {
 		waitFor(t, 60*time.Second, r.name+" synced", func() (bool, string) {
+			// A fault point can fire during the initial syncs (a snapshot,
+			// an apply): the process restarts, as in the steps below.
+			for _, p := range []*campaignProc{svc, r.proc} {
+				if !p.running() {
+					p.start()
+				}
+			}
 			rows, err := sqliteRows(nil, r.path, "SELECT count(*) FROM item")
 			return err == nil, fmt.Sprint(rows, err)
 		})

@@ -600,7 +600,7 @@ func TestDiffJSONScenarios(t *testing.T) {
 		{`{}`, `{"k": {"x": {"y": true}}}`, `[["set",["k"],{"x":{"y":true}}]]`},
 		{`{"a\"b": 1}`, `{"a\"b": 2}`, `[["set",["a\"b"],2]]`},
 		{"", `{"a": 1}`, `[["set",[],{"a":1}]]`}, // SQL NULL to a document
-		{`{"a": 1}`, "", `[["del",[]]]`},       // and back
+		{`{"a": 1}`, "", `[["del",[]]]`},         // and back
 	} {
 		var o, n []byte
 		if c.old != "" {

@@ -1,9 +1,13 @@
 package client
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/merge"
@@ -205,5 +209,46 @@ func TestJSONMergeRebase(t *testing.T) {
 	got = query(t, c, `SELECT json(body), json(meta) FROM docs`)
 	if want := [][]any{{`{"a":2,"c":3,"d":4}`, `{"m":2}`}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows after our first came back %v, want %v", got, want)
+	}
+}
+
+// TestHelloVersionFallback: a service that refuses protocol version 3
+// (older) gets a Hello of version 2 next, for the rest of the run; one
+// that refuses 2 as well ends Run with the error.
+func TestHelloVersionFallback(t *testing.T) {
+	fs := newFakeServer(t)
+	c := testClient(t, ":memory:", fs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	refuse := func(fc *fakeConn) {
+		fc.send(&protocol.Error{Code: protocol.ErrVersion, Fatal: true,
+			Message: fmt.Sprintf("protocol version %d is not supported; this service speaks 1 to 2", fc.hello.Version)})
+	}
+	fc := fs.accept()
+	if fc.hello.Version != protocol.Version {
+		t.Fatalf("first Hello version %d, want %d", fc.hello.Version, protocol.Version)
+	}
+	refuse(fc)
+	fc = fs.accept()
+	if fc.hello.Version != protocol.Version-1 {
+		t.Fatalf("Hello after unsupported_version: version %d, want %d", fc.hello.Version, protocol.Version-1)
+	}
+	fc.welcome("log1")
+	fc.kill() // a reconnection keeps the lower version
+	fc = fs.accept()
+	if fc.hello.Version != protocol.Version-1 {
+		t.Fatalf("Hello after a reconnection: version %d, want %d", fc.hello.Version, protocol.Version-1)
+	}
+	refuse(fc)
+	select {
+	case err := <-done:
+		var pe *protocol.Error
+		if !errors.As(err, &pe) || pe.Code != protocol.ErrVersion {
+			t.Fatalf("Run returned %v, want unsupported_version", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Run did not end after version 2 was refused")
 	}
 }

@@ -16,10 +16,10 @@ import (
 // offline, that had not seen the delete, stays (update wins over an unseen
 // delete); a delete that saw it removes it.
 //
-// These clients send whole documents (the per-path wire form,
-// protocol.ColumnJSONChanges, is not sent by the client yet): the service
-// merges a whole document as a set of every path it holds, so keys the
-// client had not seen survive.
+// These clients send their updates as per-path changes (the Relation
+// announces the column merged per key, protocol version 3);
+// server/writes TestJSONMergePerKey covers clients that send whole
+// documents.
 func TestSyncJSONMergePerKey(t *testing.T) {
 	e := newEnv(t, `CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb);
 		INSERT INTO docs VALUES (1, '{"title": "t", "n": 1}')`)

@@ -63,7 +63,7 @@ func (c *Client) pushLocked(s *session) error {
 		if c.trace {
 			for _, ch := range w.Changes {
 				c.log.Debug("lattice: trace send", "txid", t.ID, "op", ch.Op.String(), "table", ch.Table,
-					"key", fmtValues(ch.Key), "values", fmtValues(ch.Values), "version", ch.Version)
+					"key", fmtValues(ch.Key), "columns", ch.Columns, "values", fmtValues(ch.Values), "version", ch.Version)
 			}
 		}
 		if err := failpoint.Hit("client/before-send"); err != nil {

@@ -252,3 +252,29 @@ func TestHelloVersionFallback(t *testing.T) {
 		t.Fatal("Run did not end after version 2 was refused")
 	}
 }
+
+// TestJSONMergeRename: a pending update of a column merged per key path
+// stays per path when the column is renamed upstream before it is sent.
+func TestJSONMergeRename(t *testing.T) {
+	c := testClient(t, ":memory:", nil)
+	rel := docsRel(1, true)
+	rel.ColumnIDs = []uint32{1, 2, 3}
+	s := syncTables(t, c, rel)
+	apply(t, c, s, snapshot(10, ins(1, vInt(1), vText(`{"a": 1}`), vNull())))
+	if err := c.Exec(ctxT(t), `UPDATE docs SET body = json_set(body, '$.b', 2) WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	renamed := docsRel(2, true)
+	renamed.ColumnIDs = []uint32{1, 2, 3}
+	renamed.Columns[1].Name = "content"
+	apply(t, c, s, renamed)
+	if got := columnWrites(t, writeOf(t, c, 0).Changes[0]); !reflect.DeepEqual(got, []jsonWrite{{col: 1, changes: `[["set",["b"],2]]`}}) {
+		t.Fatalf("write after the rename: %+v", got)
+	}
+	if err := c.Exec(ctxT(t), `UPDATE docs SET content = json_remove(content, '$.a') WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if got := columnWrites(t, writeOf(t, c, 1).Changes[0]); !reflect.DeepEqual(got, []jsonWrite{{col: 1, changes: `[["del",["a"]]]`}}) {
+		t.Fatalf("write of the renamed column: %+v", got)
+	}
+}

@@ -124,6 +124,10 @@ type columnDef struct {
 	Decl    string `json:"decl"`              // SQLite declared type
 	Default string `json:"default,omitempty"` // SQLite default expression
 	ID      uint32 `json:"id,omitempty"`      // Relation.ColumnIDs (attnum), 0 if unknown
+	// JSONMerge: the service merges the column per key path (Relation
+	// JSONMerge, protocol version 3); its updates are captured with the
+	// old value and sent as per-path changes (capture.go, push.go).
+	JSONMerge bool `json:"json_merge,omitempty"`
 }
 
 // handleRelation creates or extends the local table of m and prepares its
@@ -205,7 +209,7 @@ func (c *Client) ensureTable(local string, m *protocol.Relation) (bool, error) {
 		cd := columnDef{
 			Name: col.Name, Type: col.Type.Name, Base: uint8(col.Type.Base),
 			Array: col.Type.Array, NotNull: col.NotNull, Decl: col.Type.SQLiteDecl(),
-			Default: col.Default,
+			Default: col.Default, JSONMerge: col.JSONMerge,
 		}
 		if i < len(m.ColumnIDs) {
 			cd.ID = m.ColumnIDs[i]

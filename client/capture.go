@@ -35,6 +35,14 @@ import (
 //     INSERT / UPDATE OF the synced columns / DELETE) writing the oplog, and
 //     "_lattice_pk_T" (BEFORE UPDATE) refusing primary key changes.
 //
+// A column the service merges per key path (columnDef.JSONMerge) also has
+// an "o.<column>" column in the ops table: an UPDATE that changed the
+// column records its old value there ('n' for NULL, 't' and the text for
+// a text; NULL when not recorded: another kind, or an op captured before),
+// so that the write is sent as the per-path diff of the old and the new
+// document (push.go) and re-applied as such over the service's changes
+// (rebase.go).
+//
 // All of them do nothing while _lattice_flags.applying is 1, i.e. while the
 // client applies a service transaction.
 
@@ -65,6 +73,10 @@ func versionCol(pk []string) string {
 const opsVersionCol = "v"
 
 const opsColPrefix = "c."
+
+// opsOldPrefix prefixes the ops columns holding the old values of columns
+// merged per key path.
+const opsOldPrefix = "o."
 
 // maxMaskBits is the number of data columns up to which the columns an op
 // wrote (changed: all the captured columns for an INSERT, those whose
@@ -251,6 +263,32 @@ func (c *Client) ensureCapture(local string, def *relationDef) error {
 	}
 	data = append(data, add...)
 
+	// Old-value columns of the columns merged per key path (kept when a
+	// column stops being merged: ops captured before may use them).
+	var olds []string
+	haveOld := map[string]bool{}
+	for _, n := range existing {
+		if strings.HasPrefix(n, opsOldPrefix) {
+			olds = append(olds, n[len(opsOldPrefix):])
+			haveOld[strings.ToLower(n[len(opsOldPrefix):])] = true
+		}
+	}
+	merged := map[string]bool{} // lower-case names of the columns merged per key
+	for _, col := range def.Columns {
+		if !col.JSONMerge {
+			continue
+		}
+		merged[strings.ToLower(col.Name)] = true
+		if haveOld[strings.ToLower(col.Name)] {
+			continue
+		}
+		haveOld[strings.ToLower(col.Name)] = true
+		if err := c.conn.Exec("ALTER TABLE " + quoteIdent(ops) + " ADD COLUMN " + quoteIdent(opsOldPrefix+col.Name)); err != nil {
+			return fmt.Errorf("add column %s%s to %s: %w", opsOldPrefix, col.Name, ops, err)
+		}
+		olds = append(olds, col.Name)
+	}
+
 	if err := c.ensureVersionTable(local, def.PK); err != nil {
 		return err
 	}
@@ -261,7 +299,13 @@ func (c *Client) ensureCapture(local string, def *relationDef) error {
 	for i, n := range data {
 		cols[i] = inBase[strings.ToLower(n)]
 	}
-	for _, tr := range captureTriggers(local, def.PK, data, cols, inBase) {
+	oldCols := make([]string, len(olds)) // table column of each old-value column still merged, or ""
+	for i, n := range olds {
+		if merged[strings.ToLower(n)] {
+			oldCols[i] = inBase[strings.ToLower(n)]
+		}
+	}
+	for _, tr := range captureTriggers(local, def.PK, data, cols, olds, oldCols, inBase) {
 		if err := c.ensureTrigger(tr.name, tr.sql); err != nil {
 			return fmt.Errorf("create capture trigger on %s: %w", local, err)
 		}
@@ -274,8 +318,9 @@ type triggerDef struct{ name, sql string }
 
 // captureTriggers returns the trigger definitions of a synced table. data
 // are the ops table's data columns, cols the matching table columns ("" if
-// absent).
-func captureTriggers(local string, pk, data, cols []string, inBase map[string]string) []triggerDef {
+// absent); olds are its old-value columns, oldCols the matching table
+// columns merged per key path ("": not recorded).
+func captureTriggers(local string, pk, data, cols, olds, oldCols []string, inBase map[string]string) []triggerDef {
 	t := quoteIdent(local)
 	ops := quoteIdent(opsTable(local))
 	lit := sqlString(local)
@@ -296,6 +341,18 @@ func captureTriggers(local string, pk, data, cols []string, inBase map[string]st
 		names = append(names, quoteIdent(opsColPrefix+n))
 		newVals = append(newVals, "NEW."+quoteIdent(cols[i]))
 		synced = append(synced, quoteIdent(cols[i]))
+	}
+
+	// An update records the old value of each column merged per key path
+	// that it changed.
+	updNames, updVals := slices.Clone(names), slices.Clone(newVals)
+	for i, n := range olds {
+		if oldCols[i] == "" {
+			continue
+		}
+		q := "OLD." + quoteIdent(oldCols[i])
+		updNames = append(updNames, quoteIdent(opsOldPrefix+n))
+		updVals = append(updVals, "CASE WHEN "+differs(oldCols[i])+" THEN CASE WHEN "+q+" IS NULL THEN 'n' WHEN typeof("+q+") = 'text' THEN 't' || "+q+" END END")
 	}
 
 	// changed of an insert: every column it wrote (not the columns the
@@ -391,7 +448,7 @@ func captureTriggers(local string, pk, data, cols []string, inBase map[string]st
 		addEntry + "END"
 	upd := "CREATE TRIGGER " + quoteIdent("_lattice_upd_"+local) + " AFTER UPDATE OF " + join(synced) + " ON " + t +
 		" WHEN " + when + " BEGIN\n" + logOp +
-		"INSERT INTO " + ops + "(seq, op, changed, " + opsVersionCol + prefixed(names) + ") VALUES(last_insert_rowid(), 'U', " + mask.String() + ", " + held + prefixed(newVals) + ");\nEND"
+		"INSERT INTO " + ops + "(seq, op, changed, " + opsVersionCol + prefixed(updNames) + ") VALUES(last_insert_rowid(), 'U', " + mask.String() + ", " + held + prefixed(updVals) + ");\nEND"
 	del := "CREATE TRIGGER " + quoteIdent("_lattice_del_"+local) + " AFTER DELETE ON " + t +
 		" WHEN " + when + " BEGIN\n" + logOp +
 		"INSERT INTO " + ops + "(seq, op, " + opsVersionCol + prefixed(keyNames) + ") VALUES(last_insert_rowid(), 'D', " + held + prefixed(oldKeys) + ");\nEND"
@@ -481,11 +538,14 @@ func (c *Client) ensureAllCapture() error {
 // captureTable describes how to read the ops of one synced table.
 type captureTable struct {
 	local, schema, name string
-	cols                []string      // relation column names, in relation order
-	pk                  []int         // relation column index of each key column, in key order
-	dataRel             []int         // relation column index of each ops data column, or -1
-	keyData             []int         // ops data column of each key column, in key order
-	read                *sqlite3.Stmt // (seq) -> op, changed, v, data columns
+	cols                []string // relation column names, in relation order
+	pk                  []int    // relation column index of each key column, in key order
+	dataRel             []int    // relation column index of each ops data column, or -1
+	keyData             []int    // ops data column of each key column, in key order
+	// oldRel is the relation column index of each old-value column
+	// (opsOldPrefix) whose column the service merges per key path, or -1.
+	oldRel []int
+	read   *sqlite3.Stmt // (seq) -> op, changed, v, data columns, old-value columns
 }
 
 func (ct *captureTable) close() {
@@ -561,6 +621,17 @@ func (c *Client) captureTableOf(local string) (*captureTable, error) {
 		} else {
 			ct.dataRel = append(ct.dataRel, -1)
 		}
+		sel.WriteString(", " + quoteIdent(n))
+	}
+	for _, n := range cols {
+		if !strings.HasPrefix(n, opsOldPrefix) {
+			continue
+		}
+		i, ok := relIdx[strings.ToLower(n[len(opsOldPrefix):])]
+		if !ok || !def.Columns[i].JSONMerge {
+			i = -1
+		}
+		ct.oldRel = append(ct.oldRel, i)
 		sel.WriteString(", " + quoteIdent(n))
 	}
 	for _, k := range def.PK {

@@ -674,6 +674,10 @@ type LocalChange struct {
 	// the service has not returned yet), -1 unknown (the service sent 0,
 	// or the change was captured before versions were kept).
 	Version int64
+	// jsonOld holds, for an update ('U'), the old value of each column of
+	// Columns merged per key path whose old value was captured (NULL or
+	// text): the write is the per-path diff of it and the new value.
+	jsonOld map[int]coltype.Value
 }
 
 // pendingTxns returns up to limit (all if limit <= 0) local transactions
@@ -808,6 +812,27 @@ func (ct *captureTable) readOp(seq int64) (LocalChange, error) {
 	ch.Values = make([]coltype.Value, len(vals))
 	for i, x := range vals {
 		ch.Columns[i], ch.Values[i] = x.col, x.v
+	}
+	if ch.Op == 'U' {
+		oldAt := first + len(ct.dataRel)
+		for k, rel := range ct.oldRel {
+			if rel < 0 || !slices.Contains(ch.Columns, rel) || st.ColumnType(oldAt+k) != sqlite3.TEXT {
+				continue
+			}
+			enc := st.ColumnRawText(oldAt + k)
+			var v coltype.Value
+			switch {
+			case len(enc) == 1 && enc[0] == 'n':
+			case len(enc) >= 1 && enc[0] == 't':
+				v = coltype.Value{Kind: coltype.Text, B: slices.Clone(enc[1:])}
+			default:
+				continue
+			}
+			if ch.jsonOld == nil {
+				ch.jsonOld = map[int]coltype.Value{}
+			}
+			ch.jsonOld[rel] = v
+		}
 	}
 	return ch, st.Err()
 }

@@ -141,6 +141,12 @@ func (c *Client) migrateTable(local string, def *relationDef, m *protocol.Relati
 				return false, fmt.Errorf("rename column %s of %s: %w", r.from, opsTable(local), err)
 			}
 		}
+		// The old values of a column merged per key path follow it too.
+		if hasOps[strings.ToLower(opsOldPrefix+r.from)] && !hasOps[strings.ToLower(opsOldPrefix+r.to)] {
+			if err := c.conn.Exec("ALTER TABLE " + ops + " RENAME COLUMN " + quoteIdent(opsOldPrefix+r.from) + " TO " + quoteIdent(opsOldPrefix+r.to)); err != nil {
+				return false, fmt.Errorf("rename column %s%s of %s: %w", opsOldPrefix, r.from, opsTable(local), err)
+			}
+		}
 		c.log.Info("lattice: renamed column", "table", local, "from", r.from, "to", r.to)
 	}
 	if len(drops) > 0 {

@@ -3,10 +3,12 @@ package client
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/internal/failpoint"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 )
 
@@ -61,7 +63,7 @@ func (c *Client) pushLocked(s *session) error {
 		if c.trace {
 			for _, ch := range w.Changes {
 				c.log.Debug("lattice: trace send", "txid", t.ID, "op", ch.Op.String(), "table", ch.Table,
-					"key", fmtValues(ch.Key), "values", fmtValues(ch.Values), "version", ch.Version)
+					"key", fmtValues(ch.Key), "columns", ch.Columns, "values", fmtValues(ch.Values), "version", ch.Version)
 			}
 		}
 		if err := failpoint.Hit("client/before-send"); err != nil {
@@ -99,9 +101,31 @@ func rowKey(table string, key []coltype.Value) string {
 
 // writeMessage turns a local transaction into a Write: the net effect of
 // the transaction on each row, in the order rows were first written.
+//
+// A column merged per key path that the net effect updates (the row was
+// not inserted by the transaction) and whose value before the transaction
+// was captured is sent as the per-path diff of that value and the new one
+// (protocol.ColumnJSONChanges; see jsonWrites).
 func (c *Client) writeMessage(t LocalTxn) (*protocol.Write, error) {
 	w := &protocol.Write{TxnID: t.ID, HLC: uint64(t.HLC)}
 	idx := map[string]int{}
+	// bases[i][col]: the value of col before the transaction, for the
+	// columns of w.Changes[i] merged per key path.
+	var bases map[int]map[int]coltype.Value
+	addBases := func(i int, wc *protocol.WriteChange, ch *LocalChange) {
+		for col, old := range ch.jsonOld {
+			if wc.Op != protocol.OpUpdate || slices.Contains(wc.Columns, uint32(col)) {
+				continue // written before in the transaction: its base is known, or unknown
+			}
+			if bases == nil {
+				bases = map[int]map[int]coltype.Value{}
+			}
+			if bases[i] == nil {
+				bases[i] = map[int]coltype.Value{}
+			}
+			bases[i][col] = old
+		}
+	}
 	for _, ch := range t.Changes {
 		k := rowKey(ch.Table, ch.Key)
 		i, seen := idx[k]
@@ -121,20 +145,66 @@ func (c *Client) writeMessage(t LocalTxn) (*protocol.Write, error) {
 		case !seen, op == protocol.OpDelete:
 			wc.Op = op
 			wc.Columns, wc.Values = nil, nil
+			delete(bases, i)
+			addBases(i, wc, &ch)
 			setColumns(wc, ch.Columns, ch.Values)
 		case op == protocol.OpInsert: // after a delete (or a REPLACE): the whole row anew
 			wc.Op = protocol.OpInsert
 			wc.Columns, wc.Values = nil, nil
+			delete(bases, i)
 			setColumns(wc, ch.Columns, ch.Values)
 		default: // an update after an insert or an update
 			if wc.Op == protocol.OpDelete {
 				wc.Op = protocol.OpInsert // cannot happen: a deleted row cannot be updated
 			}
+			addBases(i, wc, &ch)
 			setColumns(wc, ch.Columns, ch.Values)
 		}
 	}
+	for i, b := range bases {
+		c.jsonWrites(&w.Changes[i], b)
+	}
 	// An update that changed no column still asserts the row exists.
 	return w, nil
+}
+
+// jsonWrites turns the writes of wc to columns merged per key path whose
+// value before the transaction is in base into per-path changes: the diff
+// of the old and the new document (merge.DiffJSON; arrays and scalars are
+// whole values), as protocol.ColumnJSONChanges. A value that is not JSON
+// text (nor NULL), before or after, stays a whole value: the service
+// refuses it as for any JSON column.
+func (c *Client) jsonWrites(wc *protocol.WriteChange, base map[int]coltype.Value) {
+	doc := func(v coltype.Value) ([]byte, bool) {
+		switch v.Kind {
+		case coltype.Null:
+			return nil, true
+		case coltype.Text:
+			if v.B == nil {
+				return []byte{}, true
+			}
+			return v.B, true
+		}
+		return nil, false
+	}
+	for k, col := range wc.Columns {
+		old, ok := base[int(col)]
+		if !ok || col&protocol.ColumnJSONChanges != 0 {
+			continue
+		}
+		od, ok1 := doc(old)
+		nd, ok2 := doc(wc.Values[k])
+		if !ok1 || !ok2 {
+			continue
+		}
+		changes, err := merge.DiffJSON(od, nd)
+		if err != nil {
+			c.log.Debug("lattice: a column merged per key path is sent whole: not a JSON document", "table", wc.Table, "column", col, "err", err)
+			continue
+		}
+		wc.Columns[k] = col | protocol.ColumnJSONChanges
+		wc.Values[k] = coltype.Value{Kind: coltype.Text, B: merge.AppendJSONChanges(nil, changes)}
+	}
 }
 
 // setColumns merges written columns into wc (later values win).

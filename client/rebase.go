@@ -7,6 +7,7 @@ import (
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/internal/failpoint"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/protocol"
 )
 
@@ -290,6 +291,12 @@ func (c *Client) rebaseWrite(ct *captureTable, ch *LocalChange) error {
 
 // rebaseUpdate sets the columns of ch on its row, if it exists; it returns
 // the number of rows changed (-1 when ch changed no column).
+//
+// A column merged per key path whose old value the op captured gets the
+// op's per-path changes (the diff of its old and new value) applied to
+// the value it has now, rather than the op's whole new value: keys the
+// service's changes wrote and the op did not stay as the service sent
+// them.
 func (c *Client) rebaseUpdate(ct *captureTable, ch *LocalChange) (int64, error) {
 	var set []string
 	var vals []coltype.Value
@@ -297,8 +304,15 @@ func (c *Client) rebaseUpdate(ct *captureTable, ch *LocalChange) (int64, error) 
 		if col >= len(ct.cols) || ct.isKey(col) {
 			continue
 		}
+		v := ch.Values[j]
+		if old, ok := ch.jsonOld[col]; ok {
+			var err error
+			if v, err = c.rebaseJSON(ct, ch, col, old, v); err != nil {
+				return 0, err
+			}
+		}
 		set = append(set, quoteIdent(ct.cols[col])+" = ?")
-		vals = append(vals, ch.Values[j])
+		vals = append(vals, v)
 	}
 	if len(set) == 0 {
 		return -1, nil
@@ -331,4 +345,61 @@ func (c *Client) execValues(sql string, vals []coltype.Value) (int64, error) {
 	}
 	st.ClearBindings()
 	return c.conn.Changes(), nil
+}
+
+// rebaseJSON returns the value of column col (merged per key path) of
+// ch's row once the op's per-path changes, the diff of old and v, are
+// applied to the value the row holds now. When a document is not JSON (or
+// the row is gone) it returns v, the op's whole value, as for other
+// columns.
+func (c *Client) rebaseJSON(ct *captureTable, ch *LocalChange, col int, old, v coltype.Value) (coltype.Value, error) {
+	doc := func(v coltype.Value) ([]byte, bool) {
+		switch {
+		case v.Kind == coltype.Null:
+			return nil, true
+		case v.Kind == coltype.Text && v.B != nil:
+			return v.B, true
+		}
+		return nil, false
+	}
+	od, ok1 := doc(old)
+	nd, ok2 := doc(v)
+	if !ok1 || !ok2 {
+		return v, nil
+	}
+	changes, err := merge.DiffJSON(od, nd)
+	if err != nil {
+		return v, nil
+	}
+	sql := "SELECT " + quoteIdent(ct.cols[col]) + " FROM " + quoteIdent(ct.local) + " WHERE " + ct.keyWhere()
+	st, err := c.cachedStmt(sql)
+	if err != nil {
+		return v, fmt.Errorf("read %s.%s: %w", ct.local, ct.cols[col], err)
+	}
+	defer st.Reset()
+	for i := range ch.Key {
+		if err := bindValue(st, i+1, &ch.Key[i]); err != nil {
+			c.forgetStmt(sql)
+			return v, err
+		}
+	}
+	if !st.Step() {
+		if err := st.Err(); err != nil {
+			c.forgetStmt(sql)
+			return v, fmt.Errorf("read %s.%s: %w", ct.local, ct.cols[col], err)
+		}
+		return v, nil // no row: nothing is updated
+	}
+	cur, ok := doc(columnValue(st, 0))
+	if !ok {
+		return v, nil
+	}
+	out, err := merge.ApplyJSONChanges(cur, changes)
+	if err != nil {
+		return v, nil
+	}
+	if out == nil {
+		return coltype.Value{}, nil
+	}
+	return coltype.Value{Kind: coltype.Text, B: out}, nil
 }

@@ -104,6 +104,10 @@ func (c *Client) Run(ctx context.Context) error {
 	next := 0          // index in urls of the next connection's service
 	authFails := 0     // unauthorized in a row without a Welcome
 	switching := false // the last session ended to switch to a refreshed token
+	// version is the protocol version of Hello: this package's, or lower
+	// for the rest of the run once a service refused it (an older
+	// service; versions 2 and 3 differ only in what the service sends).
+	version := uint16(protocol.Version)
 	for {
 		var online time.Duration
 		token, err := c.nextToken(ctx)
@@ -118,7 +122,7 @@ func (c *Client) Run(ctx context.Context) error {
 			if !switching {
 				c.updateStatus(func(s *Status) { s.State = StateConnecting })
 			}
-			online, err = c.runSession(ctx, urls[next%len(urls)], token)
+			online, err = c.runSession(ctx, urls[next%len(urls)], token, version)
 		}
 		if !errors.Is(err, errTokenRefresh) {
 			// Several services (replicas of one, sharing a log): the
@@ -143,6 +147,11 @@ func (c *Client) Run(ctx context.Context) error {
 		c.updateStatus(func(s *Status) { s.State = StateOffline; s.LastError = err })
 		var pe *protocol.Error
 		if errors.As(err, &pe) && pe.Code == protocol.ErrVersion {
+			if version > minHelloVersion {
+				version--
+				c.log.Info("lattice: the service speaks an older protocol; saying Hello again with the version below", "version", version)
+				continue
+			}
 			return fmt.Errorf("run client: %w", err)
 		}
 		if online >= stableSession {
@@ -543,7 +552,13 @@ func readFrame(ctx context.Context, ws *websocket.Conn, buf []byte, progress fun
 
 // runSession makes one connection and serves it until it fails. online
 // is how long it was online (from Welcome to its end).
-func (c *Client) runSession(ctx context.Context, wsURL, token string) (online time.Duration, err error) {
+// minHelloVersion is the oldest protocol version the client falls back
+// to when a service refuses its own: version 2, whose Relation ColumnIDs
+// the client needs to follow renames (version 3 only adds the JSONMerge
+// trailer: without it, columns merged per key are written whole).
+const minHelloVersion = 2
+
+func (c *Client) runSession(ctx context.Context, wsURL, token string, version uint16) (online time.Duration, err error) {
 	got := time.Now()
 	s := newSession(c, ctx, nil)
 	defer s.cancel()
@@ -571,7 +586,7 @@ func (c *Client) runSession(ctx context.Context, wsURL, token string) (online ti
 	if err := c.lock(ctx); err != nil {
 		return 0, err
 	}
-	hello := &protocol.Hello{Version: protocol.Version, Token: token, ClientID: c.clientID, LogID: c.logID, LSN: c.lsn}
+	hello := &protocol.Hello{Version: version, Token: token, ClientID: c.clientID, LogID: c.logID, LSN: c.lsn}
 	c.sess = s
 	c.unlock()
 	if err := ws.Write(ctx, websocket.MessageBinary, hello.Encode(nil)); err != nil {

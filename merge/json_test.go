@@ -581,3 +581,123 @@ func TestPropertyDocCompact(t *testing.T) {
 		return true
 	})
 }
+
+// DiffJSON, as the client uses it on a local update of a column merged per
+// key (the old and new values of the row): leaf paths that changed are
+// set, removed keys deleted, arrays and type changes set whole; equal
+// documents (whatever their formatting) give nothing.
+func TestDiffJSONScenarios(t *testing.T) {
+	for _, c := range []struct{ old, new, want string }{
+		{`{"a": {"b": 1, "c": 2}}`, `{"a":{"b":1,"c":3}}`, `[["set",["a","c"],3]]`},
+		{`{"a": {"b": 1}, "t": "x"}`, `{"a": {"b": 1}}`, `[["del",["t"]]]`},
+		{`{"a": [1, 2]}`, `{"a": [1, 3]}`, `[["set",["a"],[1,3]]]`},
+		{`{"a": {"b": 1}}`, `{"a": 5}`, `[["set",["a"],5]]`},
+		{`{"a": 5}`, `{"a": {"b": 1}}`, `[["set",["a"],{"b":1}]]`},
+		{`{"b": 1, "a": 1}`, `{ "a":1,"b":1 }`, `[]`},
+		{`[1]`, `[1, 2]`, `[["set",[],[1,2]]]`},
+		{`null`, `{"a": 1}`, `[["set",[],{"a":1}]]`},
+		{`{"a": 1}`, `{}`, `[["del",["a"]]]`},
+		{`{}`, `{"k": {"x": {"y": true}}}`, `[["set",["k"],{"x":{"y":true}}]]`},
+		{`{"a\"b": 1}`, `{"a\"b": 2}`, `[["set",["a\"b"],2]]`},
+		{"", `{"a": 1}`, `[["set",[],{"a":1}]]`}, // SQL NULL to a document
+		{`{"a": 1}`, "", `[["del",[]]]`},         // and back
+	} {
+		var o, n []byte
+		if c.old != "" {
+			o = []byte(c.old)
+		}
+		if c.new != "" {
+			n = []byte(c.new)
+		}
+		ch, err := DiffJSON(o, n)
+		if err != nil {
+			t.Fatalf("DiffJSON(%s, %s): %v", c.old, c.new, err)
+		}
+		if got := string(AppendJSONChanges(nil, ch)); got != c.want {
+			t.Errorf("DiffJSON(%s, %s) = %s, want %s", c.old, c.new, got, c.want)
+		}
+	}
+	if _, err := DiffJSON([]byte(`{"a":`), []byte(`{}`)); err == nil {
+		t.Error("DiffJSON of a malformed old document: no error")
+	}
+}
+
+// DiffJSON of any two documents (unrelated, unlike in
+// TestPropertyDocIntent): applying the diff to old yields new (also
+// through the wire form), the diff touches no path whose value is the
+// same in both, and, applied over a third document (a concurrent writer's,
+// as the client's rebase does), it leaves that document's keys the diff
+// does not touch as they are.
+func TestPropertyDiffJSON(t *testing.T) {
+	forCases(t, 5000, func(t *testing.T, g *gen) bool {
+		doc := func() []byte {
+			if g.r.IntN(8) == 0 {
+				return nil
+			}
+			return []byte(g.jsonValue(0))
+		}
+		old, new := doc(), doc()
+		diff, err := DiffJSON(old, new)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire, err := DecodeJSONChanges(AppendJSONChanges(nil, diff))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := ApplyJSONChanges(new, nil) // canonical
+		for _, ch := range [][]JSONChange{diff, wire} {
+			if got, err := ApplyJSONChanges(old, ch); err != nil || string(got) != string(want) {
+				t.Errorf("DiffJSON(%s, %s) = %v: rebuilds %s (%v), want %s", old, new, diff, got, err, want)
+				return false
+			}
+		}
+		for _, c := range diff {
+			if at(old, c.Path) == at(new, c.Path) {
+				t.Errorf("DiffJSON(%s, %s) = %v: changes %v, equal in both", old, new, diff, c.Path)
+				return false
+			}
+		}
+		other := doc()
+		rebased, err := ApplyJSONChanges(other, diff)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range docKeys {
+			touched := false
+			for _, c := range diff {
+				if len(c.Path) == 0 || c.Path[0] == k {
+					touched = true
+				}
+			}
+			if !touched && isObject(other) && at(rebased, []string{k}) != at(other, []string{k}) {
+				t.Errorf("diff %v over %s = %s: key %q changed", diff, other, rebased, k)
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// at returns the canonical JSON at path in doc, "<none>" if absent.
+func at(doc []byte, path []string) string {
+	if doc == nil {
+		return "<none>"
+	}
+	x, err := parseJSON(doc)
+	if err != nil {
+		return "<bad>"
+	}
+	for _, k := range path {
+		m, ok := x.(map[string]any)
+		if !ok {
+			return "<none>"
+		}
+		if x, ok = m[k]; !ok {
+			return "<none>"
+		}
+	}
+	return string(marshalJSON(x))
+}
+
+func isObject(doc []byte) bool { return len(doc) > 0 && doc[0] == '{' }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -180,14 +181,19 @@ func TestTruncated(t *testing.T) {
 	}
 	for _, m := range allDown() {
 		frame := m.Encode(nil)
-		trailer := len(frame)
-		if r, ok := m.(*Relation); ok && len(r.ColumnIDs) > 0 {
+		valid := map[int]bool{} // shorter frames that are valid Relations
+		if r, ok := m.(*Relation); ok {
 			c := *r
+			c.Columns = slices.Clone(r.Columns)
+			for i := range c.Columns {
+				c.Columns[i].JSONMerge = false
+			}
+			valid[len(c.Encode(nil))] = true // without the v3 trailer: a v2 Relation
 			c.ColumnIDs = nil
-			trailer = len(c.Encode(nil)) // without the v2 trailer: a v1 Relation
+			valid[len(c.Encode(nil))] = true // without the v2 trailer: a v1 Relation
 		}
 		for n := range len(frame) {
-			if n == trailer {
+			if valid[n] {
 				continue
 			}
 			if got, err := DecodeDown(frame[:n]); !errors.Is(err, ErrMalformed) {
@@ -339,6 +345,10 @@ func TestMalformed(t *testing.T) {
 		{"pk without columns", false, []byte{byte(TypeRelation), 1, 0, 0, 0, 1, 0}},
 		{"huge column count", false, uv([]byte{byte(TypeRelation), 1, 0, 0}, 1<<50, 0, 0, 0, 0, 0)},
 		{"huge pk", false, uv([]byte{byte(TypeRelation), 1, 0, 0, 1, 0, 1, 0, 0, 0, 1}, math.MaxUint64)},
+		{"empty JSONMerge trailer", false, append(relV2(), 0)},
+		{"JSONMerge index out of range", false, append(relV2(), 1, 2)},
+		{"JSONMerge not ascending", false, append(relV2(), 2, 1, 1)},
+		{"JSONMerge count exceeds frame", false, append(relV2(), 3, 0)},
 		{"unknown flag", false, []byte{byte(TypeTxn), 1, 0x10, 0, 0, 0}},
 		{"huge reset count", false, uv([]byte{byte(TypeTxn), 1, 0, 0}, 1<<33, 0)},
 		{"reset id over 32 bits", false, uv([]byte{byte(TypeTxn), 1, 0, 0, 1}, 1<<32, 0)},
@@ -383,4 +393,12 @@ func TestTypeString(t *testing.T) {
 	if s := (&Error{Code: ErrResync, Message: "x"}).Error(); s != "lattice: resync: x" {
 		t.Errorf("Error.Error() = %q", s)
 	}
+}
+
+// relV2 is a version 2 Relation frame of two columns, for the JSONMerge
+// trailer's malformed cases.
+func relV2() []byte {
+	r := &Relation{RelID: 1, Table: "t", Columns: []Column{{Name: "a", Type: coltype.Type{Base: coltype.Int8}}, {Name: "b", Type: coltype.Type{Base: coltype.JSONB}}},
+		PK: []int{0}, ColumnIDs: []uint32{1, 2}}
+	return r.Encode(nil)
 }

@@ -147,6 +147,21 @@ var golden = []struct {
 		PK:        []int{0, 1},
 		ColumnIDs: []uint32{1, 2, 4},
 	}},
+	// Version 3: with the columns merged per key path (JSONMerge trailer).
+	{"relation_v3", &Relation{
+		RelID:  1,
+		Schema: "public",
+		Table:  "docs",
+		Columns: []Column{
+			{Name: "id", Type: typ(coltype.Int8, "bigint"), NotNull: true},
+			{Name: "body", Type: typ(coltype.JSONB, "jsonb"), JSONMerge: true},
+			{Name: "meta", Type: typ(coltype.JSON, "json")},
+			{Name: "extra", Type: typ(coltype.JSONB, "jsonb"), JSONMerge: true},
+		},
+		PK:        []int{0},
+		ColumnIDs: []uint32{1, 2, 3, 5},
+	}},
+	{"hello_v3", &Hello{Version: 3, ClientID: "c-7f3a", LogID: "log-01", LSN: 0x16B3748}},
 	{"txn", &Txn{
 		LSN:        0x16B3800,
 		Flags:      FlagFirst | FlagLast,

@@ -16,11 +16,13 @@ import "errors"
 //
 // Bump it whenever the wire format changes; the golden test in this package
 // (testdata/golden) fails on any change to the encoding.
-const Version = 2
+const Version = 3
 
 // MinVersion is the oldest version a service of this package serves.
 // Version 2 differs from 1 only by the Relation's ColumnIDs trailer, which
-// a service sends to clients that said Hello.Version >= 2.
+// a service sends to clients that said Hello.Version >= 2; version 3 from
+// 2 only by the Relation's JSONMerge trailer (Column.JSONMerge), sent to
+// clients that said Hello.Version >= 3.
 const MinVersion = 1
 
 // Path is the HTTP path of the protocol's WebSocket endpoint.

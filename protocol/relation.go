@@ -15,6 +15,11 @@ type Column struct {
 	// inserts that leave the column out ("" when Postgres' default has no
 	// local equivalent, e.g. a sequence, or there is none).
 	Default string
+	// JSONMerge (protocol version 3) says the column, json or jsonb, is
+	// merged per key path (lattice.electrify option json_merge): a client
+	// may write it as per-path changes (ColumnJSONChanges). Sent in the
+	// Relation's JSONMerge trailer, never to a session below version 3.
+	JSONMerge bool
 }
 
 // Relation describes a table before the first Txn that references it.
@@ -51,10 +56,30 @@ func (m *Relation) Encode(dst []byte) []byte {
 	for _, k := range m.PK {
 		dst = binary.AppendUvarint(dst, uint64(k))
 	}
-	if len(m.ColumnIDs) > 0 {
-		dst = binary.AppendUvarint(dst, uint64(len(m.ColumnIDs)))
-		for _, id := range m.ColumnIDs {
+	var merged []int
+	for i := range m.Columns {
+		if m.Columns[i].JSONMerge {
+			merged = append(merged, i)
+		}
+	}
+	ids := m.ColumnIDs
+	if len(ids) == 0 && len(merged) > 0 {
+		// The JSONMerge trailer follows the ColumnIDs trailer: without
+		// ids, they are sent as unknown (0).
+		ids = make([]uint32, len(m.Columns))
+	}
+	if len(ids) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(ids)))
+		for _, id := range ids {
 			dst = binary.AppendUvarint(dst, uint64(id))
+		}
+	}
+	if len(merged) > 0 {
+		// The version 3 trailer: the indexes of the columns merged per
+		// key path, ascending.
+		dst = binary.AppendUvarint(dst, uint64(len(merged)))
+		for _, i := range merged {
+			dst = binary.AppendUvarint(dst, uint64(i))
 		}
 	}
 	return dst
@@ -109,6 +134,29 @@ func (d *decoder) relation() *Relation {
 		m.ColumnIDs = make([]uint32, n)
 		for i := range m.ColumnIDs {
 			m.ColumnIDs[i] = d.u32()
+		}
+	}
+	if d.err == nil && d.remaining() > 0 {
+		// The version 3 trailer: the columns merged per key path, as
+		// strictly ascending indexes.
+		pos := d.off
+		n := d.count(1)
+		if n == 0 && d.err == nil {
+			d.failAt(pos, "empty JSONMerge trailer")
+		}
+		prev := -1
+		for range n {
+			pos := d.off
+			k := d.uvarint()
+			if d.err != nil {
+				break
+			}
+			if k >= uint64(len(m.Columns)) || int(k) <= prev {
+				d.failAt(pos, "JSONMerge column index out of range or not ascending")
+				break
+			}
+			prev = int(k)
+			m.Columns[k].JSONMerge = true
 		}
 	}
 	return m

@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/latticesync/lattice/client"
+	"github.com/latticesync/lattice/protocol"
 )
 
 // A jsonb column merged per key (lattice.electrify option json_merge), end
@@ -16,10 +18,10 @@ import (
 // offline, that had not seen the delete, stays (update wins over an unseen
 // delete); a delete that saw it removes it.
 //
-// These clients send whole documents (the per-path wire form,
-// protocol.ColumnJSONChanges, is not sent by the client yet): the service
-// merges a whole document as a set of every path it holds, so keys the
-// client had not seen survive.
+// These clients send their updates as per-path changes (the Relation
+// announces the column merged per key, protocol version 3);
+// server/writes TestJSONMergePerKey covers clients that send whole
+// documents.
 func TestSyncJSONMergePerKey(t *testing.T) {
 	e := newEnv(t, `CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb);
 		INSERT INTO docs VALUES (1, '{"title": "t", "n": 1}')`)
@@ -92,4 +94,77 @@ func TestSyncJSONMergePerKey(t *testing.T) {
 	})
 	waitEqual(t, e, a, pgQ, localQ)
 	waitEqual(t, e, b, pgQ, localQ)
+}
+
+// TestRelationJSONMerge: the Relation announces the columns merged per key
+// path to version 3 sessions only (the JSONMerge trailer); version 1 and 2
+// sessions get the frames of their version, without it.
+func TestRelationJSONMerge(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb, meta json, other jsonb)`)
+	e.exec("CALL lattice.electrify('docs', json_merge => ARRAY['body', 'meta'])")
+	for _, v := range []uint16{1, 2, 3} {
+		r := e.dialRaw(t)
+		r.send(&protocol.Hello{Version: v, Token: e.token("alice"), ClientID: "raw"})
+		if _, err := r.next(); err != nil {
+			t.Fatal(err)
+		}
+		r.send(&protocol.Subscribe{ReqID: 1, Shapes: []protocol.Shape{{ID: "a", Table: "docs"}}})
+		rel := r.relationOf("docs")
+		var merged []string
+		for _, c := range rel.Columns {
+			if c.JSONMerge {
+				merged = append(merged, c.Name)
+			}
+		}
+		want := "[]"
+		if v == 3 {
+			want = "[body meta]"
+		}
+		if got := fmt.Sprint(merged); got != want {
+			t.Errorf("version %d: columns merged per key %s, want %s", v, got, want)
+		}
+		if v >= 2 && len(rel.ColumnIDs) != 4 {
+			t.Errorf("version %d: column ids %v", v, rel.ColumnIDs)
+		}
+	}
+}
+
+// TestJSONMergeAfterColumnDrop: a per-path write made against the layout
+// before a column drop (offline) is remapped to the column's index now,
+// its ColumnJSONChanges bit kept.
+func TestJSONMergeAfterColumnDrop(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE docs (id bigint PRIMARY KEY, junk text, body jsonb);
+		INSERT INTO docs VALUES (1, 'j', '{"a": 0, "b": 0}')`)
+	e.exec("CALL lattice.electrify('docs', json_merge => ARRAY['body'])")
+	path := t.TempDir() + "/a.db"
+	a, stopA := e.clientAt(path)
+	e.subscribe(a, client.Shape{Table: "docs"})
+	const pgQ = `SELECT id, body->>'a', body->>'b' FROM docs`
+	const localQ = `SELECT id, json_extract(body, '$.a'), json_extract(body, '$.b') FROM docs`
+	waitEqual(t, e, a, pgQ, localQ)
+	stopA()
+	ctx := context.Background()
+	c, err := client.Open(ctx, path, &client.Options{URL: e.url, Token: e.token("alice"), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, `UPDATE docs SET body = json_set(body, '$.a', 1) WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	e.exec(`ALTER TABLE docs DROP COLUMN junk`)
+	a, _ = e.clientAt(path)
+	eventually(t, 20*time.Second, "a's edit in postgres", func() (bool, string) {
+		r := e.pgRows(pgQ)
+		return len(r) == 1 && r[0] == "1|1|0", fmt.Sprint(r)
+	})
+	e.exec(`UPDATE docs SET body = jsonb_set(body, '{b}', '2') WHERE id = 1`)
+	if err := a.Exec(ctx, `UPDATE docs SET body = json_set(body, '$.c', 3) WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the plain SQL edit and a's next in postgres", func() (bool, string) {
+		r := e.pgRows(`SELECT id, body->>'a', body->>'b', body->>'c' FROM docs`)
+		return len(r) == 1 && r[0] == "1|1|2|3", fmt.Sprint(r)
+	})
+	waitEqual(t, e, a, pgQ, localQ)
 }

@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/latticesync/lattice/coltype"
 	"github.com/latticesync/lattice/protocol"
@@ -158,6 +161,38 @@ func (s *session) columnIDs(rel *changelog.Rel) []uint32 {
 	return ids
 }
 
+// jsonMergeColumns returns rel's columns for a version 3 Relation: with
+// JSONMerge set on the json/jsonb columns merged per key path
+// (lattice.electrified.json_merge), read from Postgres when the table is
+// described. rel's own columns (shared, read-only) when there are none,
+// or when the setting cannot be read (logged: the client then writes
+// those columns whole, which the service merges as a set of the root).
+func (s *session) jsonMergeColumns(rel *changelog.Rel) []protocol.Column {
+	var names []string
+	err := s.svc.pool.QueryRow(s.ctx, `SELECT e.json_merge FROM lattice.electrified e WHERE e.relid = to_regclass($1)`,
+		catalog.QuoteIdent(rel.Schema)+"."+catalog.QuoteIdent(rel.Table)).Scan(&names)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		s.log.Warn("cannot read which columns are merged per key path; described as plain columns", "table", rel.Schema+"."+rel.Table, "err", err)
+	}
+	if len(names) == 0 {
+		return rel.Columns
+	}
+	var cols []protocol.Column
+	for i, c := range rel.Columns {
+		if !slices.Contains(names, c.Name) || c.Type.Array || (c.Type.Base != coltype.JSON && c.Type.Base != coltype.JSONB) {
+			continue
+		}
+		if cols == nil {
+			cols = slices.Clone(rel.Columns)
+		}
+		cols[i].JSONMerge = true
+	}
+	if cols == nil {
+		return rel.Columns
+	}
+	return cols
+}
+
 // mayHaveChanged reports whether table key's layout may have changed
 // while the service ran.
 func (s *Service) mayHaveChanged(key string) bool {
@@ -219,7 +254,8 @@ func (s *session) remapWrite(table string, cur *changelog.Rel, cols []uint32, va
 	outCols := make([]uint32, 0, len(cols))
 	outVals := make([]coltype.Value, 0, len(vals))
 	var lost []string
-	for k, c := range cols {
+	for k, col := range cols {
+		c := col &^ protocol.ColumnJSONChanges // the flag stays with the column
 		if int(c) >= len(sent.Attnums) || k >= len(vals) {
 			return cols, vals // malformed: the write path says so
 		}
@@ -228,7 +264,7 @@ func (s *session) remapWrite(table string, cur *changelog.Rel, cols []uint32, va
 			lost = append(lost, sent.Columns[c].Name)
 			continue
 		}
-		outCols = append(outCols, uint32(i))
+		outCols = append(outCols, uint32(i)|col&protocol.ColumnJSONChanges)
 		outVals = append(outVals, vals[k])
 	}
 	if len(lost) > 0 {

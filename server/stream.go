@@ -312,6 +312,9 @@ func (s *session) relID(rel *changelog.Rel) (uint32, error) {
 	if s.version >= 2 {
 		m.ColumnIDs = s.columnIDs(rel)
 	}
+	if s.version >= 3 {
+		m.Columns = s.jsonMergeColumns(rel)
+	}
 	s.described(rel)
 	err := s.send(m)
 	return id, err

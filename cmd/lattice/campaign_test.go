@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/latticesync/lattice/internal/pgtest"
+	"github.com/latticesync/lattice/merge"
 	"github.com/latticesync/lattice/server"
 )
 
@@ -30,8 +31,11 @@ import (
 // write with plain SQL (the sqlite3 shell when installed, else a plain
 // SQLite connection of this test: no Lattice code): inserts into an
 // insert-only table, updates, deletes and INSERT OR REPLACE of a mutable
-// one, some in multi-statement transactions. Meanwhile a plain-SQL writer
-// changes Postgres, replicas are paused (SIGSTOP, SIGCONT a few steps later)
+// one, some in multi-statement transactions, and json_set, json_remove and
+// json_patch of a jsonb column merged per key path (lattice.electrify
+// option json_merge): keys of a replica's own, shared keys and a whole
+// array. Meanwhile a plain-SQL writer
+// changes Postgres (jsonb_set, || and - on the documents too), replicas are paused (SIGSTOP, SIGCONT a few steps later)
 // and killed (SIGKILL; their files keep being written while they are down),
 // and the service is killed (SIGKILL) or stopped (SIGTERM) and restarted.
 // With LATTICE_FAILPOINTS-style fault points (campaignFaults) the replicas
@@ -39,8 +43,9 @@ import (
 // stream.
 //
 // At quiescence every row a replica committed to the insert-only table is
-// in Postgres exactly once, and every replica equals Postgres (what its
-// shapes select).
+// in Postgres exactly once, every replica's own document keys hold the
+// last value it committed (or are gone, if it last removed them) in
+// Postgres, and every replica equals Postgres (what its shapes select).
 //
 // CI runs LATTICE_CAMPAIGN_SEEDS (default 1) seeds of LATTICE_CAMPAIGN_OPS
 // (default 150) operations. The long mode (README, "Fault campaign"):
@@ -95,7 +100,9 @@ func envInt(t *testing.T, name string, def int) int {
 const campaignSQL = `
 CREATE TABLE item (id int PRIMARY KEY, v int NOT NULL, note text NOT NULL);
 CREATE TABLE entry (id text PRIMARY KEY, origin text NOT NULL, body text NOT NULL);
-INSERT INTO item SELECT i, 0, 'i' || i FROM generate_series(1, 8) i;`
+INSERT INTO item SELECT i, 0, 'i' || i FROM generate_series(1, 8) i;
+CREATE TABLE doc (id int PRIMARY KEY, body jsonb);
+INSERT INTO doc SELECT i, '{"n": 0, "arr": [0]}' FROM generate_series(1, 3) i;`
 
 // campaignProc is a restartable subprocess whose output is appended to a
 // log file.
@@ -271,16 +278,17 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 	svc.start()
 	t.Cleanup(func() { svc.kill(syscall.SIGKILL) })
 	waitCampaignHealthy(t, addr, svc)
-	if out, err := runCLI(t, svcEnv, "electrify", "item", "entry"); err != nil {
+	if out, err := runCLI(t, svcEnv, "electrify", "item", "entry", "doc"); err != nil {
 		t.Fatalf("electrify: %v\n%s", err, out)
 	}
+	pgExec(t, dbURL, `CALL lattice.electrify('doc', json_merge => ARRAY['body'])`)
 
 	tok, _ := server.SignToken([]byte(secret), "campaign", 24*time.Hour)
 	w := newSQLiteWriter()
 	replicas := make([]*campaignReplica, 5)
 	for i := range replicas {
 		r := &campaignReplica{name: fmt.Sprintf("r%d", i), path: filepath.Join(dir, fmt.Sprintf("r%d.db", i)), filtered: i >= 3}
-		args := []string{"replicate", "--url", "ws://" + addr, "--token", tok, "--db", r.path, "--log-level", "debug", "--shape", "entry", "--shape", "item"}
+		args := []string{"replicate", "--url", "ws://" + addr, "--token", tok, "--db", r.path, "--log-level", "debug", "--shape", "doc", "--shape", "entry", "--shape", "item"}
 		if r.filtered {
 			args = append(args, "--where", "v < 5")
 		}
@@ -299,7 +307,7 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 					p.start()
 				}
 			}
-			rows, err := sqliteRows(nil, r.path, "SELECT count(*) FROM item")
+			rows, err := sqliteRows(nil, r.path, "SELECT count(*) FROM item, doc")
 			return err == nil, fmt.Sprint(rows, err)
 		})
 	}
@@ -324,7 +332,7 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 				conn = c
 			}
 			var q string
-			switch r.Intn(5) {
+			switch r.Intn(7) {
 			case 0, 1:
 				q = fmt.Sprintf("UPDATE item SET v = (v + 1) %% 9, note = 'pg%d' WHERE id = %d", r.Intn(100), 1+r.Intn(10))
 			case 2:
@@ -334,6 +342,14 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 				q = fmt.Sprintf("DELETE FROM item WHERE id = %d", 1+r.Intn(10))
 			case 4:
 				q = fmt.Sprintf("INSERT INTO item VALUES (%d, %d, 'pgins') ON CONFLICT (id) DO UPDATE SET note = 'pgup'", 1+r.Intn(10), r.Intn(9))
+			case 5:
+				q = fmt.Sprintf("UPDATE doc SET body = jsonb_set(body, '{pg}', '%d') WHERE id = %d", r.Intn(100), 1+r.Intn(3))
+			case 6:
+				if r.Intn(2) == 0 {
+					q = fmt.Sprintf(`UPDATE doc SET body = body || '{"s%d": "pg%d"}' WHERE id = %d`, r.Intn(3), r.Intn(100), 1+r.Intn(3))
+				} else {
+					q = fmt.Sprintf("UPDATE doc SET body = body - 's%d' WHERE id = %d", r.Intn(3), 1+r.Intn(3))
+				}
 			}
 			// A deadlock with the service's own writes (a row both insert:
 			// the service cannot lock a row that does not exist yet) is
@@ -361,6 +377,11 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 
 	var mu sync.Mutex
 	committed := map[string]string{} // entry id -> replica that committed it
+	// ownKeys[doc id][replica][key]: the last value a replica committed to
+	// a key of its own ("$.<replica>.<key>" of the document), "" if it
+	// removed it last.
+	ownKeys := map[int]map[string]map[string]string{}
+	docWrites := 0 // committed replica writes of the documents
 	var entryN int
 	mark := func(format string, args ...any) {
 		line := fmt.Sprintf("==== test: "+format+"\n", args...)
@@ -421,7 +442,33 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 		}
 		var sql string
 		var ids []string
-		switch q := rng.Intn(10); {
+		var own func() // records a committed write of the replica's own document key
+		switch q := rng.Intn(13); {
+		case q >= 10: // the document merged per key path
+			d, k, v := 1+rng.Intn(3), fmt.Sprintf("k%d", rng.Intn(3)), fmt.Sprint(rng.Intn(1000))
+			switch x := rng.Intn(6); {
+			case x < 2:
+				sql = fmt.Sprintf("UPDATE doc SET body = json_set(body, '$.%s.%s', %s) WHERE id = %d", r.name, k, v, d)
+			case x < 3:
+				sql, v = fmt.Sprintf("UPDATE doc SET body = json_remove(body, '$.%s.%s') WHERE id = %d", r.name, k, d), ""
+			case x < 4:
+				sql, own = fmt.Sprintf(`UPDATE doc SET body = json_patch(body, '{"s%d": "%s%d"}') WHERE id = %d`, rng.Intn(3), r.name, step, d), func() {}
+			case x < 5:
+				sql, own = fmt.Sprintf("UPDATE doc SET body = json_set(body, '$.arr[#]', %d, '$.n', %d) WHERE id = %d", step, step, d), func() {}
+			default:
+				sql, own = fmt.Sprintf("UPDATE doc SET body = json_remove(body, '$.s%d') WHERE id = %d", rng.Intn(3), d), func() {}
+			}
+			if own == nil {
+				own = func() {
+					if ownKeys[d] == nil {
+						ownKeys[d] = map[string]map[string]string{}
+					}
+					if ownKeys[d][r.name] == nil {
+						ownKeys[d][r.name] = map[string]string{}
+					}
+					ownKeys[d][r.name][k] = v
+				}
+			}
 		case q < 4:
 			id, s := newEntry(r)
 			ids, sql = []string{id}, s
@@ -445,6 +492,10 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 			mu.Lock()
 			for _, id := range ids {
 				committed[id] = r.name
+			}
+			if own != nil {
+				own()
+				docWrites++
 			}
 			mu.Unlock()
 		}
@@ -484,6 +535,10 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 			lastDiff = fmt.Sprintf("%d committed entries missing from Postgres: %v", len(missing), missing)
 			return false
 		}
+		if d := ownKeysDiff(t, dbURL, ownKeys); d != "" {
+			lastDiff = d
+			return false
+		}
 		for _, r := range replicas {
 			if d := replicaDiff(t, dbURL, r); d != "" {
 				lastDiff = d
@@ -500,7 +555,8 @@ func runCampaign(t *testing.T, seed int64, steps int) {
 		b, _ := os.ReadFile(p.logPath)
 		fired += strings.Count(string(b), "\nfailpoint ")
 	}
-	t.Logf("seed %d: %d entries committed on replicas, %d faults fired, %d plain-SQL deadlocks retried, converged", seed, len(committed), fired, deadlocks.Load())
+	t.Logf("seed %d: %d entries and %d document writes committed on replicas, %d faults fired, %d plain-SQL deadlocks retried, converged",
+		seed, len(committed), docWrites, fired, deadlocks.Load())
 }
 
 func procsOf(rs []*campaignReplica) []*campaignProc {
@@ -528,9 +584,48 @@ func replicaDiff(t *testing.T, dbURL string, r *campaignReplica) string {
 			return fmt.Sprintf("%s differs from Postgres on %q:\n  postgres %v\n  replica  %v", r.name, q, want, got)
 		}
 	}
+	// Documents: compared as JSON (Postgres prints jsonb its own way).
+	want, got := pgRows(t, dbURL, "SELECT id, body FROM doc ORDER BY id"), []string(nil)
+	rows, err := sqliteRows(nil, r.path, "SELECT id, body FROM doc ORDER BY id")
+	if err != nil {
+		return fmt.Sprintf("%s: %v", r.name, err)
+	}
+	got = rows
+	canon := func(rows []string) []string {
+		var out []string
+		for _, row := range rows {
+			id, body, _ := strings.Cut(row, "|")
+			if c, err := merge.CanonicalJSON([]byte(body)); err == nil {
+				body = string(c)
+			}
+			out = append(out, id+"|"+body)
+		}
+		return out
+	}
+	if !slices.Equal(canon(want), canon(got)) {
+		return fmt.Sprintf("%s differs from Postgres on doc:\n  postgres %v\n  replica  %v", r.name, canon(want), canon(got))
+	}
 	out, err := sqliteRows(nil, r.path, "SELECT count(*) FROM _lattice_txns WHERE state IN ('pending', 'acked')")
 	if err != nil || len(out) != 1 || out[0] != "0" {
 		return fmt.Sprintf("%s: outstanding local transactions: %v %v", r.name, out, err)
+	}
+	return ""
+}
+
+// ownKeysDiff checks that each replica's own document keys hold, in
+// Postgres, the last value the replica committed (absent if it removed
+// them last): nobody else writes them, so per-key merging keeps them
+// whatever the others wrote to the document meanwhile. "" when they do.
+func ownKeysDiff(t *testing.T, dbURL string, ownKeys map[int]map[string]map[string]string) string {
+	for d, byReplica := range ownKeys {
+		for name, keys := range byReplica {
+			for k, v := range keys {
+				rows := pgRows(t, dbURL, fmt.Sprintf("SELECT coalesce(body->'%s'->>'%s', '') FROM doc WHERE id = %d", name, k, d))
+				if len(rows) != 1 || rows[0] != v {
+					return fmt.Sprintf("doc %d: %s's key %s is %q in Postgres, want %q (its last committed write)", d, name, k, rows, v)
+				}
+			}
+		}
 	}
 	return ""
 }

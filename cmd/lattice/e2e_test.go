@@ -431,3 +431,84 @@ func TestServeAsPlainRole(t *testing.T) {
 		t.Fatalf("replicate with a bad where: err=%v\n%s", err, out)
 	}
 }
+
+// TestReplicateJSONMergePerKey: two `lattice replicate` replicas of a table
+// whose jsonb column is merged per key path (lattice.electrify option
+// json_merge), written by plain SQLite programs on the replica files:
+// each json_sets a different key of one document, and json_removes
+// another, while its document is stale on the other's key (one replica is
+// stopped meanwhile); plain SQL in Postgres jsonb_sets a third. Postgres
+// and both replicas end with every edit.
+func TestReplicateJSONMergePerKey(t *testing.T) {
+	dbURL := pgtest.DB(t)
+	pgExec(t, dbURL, `CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb);
+		INSERT INTO docs VALUES (1, '{"a": 0, "b": 0, "c": 0, "x": true, "y": true}')`)
+	addr := freeAddr(t)
+	env := []string{"DATABASE_URL=" + dbURL, "LATTICE_AUTH_SECRET=" + secret, "LATTICE_LISTEN=" + addr, "LATTICE_DATA_DIR=" + t.TempDir()}
+	svc := start(t, env, "serve")
+	waitHealthy(t, addr, svc)
+	pgExec(t, dbURL, `CALL lattice.electrify('docs', json_merge => ARRAY['body'])`)
+	tok, _ := server.SignToken([]byte(secret), "e2e", time.Hour)
+	dir := t.TempDir()
+	replicas := []string{filepath.Join(dir, "r1.db"), filepath.Join(dir, "r2.db")}
+	reps := make([]*proc, 2)
+	replicate := func(i int) {
+		reps[i] = start(t, nil, "replicate", "--url", "ws://"+addr, "--token", tok, "--db", replicas[i], "--shape", "docs")
+	}
+	const localQ = `SELECT json_extract(body, '$.a'), json_extract(body, '$.b'), json_extract(body, '$.c'),
+		json_type(body, '$.x') IS NOT NULL, json_type(body, '$.y') IS NOT NULL FROM docs`
+	const pgQ = `SELECT body->>'a', body->>'b', body->>'c', (body ? 'x')::int, (body ? 'y')::int FROM docs`
+	wait := func(i int, want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := sqliteRows(t, replicas[i], localQ)
+			if err == nil && strings.Join(got, ",") == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d: got %v (%v), want %s\nreplicate log:\n%s", i, got, err, want, reps[i].out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitPG := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got := pgRows(t, dbURL, pgQ)
+			if strings.Join(got, ",") == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("postgres: got %v, want %s\nreplicate logs:\n%s\n%s", got, want, reps[0].out.String(), reps[1].out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	sqliteExec := func(i int, sql string) {
+		t.Helper()
+		if _, err := sqliteRows(t, replicas[i], sql); err != nil {
+			t.Fatalf("sqlite3 %s on replica %d: %v", sql, i, err)
+		}
+	}
+	replicate(0)
+	replicate(1)
+	wait(0, "0|0|0|1|1")
+	wait(1, "0|0|0|1|1")
+
+	// Replica 1 stops (offline); replica 0 edits a and removes x; Postgres
+	// sets c; then replica 1, offline, edits b and removes y on its stale
+	// document (later than both) and comes back.
+	reps[1].kill(syscall.SIGTERM)
+	sqliteExec(0, `UPDATE docs SET body = json_remove(json_set(body, '$.a', 1), '$.x') WHERE id = 1`)
+	waitPG("1|0|0|0|1")
+	pgExec(t, dbURL, `UPDATE docs SET body = jsonb_set(body, '{c}', '3') WHERE id = 1`)
+	wait(0, "1|0|3|0|1")
+	sqliteExec(1, `UPDATE docs SET body = json_remove(json_set(body, '$.b', 2), '$.y') WHERE id = 1`)
+	replicate(1)
+	const want = "1|2|3|0|0"
+	waitPG(want)
+	wait(0, want)
+	wait(1, want)
+}

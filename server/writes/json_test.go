@@ -69,7 +69,7 @@ func TestJSONMergePerKey(t *testing.T) {
 	e.apply(later("a", 4*time.Hour, seenV(upd("docs", I(1), nil, 2, T("n2")), 0)))
 	wantRow(t, e, "docs", "id = 1", `1|{"w": 2, "x": 1, "y": [1, 2]}|n2`)
 
-	// Per-path changes for a column not merged per key are refused.
+	// Per-path changes for a column that is not json are refused.
 	bad := txn("a", 0, seenV(upd("docs", I(1), nil, 2, T("x")), 0))
 	bad.HLC = nowHLC(5 * time.Hour)
 	bad.Changes[0].JSON = map[int][]merge.JSONChange{2: {jset(`1`, "k")}}
@@ -89,4 +89,22 @@ func TestJSONMergePerKey(t *testing.T) {
 	if err := e.pool.QueryRow(e.ctx, "SELECT json_merge FROM lattice.electrified WHERE relid = 'docs'::regclass").Scan(&jm); err != nil || len(jm) != 1 || jm[0] != "body" {
 		t.Errorf("json_merge after electrify(t): %v %v", jm, err)
 	}
+}
+
+// A client that still holds a column as merged per key path after
+// json_merge was turned off sends per-path changes: they apply to the
+// column's value, written whole (last writer wins), not refused.
+func TestJSONChangesAfterMergeOff(t *testing.T) {
+	e := newEnv(t, docsSQL)
+	e.exec("CALL lattice.electrify('docs')")
+	e.apply(txn("c0", 10, seenV(ins("docs", I(1), I(1), T(`{"a": 1, "b": {"c": 1}}`), T("note")), 0)))
+	later := txn("a", 0, seenV(patch(1, jset(`2`, "b", "d"), jdel("a")), 1))
+	later.HLC = nowHLC(time.Hour)
+	e.apply(later)
+	wantRow(t, e, "docs", "id = 1", `1|{"b": {"c": 1, "d": 2}}|note`)
+	// A delete of the root: NULL.
+	root := txn("a", 0, seenV(patch(1, jdel()), 2))
+	root.HLC = nowHLC(2 * time.Hour)
+	e.apply(root)
+	wantRow(t, e, "docs", "id = 1", `1|NULL|note`)
 }

@@ -224,8 +224,12 @@ func (r *run) prepare(ctx context.Context) error {
 				}
 			}
 			for c := range ch.JSON {
-				if c < 0 || c >= len(t.cols) || !written[c] || t.jsonMerge == nil || !t.jsonMerge[c] {
-					return badChange(i, "%s: per-path JSON changes for column %d, which the change does not write or which is not merged per key (lattice.electrify option json_merge)", t.name, c)
+				// A json/jsonb column no longer merged per key (json_merge
+				// turned off after the client was told) takes the changes
+				// applied to its value (apply, plainJSON).
+				if c < 0 || c >= len(t.cols) || !written[c] || t.isPK[c] || t.cols[c].Type.Array ||
+					(t.cols[c].Type.Base != coltype.JSON && t.cols[c].Type.Base != coltype.JSONB) {
+					return badChange(i, "%s: per-path JSON changes for column %d, which the change does not write or which is not a json/jsonb column", t.name, c)
 				}
 			}
 			op.Set, op.Values = set, ch.Values
@@ -783,10 +787,47 @@ func (r *run) seenAt(sr *simRow, v uint64, stamp merge.Stamp) []merge.Stamp {
 	return seen
 }
 
+// plainJSON turns the per-path changes of an op for json/jsonb columns
+// that are not merged per key path (json_merge turned off while a client
+// still held the column as merged) into whole values: the changes applied
+// to the column's value as the row holds it (a last-writer-wins write of
+// the result, as if the client had sent it whole).
+func (s *simulation) plainJSON(sr *simRow, op *merge.Op, change int) *Rejected {
+	t := sr.st.t
+	ch := &s.r.txn.Changes[change]
+	if len(ch.JSON) == 0 || op.Kind != merge.Upsert {
+		return nil
+	}
+	cloned := false
+	for k, c := range op.Set {
+		changes, ok := ch.JSON[c]
+		if !ok || (t.jsonMerge != nil && t.jsonMerge[c]) {
+			continue
+		}
+		doc, err := merge.ApplyJSONChanges(canonicalText(sr.texts[c]), changes)
+		if err != nil {
+			return badChange(change, "%s column %s: per-path changes on its value: %v", t.name, t.cols[c].Name, err)
+		}
+		if !cloned {
+			op.Values = slices.Clone(op.Values)
+			cloned = true
+		}
+		if doc == nil {
+			op.Values[k] = coltype.Value{}
+		} else {
+			op.Values[k] = coltype.Value{Kind: coltype.Text, B: doc}
+		}
+	}
+	return nil
+}
+
 // apply merges a client op into the row and records the columns whose
 // value changed.
 func (s *simulation) apply(sr *simRow, op merge.Op, change int) *Rejected {
 	t := sr.st.t
+	if rej := s.plainJSON(sr, &op, change); rej != nil {
+		return rej
+	}
 	nr := merge.Apply(sr.row, op)
 	if op.Kind == merge.Upsert {
 		for k, c := range op.Set {

@@ -5,7 +5,27 @@ import { useRow, useRows } from '../db/hooks';
 import { addComment, changeStatus, deleteComment, deleteIssue, moveToProject, updateIssue } from '../db/mutations';
 import { PRIORITIES, PRIORITY_LABEL, STATUSES, STATUS_LABEL, type Comment, type Issue, type Priority, type Project, type Status } from '../db/model';
 import { ago } from '../lib/time';
+import { schema } from '../generated';
 import { Avatar, EditableText, ErrorNote, PriorityIcon, StatusIcon } from './ui';
+
+// The columns this build of the app was generated for (lattice generate).
+// Columns a later migration adds reach the local database without a new
+// build; the detail view lists them as extra fields.
+const KNOWN_ISSUE_COLUMNS = new Set<string>(schema.tables.find((t) => t.name === 'issue')?.columns.map((c) => c.name) ?? []);
+
+function ExtraFields({ row }: { row: object }) {
+  const extra = Object.entries(row).filter(([k]) => !KNOWN_ISSUE_COLUMNS.has(k));
+  if (extra.length === 0) return null;
+  return (
+    <div className="facts extra-fields" data-testid="extra-fields">
+      {extra.map(([name, value]) => (
+        <div key={name} data-testid="extra-field" data-name={name}>
+          <span className="muted">{name}</span> <b data-testid="extra-value">{value === null ? '—' : String(value)}</b>
+        </div>
+      ))}
+    </div>
+  );
+}
 
 export function IssueDetail({ projectId, issueId, user }: { projectId: string; issueId: string; user: string }) {
   const db = useLattice();
@@ -133,6 +153,7 @@ export function IssueDetail({ projectId, issueId, user }: { projectId: string; i
           </div>
           <div>Updated {ago(issue.modified)}</div>
         </div>
+        <ExtraFields row={issue} />
         <button
           className="danger"
           data-testid="detail-delete"

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/latticesync/lattice/client"
 	"github.com/latticesync/lattice/internal/pgtest"
 	"github.com/latticesync/lattice/server"
@@ -66,33 +64,7 @@ func newPGEnv(t *testing.T, setup ...string) *pgEnv {
 // row, columns separated by |, NULL as <nil>.
 func (e *pgEnv) pgRows(sql string) []string {
 	e.t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.dbURL)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
-	if err != nil {
-		e.t.Fatalf("query %q: %v", sql, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var parts []string
-		for _, b := range rows.RawValues() {
-			if b == nil {
-				parts = append(parts, "<nil>")
-			} else {
-				parts = append(parts, string(b))
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	if err := rows.Err(); err != nil {
-		e.t.Fatal(err)
-	}
-	return out
+	return pgtest.Rows(e.t, e.dbURL, sql)
 }
 
 // runningClient is a client on path, connected (Run) until stop.

@@ -363,34 +363,7 @@ func (e *env) subscribe(c *client.Client, sh client.Shape) {
 // pgRows returns the rows of a query in Postgres as text (NULL as "<nil>").
 func (e *env) pgRows(sql string) []string {
 	e.t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.dbURL)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
-	if err != nil {
-		e.t.Fatalf("query %q: %v", sql, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		raw := rows.RawValues()
-		parts := make([]string, len(raw))
-		for i, b := range raw {
-			if b == nil {
-				parts[i] = "<nil>"
-			} else {
-				parts[i] = string(b)
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	if err := rows.Err(); err != nil {
-		e.t.Fatal(err)
-	}
-	return out
+	return pgtest.Rows(e.t, e.dbURL, sql)
 }
 
 // localRows returns the rows of a query on the client as text.

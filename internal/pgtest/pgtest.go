@@ -9,6 +9,7 @@ package pgtest
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -98,4 +99,38 @@ func Exec(tb testing.TB, url string, sql ...string) {
 			tb.Fatalf("exec %q: %v", q, err)
 		}
 	}
+}
+
+// Rows returns the rows of a query on url as text, one string per row,
+// columns separated by |, NULL as <nil>; it fails the test on error.
+func Rows(tb testing.TB, url, sql string) []string {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		tb.Fatalf("query %q: %v", sql, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		raw := rows.RawValues()
+		parts := make([]string, len(raw))
+		for i, b := range raw {
+			if b == nil {
+				parts[i] = "<nil>"
+			} else {
+				parts[i] = string(b)
+			}
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
